@@ -7,8 +7,9 @@ Rules (each has a row in tests/test_answers.py):
    starts a new problem (`Question:`, `Q:`, `Problem:`) or at a chat/end-of-text special token. A
    model that answers and then invents "Question: … #### 7" is graded on what came before.
 2. **Recognised final-answer forms**: `#### N`, `#### The final answer is N`, `The final answer is N`,
-   `The answer is N`, `A: N` (at the start of a line) and `\\boxed{N}`. Case-insensitive; `:`, `=`, `*`
-   (markdown bold) and spaces may stand between the phrase and N.
+   `The answer is N`, `A: N` (at the start of a line) and `\\boxed{N}`. `####` phrases are
+   case-insensitive, `answer is` may be capitalised (`Answer is`); `:`, `=`, `*` (markdown bold) and
+   spaces may stand between the phrase and N.
 3. **Numbers** are read exactly (as fractions, so `0.5 == .50`, `1,200 == 1200.0`): an optional sign
    (`-` or the Unicode minus, before or after a currency sign), an optional `$ € £`, digits with
    correct thousands groups (`1,234,567`), an optional decimal part, an optional `/denominator`.
@@ -19,6 +20,8 @@ Rules (each has a row in tests/test_answers.py):
    - several candidates on one answer line: `5 or 6`, `5, 6`, `5-6`, `5 to 6`, `4 2`, `2+3=5`;
    - answer lines that disagree with each other (`#### 5` … `#### 6`): hedging is not rewarded,
      while repeating the same answer is harmless.
+   A phrase followed later on its line by `=` starts a calculation, not an answer, and is skipped
+   ("the final answer is 15 gallons * 8 = 120 pints" is a step; its answer line comes after).
 5. **Bounded time.** Every regex is linear (no nested quantifiers), the number after a marker is read
    from a window of at most 64 characters, so a megabyte of `####`, digits and commas is graded in
    milliseconds.
@@ -26,28 +29,29 @@ Rules (each has a row in tests/test_answers.py):
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
 from fractions import Fraction
+from typing import NamedTuple
 
-# Where an invented follow-up problem (or the end-of-text marker the tokenizer did not strip) begins.
-_CONTINUATION = re.compile(
-    r"\n[ \t]*(?:Question|Q|Problem)[ \t]*:|<\|(?:endoftext|im_end|im_start)\|>|</s>", re.ASCII
-)
-# The start of a final answer. Named groups tell the forms apart; the canonical training form is
-# `#### The final answer is N` (group `canon`).
-_MARKER = re.compile(
-    r"(?P<hashes>####[ \t]*(?P<canon>the[ \t]+final[ \t]+answer[ \t]+is)?)"
-    r"|(?P<phrase>(?:the[ \t]+)?(?:final[ \t]+)?answer[ \t]+is)"
-    r"|(?P<a>^[ \t]*A[ \t]*:)"
-    r"|(?P<boxed>\\boxed[ \t]*\{)",
-    re.IGNORECASE | re.MULTILINE | re.ASCII,
-)
+Number = int | Fraction  # exact: integers stay int, decimals and fractions are Fractions
+
+# Where an invented follow-up problem begins (a line starting `Question:`, `Q:` or `Problem:`), or an
+# end-of-text marker the tokenizer did not strip.
+_CONTINUATION = re.compile(r"\n[ \t]*(?:Question|Q|Problem)[ \t]*:", re.ASCII)
+_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "</s>")
+# Answer markers are found with `str.find` on a literal (C speed) and confirmed by an anchored regex.
+_CANONICAL = "#### The final answer is"
+_HASHES_TAIL = re.compile(r"[ \t]*(?P<canon>the[ \t]+final[ \t]+answer[ \t]+is)?", re.IGNORECASE | re.ASCII)
+_PHRASE = re.compile(r"answer[ \t]+is", re.IGNORECASE | re.ASCII)
+_BOXED = re.compile(r"\\boxed[ \t]*\{", re.ASCII)
 _NUMBER = re.compile(
     r"[ \t:=*]*"  # separators between the phrase and N
     r"(?P<neg>[-\u2212][ \t]*)?[$\u20ac\u00a3]?[ \t]*(?P<neg2>[-\u2212])?"
     r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?P<dec>\.\d+)?"
     r"(?:[ \t]*/[ \t]*(?P<den>\d+))?",
+    re.ASCII,
 )
 # What may not follow N: more digits glued on by `,` or `.` (a malformed number) or a second candidate.
 _AMBIGUOUS_TAIL = re.compile(
@@ -56,11 +60,10 @@ _AMBIGUOUS_TAIL = re.compile(
 _WINDOW = 64  # characters read after a marker
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """The outcome of reading a completion: `value` is None when there is no usable final answer."""
 
-    value: Fraction | None
+    value: Number | None
     canonical: bool = False  # an answer line used the `#### The final answer is N` form
     reason: str = ""  # why `value` is None ("no final answer", "malformed number", "conflicting answers")
 
@@ -72,7 +75,8 @@ class _Malformed(Exception):
     """A number stands where the answer should be, but it cannot be read unambiguously."""
 
 
-def parse_number(text: str) -> Fraction | None:
+@functools.lru_cache(maxsize=65536)
+def parse_number(text: str) -> Number | None:
     """Read `text` as exactly one number (gold answers, `final_answer` columns); None if it is not."""
     try:
         value, end = _read_number(text.strip(), 0)
@@ -81,57 +85,106 @@ def parse_number(text: str) -> Fraction | None:
     return value if end == len(text.strip()) or not text.strip()[end:].strip(" .") else None
 
 
-def _read_number(text: str, pos: int) -> tuple[Fraction | None, int]:
+def _read_number(text: str, pos: int) -> tuple[Number | None, int]:
     """Read N at `pos`: (value, end) — value None when no number stands there; _Malformed when hacked."""
-    window = text[pos : pos + _WINDOW]
-    m = _NUMBER.match(window)
+    m = _NUMBER.match(text, pos, pos + _WINDOW)
     if not m or (m["int"] is None and m["dec"] is None):
         return None, pos
     if m["neg"] and m["neg2"]:
         raise _Malformed
     if m["den"] is not None and m["dec"] is not None:
         raise _Malformed
-    if _AMBIGUOUS_TAIL.match(window, m.end()):
+    if _AMBIGUOUS_TAIL.match(text, m.end(), pos + _WINDOW):
         raise _Malformed
-    value = Fraction((m["int"] or "0").replace(",", "") + (m["dec"] or ""))
+    digits = (m["int"] or "0").replace(",", "")
+    value: Number = int(digits) if m["dec"] is None else Fraction(digits + m["dec"])
     if m["den"] is not None:
         if int(m["den"]) == 0:
             raise _Malformed
-        value /= int(m["den"])
-    return (-value if m["neg"] or m["neg2"] else value), pos + m.end()
+        value = Fraction(value, int(m["den"]))
+    return (-value if m["neg"] or m["neg2"] else value), m.end()
 
 
 def answer_segment(completion: str) -> str:
     """The part of a completion that is graded: everything before an invented next problem."""
+    end = len(completion)
     cut = _CONTINUATION.search(completion)
-    return completion if cut is None else completion[: cut.start()]
+    if cut is not None:
+        end = cut.start()
+    if "<" in completion:
+        for token in _SPECIAL_TOKENS:
+            i = completion.find(token, 0, end)
+            if i != -1:
+                end = i
+    return completion[:end]
 
 
+def _markers(text: str) -> list[tuple[int, bool]]:
+    """(position right after a final-answer marker, whether it is the canonical form), in any order.
+
+    `#` and `\\` are rare: finding them first (a memchr, nearly free) spares a full scan for `####` and
+    `\\boxed`; a typical completion costs two full scans, for `answer is` and `A:`."""
+    found: list[tuple[int, bool]] = []
+    i = text.find("#")
+    i = text.find("####", i) if i != -1 else -1
+    while i != -1:
+        if text.startswith(_CANONICAL, i):  # the trained form, spelled exactly: skip the regex
+            found.append((i + len(_CANONICAL), True))
+        else:
+            tail = _HASHES_TAIL.match(text, i + 4)
+            found.append((tail.end(), tail["canon"] is not None))
+        i = text.find("####", i + 4)
+    canonical_ends = {end for end, canon in found if canon}
+    i = text.find("nswer")  # "answer is" / "Answer is"
+    while i != -1:
+        phrase = _PHRASE.match(text, i - 1) if i else None
+        if phrase and phrase.end() not in canonical_ends:
+            found.append((phrase.end(), False))
+        i = text.find("nswer", i + 5)
+    i = text.find("\\")
+    i = text.find("\\boxed", i) if i != -1 else -1
+    while i != -1:
+        boxed = _BOXED.match(text, i)
+        if boxed:
+            found.append((boxed.end(), False))
+        i = text.find("\\boxed", i + 6)
+    i = text.find("A:")
+    while i != -1:
+        if not text[text.rfind("\n", 0, i) + 1 : i].strip(" \t"):  # `A:` opens its line
+            found.append((i + 2, False))
+        i = text.find("A:", i + 2)
+    return found
+
+
+@functools.lru_cache(maxsize=8192)
 def extract(completion: str) -> Answer:
-    """Read a completion's final answer under the module's rules."""
+    """Read a completion's final answer under the module's rules.
+
+    Cached: TRL scores a batch with each reward in turn, and every GSM8K reward reads the answer."""
     segment = answer_segment(completion)
-    found: Fraction | None = None
+    found: Number | None = None
     canonical = False
-    for marker in _MARKER.finditer(segment):
+    for start, is_canonical in _markers(segment):
         try:
-            value, _ = _read_number(segment, marker.end())
+            value, end = _read_number(segment, start)
         except _Malformed:
             return Answer(None, reason="malformed or ambiguous number")
-        if value is None:
-            continue
+        line_end = segment.find("\n", end, end + _WINDOW)
+        if value is None or segment.find("=", end, line_end if line_end != -1 else end + _WINDOW) != -1:
+            continue  # no number, or the start of a calculation ("the answer is 15 * 8 = 120")
         if found is not None and value != found:
             return Answer(None, reason="conflicting answers")
         found = value
-        canonical = canonical or marker["canon"] is not None
+        canonical = canonical or is_canonical
     return NO_ANSWER if found is None else Answer(found, canonical=canonical)
 
 
-def same_number(a: Fraction | None, b: Fraction | None) -> bool:
+def same_number(a: Number | None, b: Number | None) -> bool:
     """Exact comparison; a missing answer never equals anything."""
     return a is not None and b is not None and a == b
 
 
-def format_number(value: Fraction) -> str:
+def format_number(value: Number) -> str:
     """Canonical text for a number (`-3`, `0.5`, `1000`, `1/3`): exact, and stable across runs."""
     d, twos_fives = value.denominator, 0
     for p in (2, 5):

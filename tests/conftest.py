@@ -1,0 +1,20 @@
+"""Shared fixtures: no hub access, a tiny offline model built once per session, the real GSM8K."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of the seeded random tiny Qwen2 (`builtin:tiny-qwen2`), built into a session cache."""
+    os.environ.setdefault("GRPO_RLVR_CACHE", str(tmp_path_factory.mktemp("grpo-rlvr-cache")))
+    from grpo_rlvr.tiny import resolve_model_path
+
+    return resolve_model_path("builtin:tiny-qwen2")

@@ -1,0 +1,190 @@
+"""Data loading, validation, prompts, prompt lengths and `grpo-rlvr prepare`."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from grpo_rlvr import data
+from grpo_rlvr.cli import main as cli
+
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+ROW = {"question": "Ann has 2 pens and buys 3. How many?", "answer": "2+3=<<2+3=5>>5\n#### 5"}
+
+
+def _jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_gold_is_exact_and_canonical() -> None:
+    assert data.gold_from_solution("x\n#### 1,200") == "1200"
+    assert data.gold_from_solution("x\n#### -3") == "-3"
+    assert data.gold_from_solution("x\n#### 0.50") == "0.5"
+    with pytest.raises(ValueError, match="not a number"):
+        data.gold_from_solution("x\n#### twelve")
+    with pytest.raises(ValueError, match="no '####' line"):
+        data.gold_from_solution("no gold here")
+
+
+def test_training_solution_drops_calculator_notes() -> None:
+    assert data.training_solution(ROW["answer"]) == (
+        "Let's think step by step. 2+3=5\n#### The final answer is 5"
+    )
+
+
+def test_prompt_has_k_shots_in_the_documented_format() -> None:
+    for k in range(9):
+        prompt = data.build_prompt("What is 1+1?", k)
+        assert prompt.count("Question: ") == k + 1
+        assert prompt.count("#### The final answer is ") == k
+        assert prompt.endswith("Question: What is 1+1?\nSolution: Let's think step by step.")
+    two = data.build_prompt("Q?", 2)
+    q0, a0 = data.EXEMPLARS[0]
+    assert two.startswith(f"Question: {q0}\nSolution: Let's think step by step. ")
+    assert "\n#### The final answer is 12\n\nQuestion: " in two
+    assert data.build_prompt("Q?", 8) == data.build_prompt("Q?", 8)  # fixed, no randomness
+    with pytest.raises(ValueError):
+        data.build_prompt("Q?", 9)
+
+
+def test_exemplars_are_disjoint_from_gsm8k_and_well_formed() -> None:
+    questions = set()
+    for split in ("train", "test"):
+        with (GSM8K / f"{split}.jsonl").open() as f:
+            questions |= {json.loads(line)["question"].strip() for line in f}
+    assert len(data.EXEMPLARS) == data.MAX_SHOTS
+    for q, a in data.EXEMPLARS:
+        assert q not in questions
+        data.gold_from_solution(a)  # each exemplar has a readable gold
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_loads_each_file_format_and_folders(tmp_path: Path, suffix: str) -> None:
+    rows = [ROW, {"prompt": "Say 7.", "final_answer": "7"}]
+    path = tmp_path / "channel" / f"part{suffix}"
+    path.parent.mkdir()
+    if suffix == ".jsonl":
+        _jsonl(path, [json.dumps(r) for r in rows])
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows))
+    else:
+        pq.write_table(pa.Table.from_pylist([ROW]), path)
+    examples, report = data.load_examples(tmp_path / "channel")
+    assert report.kept == len(examples) == (1 if suffix == ".parquet" else 2)
+    assert examples[0]["final_answer"] == "5"
+
+
+def test_bad_rows_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    path = _jsonl(
+        tmp_path / "d.jsonl",
+        [
+            json.dumps(ROW),
+            "{not json",
+            json.dumps({"question": " ", "answer": "#### 1"}),
+            json.dumps({"question": "Q", "answer": "#### lots"}),
+            json.dumps({"question": "Q"}),
+            json.dumps([1, 2]),
+        ],
+    )
+    examples, report = data.load_examples(path)
+    assert len(examples) == 1
+    assert report.problems == [
+        f"{path}:2: malformed JSON line: Expecting property name enclosed in double quotes",
+        f"{path}:3: empty question",
+        f"{path}:4: gold answer is not a number: 'lots'",
+        f"{path}:5: missing field: answer (need question+answer, or prompt)",
+        f"{path}:6: not a JSON object: list",
+    ]
+    assert report.summary().startswith("1 rows kept, 5 dropped (")
+
+
+def test_split_is_reproducible_and_disjoint() -> None:
+    examples = [{"i": i} for i in range(100)]
+    train, val = data.split_train_val(examples, 0.1, seed=42)
+    assert (len(train), len(val)) == (90, 10)
+    assert data.split_train_val(examples, 0.1, seed=42) == (train, val)
+    assert data.split_train_val(examples, 0.1, seed=1)[1] != val
+    assert {e["i"] for e in train}.isdisjoint(e["i"] for e in val)
+
+
+def test_prompt_rows_are_kept_and_shots_for_them_are_an_error() -> None:
+    rows = [{"prompt": "Say 7.", "final_answer": "7"}]
+    assert data.add_prompts(rows, 0) == rows
+    with pytest.raises(data.DataError, match="num_shots: 0"):
+        data.add_prompts(rows, 4)
+
+
+class _CharTokenizer:
+    """One token per character: enough to test the length policy without a model."""
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [list(t) for t in texts]}
+
+
+def test_prompts_are_never_cut_only_dropped_or_refused() -> None:
+    examples = data.add_prompts([{"question": "short", "final_answer": "1"},
+                                 {"question": "long " * 100, "final_answer": "1"}], 0)
+    limit = len(examples[0]["prompt"])
+    kept, dropped = data.enforce_prompt_limit(examples, _CharTokenizer(), limit, "drop")
+    assert (kept, dropped) == ([examples[0]], 1)
+    assert kept[0]["prompt"] == examples[0]["prompt"]  # untouched
+    with pytest.raises(data.DataError, match="1 of 2 prompts are longer than max_prompt_tokens"):
+        data.enforce_prompt_limit(examples, _CharTokenizer(), limit, "fail")
+    with pytest.raises(data.DataError):  # nothing would be left
+        data.enforce_prompt_limit(examples, _CharTokenizer(), 3, "drop")
+
+
+def test_prepare_writes_channels_and_counts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli(["prepare", "--source", str(GSM8K / "test.jsonl"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1319 rows, none dropped" in out and "train=1187 val=132" in out
+    train = (tmp_path / "train" / "data.jsonl").read_text().splitlines()
+    val = (tmp_path / "val" / "data.jsonl").read_text().splitlines()
+    assert (len(train), len(val)) == (1187, 132)
+    again = tmp_path / "again"
+    cli(["prepare", "--source", str(GSM8K / "test.jsonl"), "--out", str(again)])
+    assert (again / "val" / "data.jsonl").read_text().splitlines() == val  # seed 42 by default
+    assert all("final_answer" in json.loads(line) for line in train)
+
+
+def test_prepare_prints_prompt_token_statistics(tmp_path: Path, tiny_model: str,
+                                                capsys: pytest.CaptureFixture) -> None:
+    rows = tmp_path / "rows.jsonl"
+    _jsonl(rows, [json.dumps(ROW)] * 10)
+    assert cli(["prepare", "--source", str(rows), "--out", str(tmp_path / "o"),
+                "--tokenizer", tiny_model, "--shots", "2"]) == 0
+    assert "prompt tokens (2-shot): min=" in capsys.readouterr().out
+
+
+BAD_FILES = {
+    "empty": ("", "the source holds no rows"),
+    "not_json": ("this is not json\nnor this\n", "malformed JSON line"),
+    "missing_fields": ('{"question": "Q"}\n{"answer": "#### 3"}\n', "missing field"),
+    "non_numeric_gold": ('{"question": "Q", "answer": "#### many"}\n', "gold answer is not a number"),
+    "bad_final_answer": ('{"prompt": "P", "final_answer": "x"}\n', "final_answer is not a number"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_prepare_fails_clearly_on_unusable_data(tmp_path: Path, name: str,
+                                                capsys: pytest.CaptureFixture) -> None:
+    content, message = BAD_FILES[name]
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text(content)
+    assert cli(["prepare", "--source", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grpo-rlvr prepare: error: no usable rows in") and message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_fails_on_missing_path_and_unreadable_parquet(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    assert cli(["prepare", "--source", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
+    assert "data path does not exist" in capsys.readouterr().err
+    (tmp_path / "x.parquet").write_bytes(b"not parquet")
+    assert cli(["prepare", "--source", str(tmp_path / "x.parquet"), "--out", str(tmp_path)]) == 2
+    assert "not a readable Parquet file" in capsys.readouterr().err
