@@ -59,4 +59,4 @@ def resolve(names: list[str], kwargs: dict[str, dict[str, Any]] | None = None) -
 
 
 # Built-in rewards register themselves on import.
-from grpo_rlvr.rewards import gsm8k  # noqa: E402,F401
+from grpo_rlvr.rewards import code_exec, gsm8k, keywords  # noqa: E402,F401

@@ -1,0 +1,209 @@
+"""The code_exec sandbox: correct code scores 1.0, hostile code scores 0 and the test process stays
+healthy. Every hostile case is followed by a correct program that must still score 1.0 quickly."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from grpo_rlvr.rewards import resolve
+from grpo_rlvr.rewards.code_exec import (
+    Limits,
+    _sandbox_processes,
+    check_sandbox,
+    code_exec,
+    extract_code,
+    parse_tests,
+    run_program,
+)
+
+DATA = Path(__file__).parent / "data" / "code_tasks.jsonl"
+FAST = Limits(timeout=2.0)
+SQUARE = "def square(x):\n    return x * x\n"
+SQUARE_TESTS = "assert square(3) == 9\nassert square(-2) == 4\n"
+ISOLATION = check_sandbox()
+
+
+def fenced(code: str, tag: str = "python") -> str:
+    return f"Here is my solution.\n```{tag}\n{code}```\nDone."
+
+
+def assert_healthy() -> None:
+    """The sandbox still runs a correct program promptly, and no sandboxed process outlived its run."""
+    start = time.monotonic()
+    assert run_program(SQUARE, SQUARE_TESTS, FAST).score() == 1.0
+    assert time.monotonic() - start < 1.5
+    assert sandbox_processes() == []
+
+
+def sandbox_processes() -> list[int]:
+    """Live processes running as a sandbox uid (as root; otherwise the child keeps our uid)."""
+    return [pid for procs in _sandbox_processes().values() for pid, zombie in procs if not zombie]
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        (fenced(SQUARE), 1.0),
+        (fenced(SQUARE, tag="py"), 1.0),
+        (fenced(SQUARE, tag=""), 1.0),
+        (fenced("def square(x):\n    return x + x\n"), 0.2),  # square(3) fails, square(-2) passes
+        (fenced("def square(x):\n    return 0\n"), 0.2),  # runs, every test fails
+        (fenced("def square(x) return x\n"), 0.0),  # syntax error
+        (fenced("raise RuntimeError('boom')\n"), 0.0),  # the program itself fails
+        ("def square(x):\n    return x * x\n", 0.0),  # no fence: no code by default
+        (f"```python\n{SQUARE}", 0.0),  # unterminated fence (cut at max tokens)
+        (fenced(SQUARE, tag="bash"), 0.0),  # only python/py/untagged fences count
+        (fenced("   \n"), 0.0),  # empty block
+        ([{"role": "assistant", "content": fenced(SQUARE)}], 1.0),  # conversational completion
+    ],
+)
+def test_scores(completion: str | list[dict], expected: float) -> None:
+    assert code_exec([completion], [SQUARE_TESTS], timeout=2.0) == [expected]
+
+
+def test_options_partial_and_whole_completion() -> None:
+    wrong = fenced("def square(x):\n    return 0\n")
+    assert resolve(["code_exec"], {"code_exec": {"partial": 0.5}})[0]([wrong], [SQUARE_TESTS]) == [0.5]
+    assert code_exec([SQUARE], [SQUARE_TESTS], whole_completion=True) == [1.0]
+
+
+def test_first_python_fence_wins() -> None:
+    text = "```bash\nls\n```\n```python\nx = 1\n```\n```python\ny = 2\n```"
+    assert extract_code(text) == "x = 1\n"
+
+
+def test_test_units_count_statements_and_setup() -> None:
+    tests = "import math\nassert square(2) == 4\nfor v in (1, 2):\n    assert square(v) == v * v\n"
+    assert [kind for kind, _ in parse_tests(tests)] == ["exec", "assert", "exec"]
+    verdict = run_program("def square(x):\n    return 4\n", tests, FAST)
+    assert (verdict.status, verdict.passed, verdict.total) == ("failed", 2, 3)  # the loop unit fails
+
+
+@pytest.mark.parametrize("tests", ["x = 1\n", "assert (\n"])
+def test_bad_tests_are_a_data_error(tests: str) -> None:
+    with pytest.raises(ValueError, match="code_exec: tests"):
+        code_exec([fenced(SQUARE)], [tests])
+
+
+def test_parallel_workers_keep_order() -> None:
+    completions = [fenced(SQUARE if i % 2 else "def square(x):\n    return 0\n") for i in range(8)]
+    start = time.monotonic()
+    assert code_exec(completions, [SQUARE_TESTS] * 8, workers=4) == [0.2, 1.0] * 4
+    assert time.monotonic() - start < 5
+
+
+def test_example_tasks_are_solvable() -> None:
+    rows = [json.loads(line) for line in DATA.read_text().splitlines()]
+    assert len(rows) >= 8 and all(set(r) == {"prompt", "tests", "solution"} for r in rows)
+    assert code_exec([fenced(r["solution"]) for r in rows], [r["tests"] for r in rows]) == [1.0] * len(rows)
+
+
+# --- hostile programs -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("program", "statuses"),
+    [
+        ("while True:\n    pass\n", {"timeout"}),  # infinite loop
+        ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+         {"timeout", "crashed"}),  # fork bomb
+        ("import os\nif os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(60)\n" + SQUARE,
+         {"passed"}),  # a daemonised child must not outlive the run (checked by assert_healthy)
+        ("blob = bytearray(10 * 1024**3)\n" + SQUARE, {"error"}),  # 10 GB
+        ("blob = b'x' * (64 << 20)\nopen('big', 'wb').write(blob)\n" + SQUARE, {"error"}),  # RLIMIT_FSIZE
+        ("while True:\n    print('spam' * 10000)\n", {"timeout"}),  # endless output
+        ("import sys\nsys.exit(0)\n" + SQUARE, {"error"}),
+        ("import os\nos._exit(0)\n" + SQUARE, {"crashed"}),
+        ("import os\n" + SQUARE.replace("return x * x", "os._exit(0)"), {"crashed"}),  # exit inside a test
+    ],
+)  # fmt: skip
+def test_hostile_program_is_contained(program: str, statuses: set[str]) -> None:
+    start = time.monotonic()
+    verdict = run_program(program, SQUARE_TESTS, FAST)
+    assert verdict.status in statuses
+    assert verdict.score() == (1.0 if statuses == {"passed"} else 0.0)
+    assert time.monotonic() - start < FAST.timeout + 1.5
+    assert len(verdict.output) <= FAST.max_output_bytes
+    assert_healthy()
+
+
+def test_megabytes_of_output_do_not_hang_or_fill_memory() -> None:
+    start = time.monotonic()
+    verdict = run_program("import sys\nsys.stdout.write('x' * (50 << 20))\n" + SQUARE, SQUARE_TESTS, FAST)
+    assert verdict.status == "passed"  # printing is allowed; it is only capped
+    assert len(verdict.output) == FAST.max_output_bytes
+    assert time.monotonic() - start < FAST.timeout
+    assert_healthy()
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import builtins\nbuiltins.AssertionError = Exception\n",
+        "import builtins\nbuiltins.bool = lambda *a: True\nbuiltins.eval = lambda *a, **k: True\n",
+        "import sys\nsys.settrace(lambda *a: None)\n",
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n",
+        "import atexit, sys\natexit.register(print, 'ALL TESTS PASSED')\nsys.exit(0)\n",
+        "import __main__\n__main__.report = lambda *a: None\nprint('done 2 2')\nraise SystemExit(0)\n",
+        # a forged verdict on every descriptor, then an exit before the tests run
+        "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'done 2 net,fs,uid\\n')\n"
+        "    except OSError:\n        pass\nos._exit(0)\n",
+    ],
+)
+def test_tampering_scores_zero(program: str) -> None:
+    assert run_program(program + SQUARE, SQUARE_TESTS, FAST).score() == 0.0
+    assert_healthy()
+
+
+def test_no_writes_outside_the_sandbox(tmp_path: Path) -> None:
+    in_tmp = Path("/tmp") / f"code-exec-escape-{uuid.uuid4().hex}"
+    in_host_dir = tmp_path / "escaped"
+    program = f"open({str(in_tmp)!r}, 'w').write('x')\nopen({str(in_host_dir)!r}, 'w').write('x')\n"
+    assert run_program(program + SQUARE, SQUARE_TESTS, FAST).score() == 0.0
+    assert not in_tmp.exists() and not in_host_dir.exists()
+    assert_healthy()
+
+
+def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_fakeTOKENforSandboxTest0123456789")
+    # reading the token is an error; the same check in a test passes only because it is absent
+    reads_token = "import os\ntoken = os.environ['HF_TOKEN']\n" + SQUARE
+    assert run_program(reads_token, SQUARE_TESTS, FAST).score() == 0
+    names = "import os\nnames = set(os.environ)\n"
+    assert run_program(names, "assert 'HF_TOKEN' not in names", FAST).score() == 1.0
+    assert run_program(names, "assert 'PATH' in names", FAST).score() == 1.0  # the probe does see env
+    assert run_program(names, "assert names <= {'PATH', 'LANG', 'LC_CTYPE'}", FAST).score() == 1.0
+
+
+def test_parent_process_is_out_of_reach() -> None:
+    probe = (
+        "import os\ndef probe(name):\n    try:\n        open(f'/proc/{os.getppid()}/{name}', 'rb').read(1)\n"
+        "    except OSError:\n        return 'denied'\n    return 'read'\n"
+    )
+    if "uid" not in ISOLATION:
+        pytest.skip("not root: the child keeps our uid, so it can read our /proc entries (documented)")
+    tests = "assert probe('environ') == 'denied'\nassert probe('mem') == 'denied'\n"
+    assert run_program(probe, tests, FAST).score() == 1.0
+
+
+def test_no_network() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        program = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        assert run_program(program + SQUARE, SQUARE_TESTS, FAST).score() == 0.0
+        readable, _, _ = select.select([listener], [], [], 0.2)
+        assert readable == [], "the sandboxed program reached the listener"
+    assert "net" in ISOLATION
+    assert_healthy()
