@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Start a SageMaker training job that runs our ECR image as is (no code upload).
+
+The request is built by `build_request` and sent with boto3's CreateTrainingJob, so `--dry-run` prints
+exactly what would be sent (tests validate it against botocore's service model). The SageMaker Python
+SDK v3 `ModelTrainer` is not used: `sagemaker` 3.x needs protobuf<7 and cannot share an environment with
+our pinned protobuf 7.36.2, and with no source code to package it would only wrap this same request.
+
+Secrets never enter the request: hyperparameters and environment entries that look like credentials are
+refused. A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
+secret's id (HF_TOKEN_SECRET_ID) and the image's entrypoint reads the token into its own environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# Whole name parts, so `max_new_tokens` passes and `HF_TOKEN` or `AWS_SECRET_ACCESS_KEY` do not.
+SECRET_NAME = re.compile(
+    r"(^|[^a-z0-9])(token|secret|password|passwd|credentials?|(api|access|private)[_-]?key)([^a-z0-9]|$)",
+    re.I,
+)
+SECRET_REFERENCE_NAME = re.compile(r"_SECRET_(ID|ARN)$", re.I)
+SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+
+
+def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
+    """SageMaker hyperparameters are strings: keep strings, JSON-encode the rest (the launcher decodes)."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; VALUE is read as JSON when it parses (numbers, booleans, lists), else a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
+    """Job requests are readable by anyone with DescribeTrainingJob, so credentials must not be in them."""
+    for key, value in values.items():
+        if SECRET_VALUE.search(value) or (SECRET_NAME.search(key) and not SECRET_REFERENCE_NAME.search(key)):
+            raise ValueError(
+                f"{kind} {key!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
+                "secret's id instead (e.g. --hf-token-secret-id)"
+            )
+
+
+def _channel(name: str, s3_uri: str) -> dict[str, Any]:
+    if not s3_uri.startswith("s3://"):
+        raise ValueError(f"channel {name}: expected an s3:// URI, got {s3_uri!r}")
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": s3_uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+
+
+def build_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The CreateTrainingJob parameters for the parsed command line."""
+    hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
+    environment = {str(k): str(v) for k, v in parse_assignments(args.env).items()}
+    if args.mlflow_tracking_arn:
+        environment["MLFLOW_TRACKING_URI"] = args.mlflow_tracking_arn
+    if args.mlflow_experiment:
+        environment["MLFLOW_EXPERIMENT_NAME"] = args.mlflow_experiment
+    if args.hf_token_secret_id:
+        environment["HF_TOKEN_SECRET_ID"] = args.hf_token_secret_id
+    check_no_secrets("hyperparameter", hyperparameters)
+    check_no_secrets("environment variable", environment)
+
+    output_path = args.output_path.rstrip("/")
+    channels = [_channel("train", args.train)]
+    channels += [_channel(name, uri) for name, uri in (("val", args.val), ("rewards", args.rewards)) if uri]
+    max_run = int(args.max_run_hours * 3600)
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_run}
+    if args.spot:
+        max_wait = int(args.max_wait_hours * 3600)
+        if max_wait < max_run:
+            raise ValueError("--max-wait-hours must be at least --max-run-hours for managed spot training")
+        stopping["MaxWaitTimeInSeconds"] = max_wait
+
+    request: dict[str, Any] = {
+        "TrainingJobName": args.job_name,
+        "RoleArn": args.role,
+        "AlgorithmSpecification": {"TrainingImage": args.image_uri, "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": output_path},
+        "ResourceConfig": {
+            "InstanceType": args.instance_type,
+            "InstanceCount": args.instance_count,
+            "VolumeSizeInGB": args.volume_size,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": args.spot,
+        "CheckpointConfig": {
+            "S3Uri": args.checkpoint_s3_uri or f"{output_path}/{args.job_name}/checkpoints",
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+    }
+    if environment:
+        request["Environment"] = environment
+    return request
+
+
+def submit(request: Mapping[str, Any], client: Any, wait: bool) -> int:
+    """Create the job; with `wait`, block until it ends and return non-zero unless it completed."""
+    arn = client.create_training_job(**request)["TrainingJobArn"]
+    print(arn)
+    if not wait:
+        return 0
+    name = request["TrainingJobName"]
+    client.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName=name, WaiterConfig={"Delay": 60, "MaxAttempts": 10_000}
+    )
+    job = client.describe_training_job(TrainingJobName=name)
+    print(f"{name}: {job['TrainingJobStatus']} {job.get('FailureReason', '')}".rstrip())
+    return 0 if job["TrainingJobStatus"] == "Completed" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--image-uri", required=True, help="ECR image URI (printed by scripts/push_ecr.sh)")
+    parser.add_argument("--role", required=True, help="SageMaker execution role ARN")
+    parser.add_argument("--train", required=True, help="s3:// prefix of the train channel")
+    parser.add_argument("--val", help="s3:// prefix of the val channel")
+    parser.add_argument("--rewards", help="s3:// prefix of the rewards channel (user reward modules)")
+    parser.add_argument("--output-path", required=True, help="s3:// prefix for model.tar.gz and output")
+    parser.add_argument("--checkpoint-s3-uri", help="default: OUTPUT_PATH/JOB_NAME/checkpoints")
+    parser.add_argument("--job-name", default=f"grpo-rlvr-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name baked into the image")
+    parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="non-secret env")
+    parser.add_argument("--instance-type", default="ml.g6e.xlarge")
+    parser.add_argument("--instance-count", type=int, default=1)
+    parser.add_argument("--volume-size", type=int, default=100, help="GB of EBS per instance")
+    parser.add_argument("--max-run-hours", type=float, default=24.0)
+    parser.add_argument("--spot", action=argparse.BooleanOptionalAction, default=True, help="managed spot")
+    parser.add_argument("--max-wait-hours", type=float, default=48.0, help="spot: run time plus waiting")
+    parser.add_argument("--mlflow-tracking-arn", help="SageMaker MLflow tracking server ARN (or any URI)")
+    parser.add_argument("--mlflow-experiment", help="MLflow experiment name")
+    parser.add_argument("--hf-token-secret-id", help="Secrets Manager id of a Hugging Face token")
+    parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
+    parser.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    parser.add_argument("--dry-run", action="store_true", help="print the request as JSON, call nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        request = build_request(args)
+    except ValueError as err:
+        print(f"launch_sagemaker: error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(json.dumps(request, indent=2))
+        return 0
+    import boto3
+
+    return submit(request, boto3.client("sagemaker", region_name=args.region), args.wait)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

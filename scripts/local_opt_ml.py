@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Write the SageMaker config JSONs into a local /opt/ml-shaped folder, as a training job would see them.
+
+`make data` runs `grpo-rlvr prepare` into OPT_ML/input/data/{train,val} and then this script, so
+`docker compose up train` mounts a tree the launcher reads exactly as on SageMaker: hyperparameters
+are strings (JSON for non-strings, as scripts/launch_sagemaker.py sends them), one host `algo-1`,
+and one inputdataconfig entry per channel folder present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from launch_sagemaker import check_no_secrets, encode_hyperparameters, parse_assignments
+
+HOST = "algo-1"
+CHANNELS = ("train", "val", "rewards")
+
+
+def resource_config(instance_type: str) -> dict[str, Any]:
+    """SageMaker's resourceconfig.json for a one-host job."""
+    return {
+        "current_host": HOST,
+        "current_instance_type": instance_type,
+        "current_group_name": "homogeneousCluster",
+        "hosts": [HOST],
+        "instance_groups": [
+            {"instance_group_name": "homogeneousCluster", "instance_type": instance_type, "hosts": [HOST]}
+        ],
+        "network_interface_name": "eth0",
+    }
+
+
+def input_data_config(data_dir: Path) -> dict[str, dict[str, str]]:
+    """One entry per channel folder that exists, in the File mode the launcher expects."""
+    return {
+        name: {
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
+        for name in CHANNELS
+        if (data_dir / name).is_dir()
+    }
+
+
+def write_config(opt_ml: Path, hyperparameters: dict[str, str], instance_type: str) -> list[Path]:
+    """Write the three JSONs; refuse when there is no train channel, as SageMaker would fail the job."""
+    channels = input_data_config(opt_ml / "input" / "data")
+    if "train" not in channels:
+        raise FileNotFoundError(f"{opt_ml / 'input/data/train'} is missing: run `grpo-rlvr prepare` first")
+    config_dir = opt_ml / "input" / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "hyperparameters.json": hyperparameters,
+        "resourceconfig.json": resource_config(instance_type),
+        "inputdataconfig.json": channels,
+    }
+    for name, payload in files.items():
+        (config_dir / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    for sub in ("model", "checkpoints", "output/data"):
+        (opt_ml / sub).mkdir(parents=True, exist_ok=True)
+    return [config_dir / name for name in files]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--opt-ml", type=Path, default=Path("opt_ml"), help="the local /opt/ml folder")
+    parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name (hyperparameter)")
+    parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    parser.add_argument("--instance-type", default="local_gpu", help="as SDK local mode reports it")
+    args = parser.parse_args(argv)
+    try:
+        hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
+        check_no_secrets("hyperparameter", hyperparameters)
+        written = write_config(args.opt_ml, hyperparameters, args.instance_type)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"local_opt_ml: error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

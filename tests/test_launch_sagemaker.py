@@ -1,0 +1,198 @@
+"""scripts/launch_sagemaker.py: the CreateTrainingJob request, checked against botocore's service model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from botocore.model import Shape
+from botocore.stub import Stubber
+from botocore.validate import ParamValidator
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNT = "123456789012"
+BASE_ARGS = [
+    "--image-uri", f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/grpo-rlvr:abc123",
+    "--role", f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecution",
+    "--train", "s3://bucket/gsm8k/train/",
+    "--output-path", "s3://bucket/runs/",
+    "--job-name", "grpo-rlvr-test-1",
+]  # fmt: skip
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "launch_sagemaker", ROOT / "scripts" / "launch_sagemaker.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+launch = _load()
+
+
+def _dry_run(capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
+    assert launch.main([*BASE_ARGS, *extra, "--dry-run"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _constraint_errors(value: Any, shape: Shape, path: str = "") -> list[str]:
+    """What ParamValidator leaves to the service: max lengths, regex patterns and enums from the model."""
+    meta, errors = shape.metadata, []
+    if shape.type_name == "structure":
+        for key, member in value.items():
+            errors += _constraint_errors(member, shape.members[key], f"{path}.{key}")
+    elif shape.type_name == "list":
+        if len(value) > meta.get("max", len(value)):
+            errors.append(f"{path}: more than {meta['max']} items")
+        for i, item in enumerate(value):
+            errors += _constraint_errors(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map":
+        for key, item in value.items():
+            errors += _constraint_errors(key, shape.key, f"{path} key {key}")
+            errors += _constraint_errors(item, shape.value, f"{path}[{key}]")
+    elif shape.type_name == "string":
+        if len(value) > meta.get("max", len(value)):
+            errors.append(f"{path}: longer than {meta['max']}")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+            errors.append(f"{path}: {value!r} does not match {meta['pattern']}")
+        if shape.enum and value not in shape.enum:
+            errors.append(f"{path}: {value!r} is not one of the allowed values")
+    elif shape.type_name in ("integer", "long") and value > meta.get("max", value):
+        errors.append(f"{path}: above {meta['max']}")
+    return errors
+
+
+def _assert_valid(request: dict[str, Any]) -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    input_shape = model.operation_model("CreateTrainingJob").input_shape
+    report = ParamValidator().validate(request, input_shape)
+    assert not report.has_errors(), report.generate_report()
+    assert not _constraint_errors(request, input_shape)
+
+
+def test_full_request_passes_botocore_validation(capsys: pytest.CaptureFixture[str]) -> None:
+    request = _dry_run(
+        capsys,
+        "--val", "s3://bucket/gsm8k/val/",
+        "--rewards", "s3://bucket/rewards/",
+        "--hp", "learning_rate=1e-6",
+        "--hp", 'lora_target_modules=["q_proj", "v_proj"]',
+        "--hp", "use_vllm=true",
+        "--mlflow-tracking-arn", f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:mlflow-tracking-server/grpo",
+        "--hf-token-secret-id", "grpo-rlvr/hf-token",
+        "--instance-type", "ml.p4d.24xlarge",
+        "--instance-count", "2",
+    )  # fmt: skip
+    _assert_valid(request)
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "val", "rewards"]
+    assert request["AlgorithmSpecification"]["TrainingImage"].endswith("/grpo-rlvr:abc123")
+    assert "ContainerEntrypoint" not in request["AlgorithmSpecification"]  # the image's own ENTRYPOINT runs
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert request["Environment"]["MLFLOW_TRACKING_URI"].startswith("arn:aws:sagemaker:")
+    assert request["Environment"]["HF_TOKEN_SECRET_ID"] == "grpo-rlvr/hf-token"
+
+
+def test_hyperparameters_are_strings_that_decode_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    hp = _dry_run(capsys, "--hp", "learning_rate=1e-6", "--hp", 'targets=["q_proj"]', "--hp", "x={}")[
+        "HyperParameters"
+    ]
+    assert all(isinstance(v, str) for v in hp.values())
+    assert hp["recipe"] == "qwen2.5-0.5b-gsm8k"
+    assert json.loads(hp["learning_rate"]) == 1e-6
+    assert json.loads(hp["targets"]) == ["q_proj"]
+    assert json.loads(hp["x"]) == {}
+
+
+def test_managed_spot_with_checkpoints(capsys: pytest.CaptureFixture[str]) -> None:
+    request = _dry_run(capsys, "--max-run-hours", "2", "--max-wait-hours", "3")
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
+    assert request["CheckpointConfig"] == {
+        "S3Uri": "s3://bucket/runs/grpo-rlvr-test-1/checkpoints",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    _assert_valid(request)
+
+
+def test_on_demand_has_no_max_wait(capsys: pytest.CaptureFixture[str]) -> None:
+    request = _dry_run(capsys, "--no-spot")
+    assert request["EnableManagedSpotTraining"] is False
+    assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
+    _assert_valid(request)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--max-run-hours", "10", "--max-wait-hours", "5"],
+        ["--val", "/local/path"],
+        ["--hp", "HF_TOKEN=abc"],
+        ["--env", "AWS_SECRET_ACCESS_KEY=abc"],
+        ["--env", "NOTE=hf_" + "a" * 34],
+        ["--hp", "oops"],
+    ],
+)
+def test_bad_or_secret_input_is_refused(capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
+    assert launch.main([*BASE_ARGS, *extra, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "hf_aaaa" not in captured.err
+
+
+def test_host_secrets_never_reach_the_request(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "hf_" + "x" * 34
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret-value")
+    out = json.dumps(_dry_run(capsys, "--hf-token-secret-id", "grpo-rlvr/hf-token"))
+    assert token not in out and "host-secret-value" not in out
+
+
+def test_submit_sends_exactly_the_printed_request(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = _dry_run(capsys, "--val", "s3://bucket/gsm8k/val/")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/grpo-rlvr-test-1"
+    with Stubber(client) as stub:
+        stub.add_response("create_training_job", {"TrainingJobArn": arn}, request)
+        assert launch.submit(request, client, wait=False) == 0
+        stub.assert_no_pending_responses()
+    assert capsys.readouterr().out.strip() == arn
+
+
+def test_dry_run_needs_neither_boto3_nor_the_sagemaker_sdk(tmp_path: Path) -> None:
+    """Run in a fresh interpreter where importing boto3 or sagemaker fails."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, *a):\n"
+        "        if name.split('.')[0] in ('boto3', 'botocore', 'sagemaker'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "launch_sagemaker.py"), *BASE_ARGS, "--dry-run"],
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["TrainingJobName"] == "grpo-rlvr-test-1"
