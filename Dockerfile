@@ -48,10 +48,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     HF_HOME=/cache/hf \
     GRPO_RLVR_RECIPES=/opt/grpo-rlvr/recipes
 
-# gcc and python3-dev: sagemaker-training ships only an sdist with a C extension.
+# gcc and python3-dev: sagemaker-training ships only an sdist with a C extension. tini: PID 1 must reap
+# orphans (the code_exec sandbox kills whole process trees) and pass SIGTERM on to the launcher.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-dev build-essential ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-dev build-essential ca-certificates tini \
     && rm -rf /var/lib/apt/lists/*
 
 COPY --from=uv /uv /usr/local/bin/uv
@@ -94,5 +95,5 @@ RUN mkdir -p /opt/ml/input/config /opt/ml/input/data /opt/ml/model /opt/ml/check
              /opt/ml/output/data /cache/hf
 
 WORKDIR /opt/ml
-ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/entrypoint.sh"]
 CMD ["train"]

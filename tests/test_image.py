@@ -50,7 +50,8 @@ def test_hadolint_reports_no_errors() -> None:
 def test_entrypoint_is_exec_form_and_default_command_is_train(dockerfile: DockerfileParser) -> None:
     (entrypoint,) = _instructions(dockerfile, "ENTRYPOINT")
     (cmd,) = _instructions(dockerfile, "CMD")
-    assert json.loads(entrypoint) == ["/usr/local/bin/entrypoint.sh"]
+    # tini as PID 1 reaps orphans and forwards SIGTERM to the entrypoint's process group.
+    assert json.loads(entrypoint) == ["/usr/bin/tini", "-g", "--", "/usr/local/bin/entrypoint.sh"]
     assert json.loads(cmd) == ["train"]
     copies = _instructions(dockerfile, "COPY")
     assert any(c.split()[-2:] == ["docker/entrypoint.sh", "/usr/local/bin/entrypoint.sh"] for c in copies)
