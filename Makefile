@@ -29,7 +29,10 @@ data: ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker wou
 train: ## GPU training in the image, with the mlflow service
 	docker compose up --exit-code-from train train
 
-smoke: ## CPU end-to-end run with recipes/smoke-cpu.yaml (filled in by the training work)
+smoke: ## CPU end-to-end GRPO run (recipes/smoke-cpu.yaml) on real GSM8K rows into $(OPT_ML)/smoke, shaped like /opt/ml
+	rm -rf $(OPT_ML)/smoke
+	$(PY) -m grpo_rlvr.cli train --recipe recipes/smoke-cpu.yaml dataset_path=$(DATA_SOURCE) \
+		output_dir=$(OPT_ML)/smoke/checkpoints model_dir=$(OPT_ML)/smoke/model summary_dir=$(OPT_ML)/smoke/output/data
 
 test:
 	$(PY) -m pytest

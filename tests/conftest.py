@@ -12,6 +12,13 @@ GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
 
 
 @pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    """The real GSM8K JSONL files, read from ../shared beside the repo (never copied into it)."""
+    assert (GSM8K_DIR / "train.jsonl").is_file(), f"GSM8K is missing: expected {GSM8K_DIR}/train.jsonl"
+    return GSM8K_DIR
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the seeded random tiny Qwen2 (`builtin:tiny-qwen2`), built into a session cache."""
     os.environ.setdefault("GRPO_RLVR_CACHE", str(tmp_path_factory.mktemp("grpo-rlvr-cache")))

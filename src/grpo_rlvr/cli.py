@@ -61,6 +61,49 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import logging
+
+    from grpo_rlvr import evaluate
+    from grpo_rlvr.grading import accuracy_line
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.adapter and args.compare:
+        raise ValueError("--adapter goes with --model; with --compare write MODEL+ADAPTER")
+    shots = evaluate.parse_shots(args.shots)
+    models = [evaluate.ModelSpec(args.model, args.adapter)] if args.model else args.compare
+    examples, info = evaluate.load_eval_examples(args.data, args.split, args.limit)
+    print(f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']})")
+    out = args.out or evaluate.default_out_dir()
+    metrics = evaluate.evaluate_examples(
+        models,
+        examples,
+        out,
+        shots=shots,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        compare_base_trained=bool(args.compare),
+        data_info=info,
+    )
+    for r in metrics["results"]:
+        print(f"{r['model']} {r['shots']}-shot: {accuracy_line(r['correct'], r['n'])}")
+    print(f"wrote {evaluate.PREDICTIONS}, {evaluate.METRICS}, {evaluate.TABLE}, {evaluate.PLOT} to {out}")
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from grpo_rlvr import launch
+
+    return launch.main(args.overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from grpo_rlvr import train
+
+    return train.execute(args.recipe, args.overrides, print_config=args.print_config)
+
+
 def _env(args: argparse.Namespace) -> int:
     """Versions and devices: the first thing to paste into a bug report."""
     from importlib.metadata import PackageNotFoundError, version
@@ -100,6 +143,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-field", default="answer")
     p.add_argument("--out", type=Path, help="write rows with `extracted` and `correct` here")
     p.set_defaults(func=_grade)
+
+    from grpo_rlvr.evaluate import BACKENDS, MAX_NEW_TOKENS
+
+    p = sub.add_parser("evaluate", help="greedy GSM8K accuracy with 95%% intervals, tables and a plot")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="local folder, hub id or builtin:tiny-qwen2")
+    which.add_argument(
+        "--compare", nargs=2, metavar=("BASE", "TRAINED"), help="two models, each MODEL or MODEL+ADAPTER"
+    )
+    p.add_argument("--adapter", help="PEFT adapter folder, merged into --model")
+    p.add_argument("--data", help="JSONL/JSON/Parquet file or folder (default: hub openai/gsm8k)")
+    p.add_argument("--split", default="test", help="hub split, or <split>.jsonl inside a --data folder")
+    p.add_argument("--shots", default="0,2,4,8", help="comma-separated shot counts (0-8)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N questions (default: all)")
+    p.add_argument("--backend", choices=BACKENDS, default="hf")
+    p.add_argument("--batch-size", type=int, help="hf: prompts per generate() (16); vllm: max_num_seqs")
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="default: $SAGEMAKER_BASE_DIR/output/data, /opt/ml/output/data in the container, else ./eval",
+    )
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "launch",
+        help="the container's `train`: read /opt/ml (or $SAGEMAKER_BASE_DIR), train on 1 or N processes",
+        description="Reads $SAGEMAKER_BASE_DIR (default /opt/ml); env GRPO_RLVR_RECIPE, "
+        "GRPO_RLVR_HOST_ADDRS, GRPO_RLVR_MAIN_PROCESS_PORT. Exit 0 done, 1 training failed, 2 an input "
+        "to fix, 143 stopped by SIGTERM (a restart resumes); every non-zero exit leaves output/failure. "
+        "See docs/sagemaker-training.md.",
+    )
+    # REMAINDER: a stray argument becomes the launcher's failure file, not an argparse exit without one.
+    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value", help="over hyperparameters")
+    p.set_defaults(func=_launch)
+
+    p = sub.add_parser("train", help="GRPO training from a recipe plus key=value overrides")
+    p.add_argument("--recipe", required=True, help="recipe YAML file, or a baked recipe name")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe keys to override (YAML values)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("env", help="print package versions and devices")
     p.set_defaults(func=_env)

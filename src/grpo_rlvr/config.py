@@ -1,0 +1,400 @@
+"""Recipes: a flat YAML file plus overrides -> one validated `RunConfig`, before any model loads.
+
+A recipe's keys are TRL's own `GRPOConfig` and `ModelConfig` fields plus this module's data, reward and
+run dataclasses, like open-r1's recipes. Every value goes through one `HfArgumentParser` over all five
+dataclasses as a command line (`--key=value`), so argparse type-checks each value exactly as TRL's
+scripts would, and a key no dataclass owns is an error, never silently ignored. Overrides come as typed
+values (SageMaker hyperparameters, decoded by the launcher) or as `key=value` strings (the CLI; values
+read as YAML, so `rewards=[a,b]` is a list).
+
+Checks that need no model run here too: the model path, the rewards (after loading a user reward
+module), the group size against the batch and the shot count; each failure is a `ConfigError` naming
+the key to fix. What needs the data (reward columns, prompt lengths) is checked by `train.run` before
+it loads the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from grpo_rlvr.data import GSM8K_HUB_ID, MAX_SHOTS
+from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
+
+if TYPE_CHECKING:
+    from trl import GRPOConfig, ModelConfig
+
+RECIPES_ENV = "GRPO_RLVR_RECIPES"  # the image points this at its baked recipes folder
+REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+DEFAULT_OUTPUT_DIR = "outputs/checkpoints"
+MLFLOW_ENV = "MLFLOW_TRACKING_URI"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot run; `key` names the setting to fix (None: the recipe itself)."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+
+
+@dataclass
+class DataArguments:
+    """Where the questions come from and how they become prompts."""
+
+    dataset_path: str = field(
+        default=GSM8K_HUB_ID, metadata={"help": "hub id, or a JSONL/JSON/Parquet file or folder"}
+    )
+    dataset_config: str = field(default="main", metadata={"help": "hub dataset config"})
+    dataset_split: str = field(default="train", metadata={"help": "hub split for training"})
+    val_dataset_path: str | None = field(
+        default=None, metadata={"help": "validation data (else val_fraction)"}
+    )
+    val_dataset_split: str = field(default="test", metadata={"help": "hub split for validation"})
+    val_fraction: float = field(default=0.0, metadata={"help": "share of the training rows held out"})
+    num_shots: int = field(
+        default=8, metadata={"help": f"worked examples before each question, 0..{MAX_SHOTS}"}
+    )
+    max_prompt_tokens: int = field(
+        default=1536, metadata={"help": "longer prompts are never cut: see policy"}
+    )
+    prompt_length_policy: Literal["drop", "fail"] = field(
+        default="drop", metadata={"help": "drop over-long prompts (counted) or fail the run"}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "use only the first N training rows"}
+    )
+    max_val_samples: int | None = field(
+        default=None, metadata={"help": "use only the first N validation rows"}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.num_shots <= MAX_SHOTS:
+            raise ConfigError("num_shots", f"must be between 0 and {MAX_SHOTS}, got {self.num_shots}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError("val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        for key in ("max_prompt_tokens", "max_train_samples", "max_val_samples"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(key, f"must be at least 1, got {value}")
+
+
+@dataclass
+class RewardArguments:
+    """Which registered rewards score completions; weights are GRPOConfig's own `reward_weights`."""
+
+    rewards: list[str] = field(
+        default_factory=lambda: ["gsm8k_format", "gsm8k_correctness"],
+        metadata={"help": "reward registry names"},
+    )
+    reward_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "per-reward options, {name: {option: value}} (JSON on the command line)"},
+    )
+    reward_module: str | None = field(default=None, metadata={"help": "a Python file that registers rewards"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as err:
+                raise ConfigError("reward_kwargs", f"not a JSON object: {err.msg}") from err
+        kwargs = self.reward_kwargs or {}
+        if not isinstance(kwargs, dict) or not all(isinstance(v, dict) for v in kwargs.values()):
+            raise ConfigError(
+                "reward_kwargs", "must map reward names to option mappings, e.g. {name: {k: v}}"
+            )
+
+
+@dataclass
+class RunArguments:
+    """Where results go. GRPOConfig's `output_dir` holds the checkpoints."""
+
+    model_dir: str = field(default="outputs/model", metadata={"help": "final adapter + merged model"})
+    summary_dir: str = field(
+        default="outputs/summary", metadata={"help": "run_summary.json and eval outputs"}
+    )
+    merge_adapter: bool = field(
+        default=True, metadata={"help": "also write the adapter merged into the base"}
+    )
+
+
+SECTIONS = {"data": DataArguments, "rewards": RewardArguments, "run": RunArguments}
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs, validated."""
+
+    recipe: str  # as given: a baked name or a path
+    recipe_path: Path
+    training: GRPOConfig
+    model: ModelConfig
+    data: DataArguments
+    rewards: RewardArguments
+    run: RunArguments
+    reward_funcs: list = field(default_factory=list, repr=False)  # resolved from `rewards`
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain JSON settings, secrets masked: secret-named keys, and env secret values anywhere."""
+        from grpo_rlvr.sagemaker import MASK, Redactor, is_secret_name
+
+        def mask(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: MASK if is_secret_name(str(k)) and v else mask(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [mask(v) for v in value]
+            return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+        plain = {
+            "training": self.training.to_dict(),
+            **{name: dataclasses.asdict(getattr(self, name)) for name in ("model", *SECTIONS)},
+        }
+        return Redactor.from_env(os.environ).value(mask(plain))
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """A recipe file path, or a baked name looked up in $GRPO_RLVR_RECIPES, then the repo's recipes/."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    folders = [Path(os.environ[RECIPES_ENV])] if os.environ.get(RECIPES_ENV) else []
+    folders.append(REPO_RECIPES)
+    for folder in folders:
+        for candidate in (folder / f"{recipe}.yaml", folder / str(recipe)):
+            if candidate.is_file():
+                return candidate
+    names = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+    raise ConfigError("recipe", f"no recipe file or baked recipe named {str(recipe)!r}; baked: {names}")
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError("recipe", f"{path} is not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise ConfigError("recipe", f"{path} must be a flat mapping of keys to values")
+    return values
+
+
+def parse_overrides(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    """Typed overrides pass through; `key=value` strings have their value read as YAML."""
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(None, f"override {item!r} is not key=value")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            parsed[key.strip()] = raw
+    return parsed
+
+
+def load_config(
+    recipe: str | Path, overrides: Mapping[str, Any] | Sequence[str] = (), *, num_processes: int | None = None
+) -> RunConfig:
+    """Recipe + overrides -> RunConfig, or a ConfigError naming the key to fix.
+
+    `num_processes` is the data-parallel world size the run will have (default: $WORLD_SIZE, else 1);
+    a launcher validating before it starts N processes passes N, and gets a config for N processes
+    that only those processes may train with.
+    """
+    path = find_recipe(recipe)
+    values = {**read_recipe(path), **parse_overrides(overrides)}
+    values.setdefault("output_dir", DEFAULT_OUTPUT_DIR)
+    _apply_cpu_defaults(values)
+    training, model, data, rewards, run = _parse(
+        values, num_processes or int(os.environ.get("WORLD_SIZE", 1))
+    )
+    if os.environ.get(MLFLOW_ENV) and "mlflow" not in training.report_to:
+        training.report_to.append("mlflow")
+    config = RunConfig(str(recipe), path, training, model, data, rewards, run)
+    _check(config)
+    return config
+
+
+def _apply_cpu_defaults(values: dict[str, Any]) -> None:
+    """Without CUDA, default to a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept."""
+    import torch
+
+    if not torch.cuda.is_available():
+        values.setdefault("use_cpu", True)
+        values.setdefault("bf16", False)
+
+
+def _parse(
+    values: dict[str, Any], num_processes: int
+) -> tuple[GRPOConfig, ModelConfig, DataArguments, RewardArguments, RunArguments]:
+    """One command line over all five dataclasses: argparse type-checks every value."""
+    from transformers import HfArgumentParser
+    from trl import GRPOConfig, ModelConfig
+
+    class RecipeParser(HfArgumentParser):
+        """argparse's errors raise a ConfigError naming the key, instead of printing usage and exiting."""
+
+        def error(self, message: str) -> typing.NoReturn:
+            found = re.search(r"argument --(\w+)", message)
+            raise ConfigError(found[1] if found else None, message)
+
+    classes = [GRPOConfig, ModelConfig, *SECTIONS.values()]
+    parser = RecipeParser(classes, add_help=False, allow_abbrev=False)
+    actions = {
+        a.dest: a for a in parser._actions if a.option_strings and a.option_strings[0] == f"--{a.dest}"
+    }
+    hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
+
+    argv, nulls = [], []
+    for key, value in values.items():
+        action = actions.get(key)
+        if action is None:
+            close = difflib.get_close_matches(str(key), actions, n=1)
+            raise ConfigError(str(key), "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if value is None:
+            if type(None) not in typing.get_args(hints[key]):
+                raise ConfigError(key, "may not be null")
+            nulls.append(key)
+        elif action.nargs in ("+", "*"):
+            argv += [f"--{key}", *map(_arg, value if isinstance(value, list | tuple) else [value])]
+        elif isinstance(value, list | tuple):
+            raise ConfigError(key, f"takes one value, got a list {value!r}")
+        else:
+            argv.append(f"--{key}={_arg(value)}")
+    namespace, unused = parser.parse_known_args(argv)
+    if unused:
+        raise ConfigError(None, f"could not read {unused}")
+    for key in nulls:
+        setattr(namespace, key, None)
+    _check_group_size(namespace, num_processes)
+    if num_processes != int(os.environ.get("WORLD_SIZE", 1)):
+        # A launcher validating for N processes from its single one: TRL's own batch checks must count N.
+        planned = property(lambda _: num_processes)
+        classes[0] = type(
+            "PlannedGRPOConfig", (GRPOConfig,), {"world_size": planned, "__doc__": GRPOConfig.__doc__}
+        )
+    objects = []
+    for cls in classes:
+        inputs = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init}
+        try:
+            objects.append(cls(**inputs))
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:  # TRL's and transformers' own checks
+            raise ConfigError(None, str(err)) from err
+    return tuple(objects)
+
+
+def _arg(value: Any) -> str:
+    """One value as the command-line text argparse reads back (bools as true/false, dicts as JSON)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _check_group_size(ns: argparse.Namespace, num_processes: int) -> None:
+    """TRL's rule, with the numbers: the generation batch must hold whole groups of num_generations."""
+    per_step = ns.per_device_train_batch_size * num_processes
+    if ns.generation_batch_size is not None and ns.steps_per_generation is None:
+        batch, how = ns.generation_batch_size, f"generation_batch_size={ns.generation_batch_size}"
+    else:
+        steps = ns.steps_per_generation or ns.gradient_accumulation_steps
+        batch = per_step * steps
+        how = (
+            f"per_device_train_batch_size={ns.per_device_train_batch_size} x processes={num_processes} x "
+            f"steps_per_generation={steps} (defaults to gradient_accumulation_steps) = {batch}"
+        )
+    groups = ns.num_generations
+    if groups is None or groups < 2 or batch % groups:
+        fits = [g for g in range(2, batch + 1) if batch % g == 0]
+        raise ConfigError(
+            "num_generations",
+            f"{groups} does not divide the generation batch {how}: use one of {fits} or change the batch",
+        )
+
+
+def _check(config: RunConfig) -> None:
+    """The checks that need more than one field, or the registry, or the file system."""
+    _check_model_path(config.model.model_name_or_path)
+    model, training = config.model, config.training
+    if (model.load_in_4bit or model.load_in_8bit) and not model.use_peft:
+        raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
+    for key in ("dataset_path", "val_dataset_path"):
+        source = getattr(config.data, key)
+        if source and source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+            raise ConfigError(key, f"{source} does not exist")
+    funcs = config.reward_funcs = reward_functions(config.rewards)
+    if training.reward_weights is not None and len(training.reward_weights) != len(funcs):
+        raise ConfigError(
+            "reward_weights",
+            f"{len(training.reward_weights)} weights for {len(funcs)} rewards {config.rewards.rewards}",
+        )
+    if training.use_vllm and training.vllm_max_model_length is not None:
+        needed = config.data.max_prompt_tokens + (training.max_completion_length or 0)
+        if training.vllm_max_model_length < needed:
+            raise ConfigError(
+                "vllm_max_model_length",
+                f"{training.vllm_max_model_length} < max_prompt_tokens + "
+                f"max_completion_length = {needed}: vLLM would reject the longest prompts",
+            )
+
+
+def _check_model_path(name: str | None) -> None:
+    if not name:
+        raise ConfigError(
+            "model_name_or_path",
+            f"required: a hub id (org/name), a local folder or {BUILTIN_PREFIX}{TINY_NAME}",
+        )
+    if name.startswith(BUILTIN_PREFIX):
+        if name != f"{BUILTIN_PREFIX}{TINY_NAME}":
+            raise ConfigError(
+                "model_name_or_path", f"unknown built-in {name!r}; available: {BUILTIN_PREFIX}{TINY_NAME}"
+            )
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                "model_name_or_path", f"{name} has no config.json: not a transformers model folder"
+            )
+    elif name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name):
+        raise ConfigError(
+            "model_name_or_path", f"local path {name} does not exist (a hub id looks like org/name)"
+        )
+
+
+_LOADED_REWARD_MODULES: set[Path] = set()  # a module registers its rewards once per process
+
+
+def reward_functions(rewards: RewardArguments) -> list:
+    """Registry names -> reward callables, after a user reward module (if any) has registered its own."""
+    from grpo_rlvr import rewards as registry
+    from grpo_rlvr.rewards.user import load_reward_module
+
+    module = Path(rewards.reward_module).resolve() if rewards.reward_module else None
+    if module and module not in _LOADED_REWARD_MODULES:
+        try:
+            load_reward_module(module)
+        except ValueError as err:  # RewardModuleError names the file and the cause
+            raise ConfigError("reward_module", str(err)) from err
+        _LOADED_REWARD_MODULES.add(module)
+    try:
+        return registry.resolve(rewards.rewards, rewards.reward_kwargs)
+    except ValueError as err:
+        raise ConfigError("rewards", str(err)) from err

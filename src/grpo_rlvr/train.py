@@ -1,0 +1,449 @@
+"""GRPO training from a validated `RunConfig`: data → rewards → model → trainer → train → save → summary.
+
+Invariants this module keeps:
+- Nothing that can be checked without a model fails after the model has loaded.
+- Resuming uses the newest COMPLETE checkpoint in `output_dir`: a checkpoint counts once every process
+  has finished writing it and the main process has listed its files and sizes in a marker
+  (`CHECKPOINT_MARKER`). Nothing in `output_dir` is ever deleted here; only transformers' own
+  `save_total_limit` rotation does (on SageMaker a local delete deletes the S3 copy too).
+- SIGTERM sets a flag; at the next step end every process agrees to save a checkpoint and stop, and
+  `run` raises `TrainingInterrupted` without writing a model.
+- `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
+  folder without that file is not a finished model.
+
+Layout of `model_dir` for a LoRA/QLoRA run: the merged full model (config, safetensors, tokenizer,
+generation config) at the top, loadable with `AutoModelForCausalLM.from_pretrained(model_dir)`, and the
+adapter in `model_dir/adapter/`. A QLoRA adapter is merged into the base reloaded in `dtype` (bf16 on
+GPU, fp32 on CPU), never into the 4-bit weights, which would round the update away. A full fine-tune
+writes the model alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
+
+from grpo_rlvr import data as gsm8k_data
+from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
+from grpo_rlvr.rewards import required_columns
+from grpo_rlvr.tiny import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+SUMMARY_NAME = "run_summary.json"
+CHECKPOINT_MARKER = "grpo_rlvr_complete.json"
+ADAPTER_DIR = "adapter"
+STAGING_DIR = ".partial"
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
+PACKAGES = ("torch", "trl", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed",
+            "vllm", "flash-attn", "grpo-rlvr")  # fmt: skip
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM stopped training: a checkpoint was written at `step`; no model was written."""
+
+    def __init__(self, step: int, checkpoint: str | Path | None) -> None:
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (stopped before training)"
+        super().__init__(f"training stopped by SIGTERM at step {step}; resume from {where}")
+        self.step = step
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+
+
+def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Train, save and summarise one run; returns the run summary (written by the main process only)."""
+    started = time.time()
+    args = config.training
+    resolved = config.resolved()  # before the trainer adjusts anything
+    model_path = resolve_model_path(config.model.model_name_or_path)
+    stop = GracefulStop()
+    with stop.on_sigterm():
+        # Data: validated rows, k-shot prompts, none cut.
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
+            padding_side="left", truncation_side="left",
+        )  # fmt: skip
+        train_rows, val_rows, data_info = prepare_data(config.data, tokenizer, args.seed)
+
+        # Rewards: registry names -> callables; every column they read must be in every row.
+        funcs = config.reward_funcs
+        check_reward_columns(funcs, train_rows + val_rows)
+
+        # Resume point: the recipe's checkpoint, else the newest complete one in output_dir.
+        resume = args.resume_from_checkpoint or latest_complete_checkpoint(args.output_dir)
+        if resume:
+            check_checkpoint(resume)
+        if val_rows and args.eval_strategy == "no":
+            log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
+
+        # Model
+        model = load_model(model_path, config.model, args)
+
+        # Trainer
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+            processing_class=tokenizer,
+            peft_config=get_peft_config(config.model),
+            callbacks=[MarkCompleteCheckpoints(), stop, *callbacks],
+        )
+
+        # Train
+        if stop.requested:  # SIGTERM while loading: nothing new to save
+            raise TrainingInterrupted(int(Path(resume).name.rpartition("-")[2]) if resume else 0, resume)
+        log.info("training from %s", resume or "step 0")
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if stop.requested:
+            step = trainer.state.global_step
+            raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}")
+
+    # Save (every process takes part: ZeRO-3 gathers the weights), then the summary as the marker.
+    save_model(trainer, tokenizer, config, model_path)
+    summary = {
+        "status": "completed",
+        "recipe": config.recipe,
+        "recipe_path": str(config.recipe_path),
+        "model_dir": str(Path(config.run.model_dir)),
+        "adapter_dir": str(Path(config.run.model_dir) / ADAPTER_DIR) if config.model.use_peft else None,
+        "full_model": not config.model.use_peft or config.run.merge_adapter,
+        "global_step": trainer.state.global_step,
+        "resumed_from": str(resume) if resume else None,
+        "data": data_info,
+        "rewards": reward_means(trainer.state.log_history, trainer.reward_func_names),
+        "wall_time_s": round(time.time() - started, 1),
+        "versions": package_versions(),
+        "config": resolved,
+    }
+    if trainer.is_world_process_zero():
+        write_summary(summary, Path(config.run.model_dir), Path(config.run.summary_dir))
+    return summary
+
+
+# --- data and rewards --------------------------------------------------------------------------------
+
+
+def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, list, dict[str, Any]]:
+    """Training and validation rows with prompts; over-long prompts dropped (counted) or failing."""
+    rows, report = gsm8k_data.load_examples(
+        data.dataset_path, hub_config=data.dataset_config, split=data.dataset_split
+    )
+    loaded = {"train": report.summary()}
+    log.info("train data %s: %s", data.dataset_path, loaded["train"])
+    if data.val_dataset_path:
+        val, val_report = gsm8k_data.load_examples(
+            data.val_dataset_path, hub_config=data.dataset_config, split=data.val_dataset_split
+        )
+        loaded["val"] = val_report.summary()
+        log.info("val data %s: %s", data.val_dataset_path, loaded["val"])
+    else:
+        rows, val = gsm8k_data.split_train_val(rows, data.val_fraction, seed)
+    rows, val = rows[: data.max_train_samples], val[: data.max_val_samples]
+
+    def with_prompts(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        if not part:
+            return part, 0
+        prompted = gsm8k_data.add_prompts(part, data.num_shots)
+        return gsm8k_data.enforce_prompt_limit(
+            prompted, tokenizer, data.max_prompt_tokens, data.prompt_length_policy
+        )
+
+    (rows, dropped_train), (val, dropped_val) = with_prompts(rows), with_prompts(val)
+    dropped = {"train": dropped_train, "val": dropped_val}
+    if dropped_train or dropped_val:
+        log.warning("dropped prompts longer than max_prompt_tokens=%d: %s", data.max_prompt_tokens, dropped)
+    return (
+        rows,
+        val,
+        {"loaded": loaded, "train_rows": len(rows), "val_rows": len(val), "prompts_dropped": dropped},
+    )
+
+
+def check_reward_columns(funcs: list, rows: list[dict[str, Any]]) -> None:
+    """Every column a reward reads must be in every row, or the run fails before the model loads."""
+    for fn in funcs:
+        missing = sorted({c for c in required_columns(fn) for row in rows if c not in row})
+        if missing:
+            raise ConfigError(
+                "rewards",
+                f"reward {fn.__name__} reads column(s) {missing}, missing from the data: "
+                "add them to the dataset or choose other rewards",
+            )
+
+
+def reward_means(history: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
+    """First and last logged mean of each reward (TRL logs `rewards/<name>/mean`)."""
+    means = {}
+    for name in names:
+        values = [entry[f"rewards/{name}/mean"] for entry in history if f"rewards/{name}/mean" in entry]
+        if values:
+            means[name] = {"first": values[0], "final": values[-1]}
+    return means
+
+
+# --- model --------------------------------------------------------------------------------------------
+
+
+def attention_implementation(requested: str | None) -> str:
+    """The recipe's choice, else flash_attention_2 where it can run, else PyTorch's sdpa."""
+    import importlib.util
+
+    if requested:
+        log.info("attention: %s (from the recipe)", requested)
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        log.info("attention: flash_attention_2 (flash_attn installed, CUDA available)")
+        return "flash_attention_2"
+    log.info("attention: sdpa (flash_attn not installed or no CUDA)")
+    return "sdpa"
+
+
+def torch_dtype(name: str | None) -> torch.dtype | str | None:
+    """ModelConfig's dtype names -> torch dtypes; "auto" and None pass through."""
+    return name if name in (None, "auto") else getattr(torch, name)
+
+
+def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn.Module:
+    """The policy: full precision in `dtype`, or 4/8-bit via bitsandbytes prepared for QLoRA training."""
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "dtype": torch_dtype(model_args.dtype),
+        "attn_implementation": attention_implementation(model_args.attn_implementation),
+        "trust_remote_code": args.trust_remote_code,
+        **(args.model_init_kwargs or {}),
+    }
+    args.model_init_kwargs = None  # applied here; TRL would otherwise warn that they are ignored
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        kwargs["device_map"] = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=args.gradient_checkpointing,
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        )
+    return model
+
+
+# --- checkpoints and graceful stop --------------------------------------------------------------------
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != CHECKPOINT_MARKER
+    }
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """True when the marker exists and every file it lists is there with the size it had."""
+    try:
+        listed = json.loads((checkpoint / CHECKPOINT_MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(listed) and all(
+        (checkpoint / name).is_file() and (checkpoint / name).stat().st_size == size
+        for name, size in listed.items()
+    )
+
+
+def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest `checkpoint-N` that is complete; incomplete ones are logged and left alone."""
+    folder = Path(output_dir)
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True):
+        if is_complete(checkpoint):
+            return checkpoint
+        log.warning("skipping incomplete checkpoint %s", checkpoint)
+    return None
+
+
+def check_checkpoint(checkpoint: str | Path) -> None:
+    if not is_complete(Path(checkpoint)):
+        raise ConfigError("resume_from_checkpoint", f"{checkpoint} is not a complete checkpoint")
+
+
+class MarkCompleteCheckpoints(TrainerCallback):
+    """After every process has written its part of a checkpoint, list its files in the marker."""
+
+    def on_save(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> None:
+        PartialState().wait_for_everyone()  # DeepSpeed writes per-rank shards
+        if args.should_save:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            tmp = checkpoint / f".{CHECKPOINT_MARKER}.tmp"
+            tmp.write_text(json.dumps({"step": state.global_step, "files": _files(checkpoint)}))
+            os.replace(tmp, checkpoint / CHECKPOINT_MARKER)
+
+
+class GracefulStop(TrainerCallback):
+    """SIGTERM sets a flag; at the next step end all processes save a checkpoint and stop together."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, *_: Any) -> None:
+        self.requested = True
+
+    @contextmanager
+    def on_sigterm(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("not the main thread: SIGTERM is left to the caller")
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, self.request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def on_step_end(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> Any:
+        if _any_process(self.requested):
+            self.requested = True
+            log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def _any_process(flag: bool) -> bool:
+    """One process's SIGTERM stops them all at the same step, so the collective save cannot hang."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=PartialState().device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+
+
+def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_path: str) -> None:
+    """Write the adapter and/or the full model into `model_dir` through a staging folder."""
+    model_dir = Path(config.run.model_dir)
+    staging = model_dir / STAGING_DIR
+    main = trainer.is_world_process_zero()
+    if main:
+        (model_dir / SUMMARY_NAME).unlink(missing_ok=True)  # the old marker goes first
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    is_adapter = config.model.use_peft
+    trainer.save_model(str(staging / ADAPTER_DIR if is_adapter else staging))  # collective; writes on main
+    if main:
+        if is_adapter and config.run.merge_adapter:
+            merge_adapter(base_path, staging / ADAPTER_DIR, staging, config)
+        for folder in (staging, staging / ADAPTER_DIR):
+            (folder / "training_args.bin").unlink(missing_ok=True)  # pickled args: may hold hub_token
+        if (staging / "config.json").exists():
+            tokenizer.save_pretrained(staging)
+            write_generation_config(staging, trainer.eos_token_ids, tokenizer.pad_token_id)
+        for entry in staging.iterdir():
+            target = model_dir / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        staging.rmdir()
+        log.info("model written to %s", model_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
+def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path, config: RunConfig) -> None:
+    """Merge the saved adapter into a fresh full-precision base (also for QLoRA) and save it."""
+    from peft import PeftModel
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    # Only the main process merges, after training: a ZeRO-3 partitioned load here would wait forever
+    # for the other processes, so this load is an ordinary one.
+    unset_hf_deepspeed_config()
+    base = AutoModelForCausalLM.from_pretrained(
+        base_path,
+        revision=config.model.model_revision,
+        dtype=torch_dtype(config.model.dtype),
+        trust_remote_code=config.training.trust_remote_code,
+    )
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir)
+
+
+def write_generation_config(folder: Path, eos_ids: list[int], pad_id: int | None) -> None:
+    """Generation stops at every end token training stopped at, and pads with the training pad."""
+    try:
+        generation = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        generation = GenerationConfig()
+    generation.eos_token_id = list(eos_ids)
+    generation.pad_token_id = pad_id
+    generation.save_pretrained(folder)
+
+
+def write_summary(summary: dict[str, Any], model_dir: Path, summary_dir: Path) -> None:
+    """`run_summary.json` into summary_dir, then into model_dir last, atomically: the completion marker."""
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    for folder in (summary_dir, model_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{SUMMARY_NAME}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, folder / SUMMARY_NAME)
+
+
+def package_versions() -> dict[str, str | None]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+# --- entry points -------------------------------------------------------------------------------------
+
+
+def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -> int:
+    """What `grpo-rlvr train` does: load the recipe, then print it or run it."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(recipe, overrides)
+    if print_config:
+        print(json.dumps(config.resolved(), indent=2))
+        return 0
+    try:
+        summary = run(config)
+    except TrainingInterrupted as stopped:
+        print(f"grpo-rlvr train: {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if PartialState().is_main_process:
+        print(
+            f"model: {summary['model_dir']} (step {summary['global_step']}); "
+            f"summary: {config.run.summary_dir}"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`grpo-rlvr train ARGS` as a function: the one command line lives in `grpo_rlvr.cli`."""
+    from grpo_rlvr.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,203 @@
+"""Recipes + overrides -> RunConfig: TRL's own dataclasses, every value type-checked, errors name the key."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grpo_rlvr import config as config_module
+from grpo_rlvr.config import ConfigError, load_config, parse_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+BAKED = ["qwen2.5-0.5b-gsm8k-seed", "qwen2.5-0.5b-gsm8k", "smoke-cpu"]
+MINIMAL = {"model_name_or_path": "Qwen/Qwen2.5-0.5B", "per_device_train_batch_size": 8}
+
+
+def recipe(tmp_path: Path, **values: object) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, **values}))
+    return path
+
+
+def error(tmp_path: Path, overrides: dict | list, **values: object) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(recipe(tmp_path, **values), overrides)
+    return caught.value
+
+
+@pytest.mark.parametrize("name", BAKED)
+def test_baked_recipes_load_by_name(name: str) -> None:
+    config = load_config(name)
+    assert config.recipe_path == REPO / "recipes" / f"{name}.yaml"
+    assert config.rewards.rewards == ["gsm8k_format", "gsm8k_correctness"]
+    assert [f.__name__ for f in config.reward_funcs] == config.rewards.rewards
+
+
+def test_seed_recipe_is_the_published_setup() -> None:
+    config = load_config("qwen2.5-0.5b-gsm8k-seed")
+    m, t, d = config.model, config.training, config.data
+    assert (m.model_name_or_path, m.load_in_4bit, m.use_peft, m.lora_r, m.lora_alpha) == (
+        "Qwen/Qwen2.5-0.5B", True, True, 16, 16,
+    )  # fmt: skip
+    assert set(m.lora_target_modules) == {f"{p}_proj" for p in ("q", "k", "v", "o", "gate", "up", "down")}
+    assert (t.learning_rate, t.lr_scheduler_type.value, t.warmup_steps, t.seed) == (
+        1.84e-4,
+        "cosine",
+        0.1,
+        42,
+    )
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.num_train_epochs) == (16, 2, 2)
+    assert (d.num_shots, d.max_prompt_tokens, d.prompt_length_policy) == (8, 1536, "fail")
+
+
+def test_gpu_recipe_generates_with_colocated_vllm_and_fits_the_longest_prompt() -> None:
+    config = load_config("qwen2.5-0.5b-gsm8k")
+    t = config.training
+    assert t.use_vllm and t.vllm_mode == "colocate" and t.bf16
+    assert t.vllm_max_model_length >= config.data.max_prompt_tokens + t.max_completion_length
+    assert t.generation_batch_size % t.num_generations == 0
+
+
+def test_typed_and_string_overrides_give_the_same_config(tmp_path: Path) -> None:
+    typed = {"learning_rate": 3e-5, "lora_target_modules": ["q_proj", "v_proj"], "use_peft": True,
+             "reward_kwargs": {"gsm8k_format": {"strict": 1}}, "max_completion_length": None}  # fmt: skip
+    strings = ["learning_rate=3e-5", "lora_target_modules=[q_proj, v_proj]", "use_peft=true",
+               'reward_kwargs={"gsm8k_format": {"strict": 1}}', "max_completion_length=null"]  # fmt: skip
+    a, b = load_config(recipe(tmp_path), typed), load_config(recipe(tmp_path), strings)
+    assert a.resolved() == b.resolved()
+    assert a.training.learning_rate == 3e-5 and a.model.lora_target_modules == ["q_proj", "v_proj"]
+    assert a.training.max_completion_length is None
+    assert a.rewards.reward_kwargs == {"gsm8k_format": {"strict": 1}}
+
+
+def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path) -> None:
+    config = load_config(recipe(tmp_path, num_shots=4), ["num_shots=2"])
+    assert config.data.num_shots == 2
+    assert config.training.output_dir == config_module.DEFAULT_OUTPUT_DIR
+    assert config.training.use_cpu and not config.training.bf16  # this machine has no CUDA
+    assert config.training.report_to == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "says"),
+    [
+        pytest.param(
+            {"learning_rat": 1e-5}, "learning_rat", "did you mean 'learning_rate'", id="unknown-key"
+        ),
+        pytest.param({"no_bf16": True}, "no_bf16", "unknown key", id="argparse-complement-is-not-a-key"),
+        pytest.param({"num_train_epochs": "two"}, "num_train_epochs", "invalid float value", id="wrong-type"),
+        pytest.param({"use_peft": "maybe"}, "use_peft", "Truthy value expected", id="wrong-bool"),
+        pytest.param(
+            {"prompt_length_policy": "cut"}, "prompt_length_policy", "invalid choice", id="bad-choice"
+        ),
+        pytest.param({"report_to": ["mlflow", "x"]}, "report_to", "takes one value", id="list-for-scalar"),
+        pytest.param({"learning_rate": None}, "learning_rate", "may not be null", id="null-for-required"),
+        pytest.param(
+            {"model_name_or_path": "/no/such/dir"}, "model_name_or_path", "does not exist", id="no-model"
+        ),
+        pytest.param({"model_name_or_path": "qwen"}, "model_name_or_path", "org/name", id="not-a-hub-id"),
+        pytest.param(
+            {"model_name_or_path": "builtin:huge"}, "model_name_or_path", "unknown built-in", id="builtin"
+        ),
+        pytest.param(
+            {"rewards": ["gsm8k_format", "nope"]}, "rewards", "unknown reward(s) ['nope']", id="reward"
+        ),
+        pytest.param(
+            {"reward_kwargs": {"nope": {}}}, "rewards", "unknown reward(s) ['nope']", id="reward-kwargs"
+        ),
+        pytest.param({"reward_weights": [1.0]}, "reward_weights", "1 weights for 2 rewards", id="weights"),
+        pytest.param({"num_shots": 9}, "num_shots", "between 0 and 8, got 9", id="too-many-shots"),
+        pytest.param({"num_shots": -1}, "num_shots", "between 0 and 8, got -1", id="negative-shots"),
+        pytest.param({"val_fraction": 1.0}, "val_fraction", "[0, 1)", id="val-fraction"),
+        pytest.param({"load_in_4bit": True}, "use_peft", "set use_peft: true", id="4bit-without-lora"),
+        pytest.param({"dataset_path": "./missing.jsonl"}, "dataset_path", "does not exist", id="no-data"),
+        pytest.param(
+            {"use_vllm": True, "vllm_max_model_length": 1024},
+            "vllm_max_model_length",
+            "= 2048",
+            id="vllm-length",
+        ),
+    ],
+)
+def test_bad_values_name_the_key_to_fix(tmp_path: Path, overrides: dict, key: str, says: str) -> None:
+    err = error(tmp_path, overrides)
+    assert err.key == key and says in str(err)
+
+
+def test_group_size_error_shows_trl_rule_with_the_numbers(tmp_path: Path) -> None:
+    err = error(tmp_path, {"num_generations": 3, "gradient_accumulation_steps": 2})
+    assert err.key == "num_generations"
+    assert "per_device_train_batch_size=8 x processes=1 x steps_per_generation=2" in str(err)
+    assert "= 16: use one of [2, 4, 8, 16]" in str(err)
+
+
+def test_group_size_counts_the_processes_the_launcher_will_start(tmp_path: Path) -> None:
+    values = {"per_device_train_batch_size": 4, "num_generations": 8}
+    with pytest.raises(ConfigError, match="processes=1"):
+        load_config(recipe(tmp_path), values)
+    assert load_config(recipe(tmp_path), values, num_processes=2).training.num_generations == 8
+
+
+def test_overrides_must_be_key_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(recipe(tmp_path), ["learning_rate"])
+    assert parse_overrides(["a=1", "b=x=y", "c="]) == {"a": 1, "b": "x=y", "c": ""}
+
+
+def test_unknown_recipe_lists_the_baked_ones() -> None:
+    with pytest.raises(ConfigError, match="smoke-cpu") as caught:
+        load_config("no-such-recipe")
+    assert caught.value.key == "recipe"
+
+
+def test_baked_recipes_folder_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(MINIMAL))
+    monkeypatch.setenv(config_module.RECIPES_ENV, str(tmp_path))
+    assert load_config("mine").recipe_path == tmp_path / "mine.yaml"
+    assert load_config("smoke-cpu").recipe_path == REPO / "recipes" / "smoke-cpu.yaml"  # repo as fallback
+
+
+def test_mlflow_joins_report_to_when_a_tracking_uri_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(config_module.MLFLOW_ENV, "file:///tmp/mlruns")
+    assert load_config(recipe(tmp_path)).training.report_to == ["mlflow"]
+    assert load_config(recipe(tmp_path, report_to="tensorboard")).training.report_to == [
+        "tensorboard",
+        "mlflow",
+    ]
+
+
+def test_resolved_config_is_plain_json_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_secretvalue123")
+    config = load_config(
+        recipe(tmp_path), {"hub_token": "hf_secretvalue123", "run_name": "x-hf_secretvalue123"}
+    )
+    text = json.dumps(config.resolved())
+    assert "hf_secretvalue123" not in text
+    resolved = json.loads(text)
+    assert resolved["training"]["hub_token"] == "***" and resolved["training"]["run_name"] == "x-***"
+    assert resolved["model"]["model_name_or_path"] == "Qwen/Qwen2.5-0.5B"
+
+
+def test_user_reward_module_registers_once_and_its_rewards_resolve(tmp_path: Path) -> None:
+    module = tmp_path / "my_rewards.py"
+    module.write_text(
+        "def shortness(completions, **kwargs):\n    return [1.0 / (1 + len(c)) for c in completions]\n"
+    )
+    try:
+        for _ in range(2):  # a launcher and the training process may both load the same config
+            config = load_config(recipe(tmp_path, reward_module=str(module), rewards=["shortness"]))
+            assert config.reward_funcs[0](["", "abc"]) == [1.0, 0.25]
+    finally:
+        from grpo_rlvr.rewards import REGISTRY
+
+        REGISTRY.pop("shortness", None)
+        config_module._LOADED_REWARD_MODULES.discard(module.resolve())
+    err = error(tmp_path, {"reward_module": str(tmp_path / "missing.py")})
+    assert err.key == "reward_module" and "missing.py" in str(err)

@@ -1,0 +1,423 @@
+"""GRPO training end to end on CPU: it learns, it saves loadable models, it resumes, it stops cleanly on
+SIGTERM, two processes agree, and every recipe error fails before a model loads."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from grpo_rlvr import config as config_module
+from grpo_rlvr import train
+from grpo_rlvr.config import load_config
+from grpo_rlvr.rewards import REGISTRY
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = "toy_sevens"
+# The toy task: a dense, verifiable reward a random policy scores ~0 on and a trained one ~1 on.
+TOY_REWARD = f'''
+def {TOY}(completions, **kwargs):
+    """Share of the completion's characters that are the digit 7."""
+    return [c.count("7") / max(len(c), 1) for c in completions]
+'''
+BASE = {
+    "num_shots": 0,
+    "rewards": [TOY],
+    "per_device_train_batch_size": 16,
+    "num_generations": 8,
+    "max_completion_length": 12,
+    "learning_rate": 1e-2,
+    "lr_scheduler_type": "constant",
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "gradient_checkpointing": False,
+    "disable_tqdm": True,
+    "seed": 0,
+}
+LORA = {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_target_modules": "all-linear"}
+
+
+@pytest.fixture(scope="module")
+def toy_reward(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The toy reward as a user reward module (so child processes load it too); unregistered after."""
+    path = tmp_path_factory.mktemp("rewards") / "toy.py"
+    path.write_text(TOY_REWARD)
+    yield str(path)
+    REGISTRY.pop(TOY, None)
+    config_module._LOADED_REWARD_MODULES.discard(path.resolve())
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
+    path.write_text(
+        "".join(json.dumps({"prompt": f"Numbers: {i} {i + 1} {i + 2}"}) + "\n" for i in range(64))
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model with its own, sharper output layer.
+
+    A random model's tied 0.02-scale embeddings bound every logit to about ±1.3, so only training the
+    embeddings themselves (full fine-tune) can move its output distribution. LoRA never touches the output
+    layer (TRL refuses it), so a LoRA run needs a head that, like a pretrained model's, can express a
+    peaked distribution: an untied head with weights of scale 0.2.
+    """
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(tiny_model)
+    model_config.tie_word_embeddings = False
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, config=model_config)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.lm_head.weight.copy_(torch.randn_like(model.lm_head.weight) * 0.2)
+    out = tmp_path_factory.mktemp("sharp")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return str(out)
+
+
+def make_recipe(tmp_path: Path, **values: Any) -> Path:
+    """A recipe file whose outputs all go under tmp_path."""
+    recipe = {
+        "output_dir": str(tmp_path / "checkpoints"),
+        "model_dir": str(tmp_path / "model"),
+        "summary_dir": str(tmp_path / "output"),
+        **values,
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+class History(TrainerCallback):
+    """Every logged entry, as the trainer logged it."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict[str, float]] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
+        self.logs.append({**(logs or {}), "step": state.global_step})
+
+    def series(self, key: str) -> list[float]:
+        return [entry[key] for entry in self.logs if key in entry]
+
+    def steps(self, key: str) -> list[int]:
+        return [entry["step"] for entry in self.logs if key in entry]
+
+
+def toy_recipe(tmp_path: Path, model: str, data: str, reward: str, **values: Any) -> Path:
+    toy = {"model_name_or_path": model, "dataset_path": data, "reward_module": reward, **BASE}
+    return make_recipe(tmp_path, **{**toy, **values})
+
+
+def reload_and_generate(model_dir: Path) -> str:
+    """The saved model loads with plain transformers and generates up to its own stop tokens."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    inputs = tokenizer("Numbers: 1 2 3", return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_grpo_raises_a_toy_reward_and_saves_a_model_that_generates(
+    mode: str, tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    steps = 20  # a random policy writes its first 7 after ~10 steps; then the reward climbs within ~3
+    values = {"max_steps": steps, **(LORA if mode == "lora" else {"learning_rate": 3e-3})}
+    history = History()
+    summary = train.run(
+        load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, **values)), [history]
+    )
+
+    rewards = history.series(f"rewards/{TOY}/mean")
+    assert len(rewards) == steps
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert last - first > 0.4, rewards
+    assert summary["rewards"][TOY] == {"first": rewards[0], "final": rewards[-1]}
+    assert summary["global_step"] == steps
+
+    model_dir = tmp_path / "model"
+    base = load_file(Path(sharp_model) / "model.safetensors")
+    merged = load_file(model_dir / "model.safetensors")
+    changed = [k for k in base if not torch.equal(base[k], merged[k])]
+    if mode == "lora":
+        adapter = load_file(model_dir / "adapter" / "adapter_model.safetensors")
+        assert all(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)  # B starts at zero
+        assert changed and all("proj" in k for k in changed)  # merged projections; head and norms as before
+    else:
+        assert "lm_head.weight" in changed and len(changed) > len(base) // 2
+    assert json.loads((model_dir / "run_summary.json").read_text())["global_step"] == steps
+    assert (tmp_path / "output" / "run_summary.json").read_text() == (
+        model_dir / "run_summary.json"
+    ).read_text()
+    assert not (model_dir / ".partial").exists()
+    reload_and_generate(model_dir)
+
+
+def test_qlora_4bit_trains_and_merges_into_a_full_precision_model(
+    tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str
+) -> None:
+    recipe = toy_recipe(
+        tmp_path, "builtin:tiny-qwen2", toy_data, toy_reward, max_steps=3, load_in_4bit=True, **LORA
+    )
+    summary = train.run(load_config(recipe))
+
+    model_dir = tmp_path / "model"
+    assert summary["global_step"] == 3 and summary["full_model"]
+    adapter = load_file(model_dir / "adapter" / "adapter_model.safetensors")
+    assert any(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)
+    merged_config = json.loads((model_dir / "config.json").read_text())
+    assert "quantization_config" not in merged_config  # merged into fp32 weights, not 4-bit ones
+    assert all(t.dtype == torch.float32 for t in load_file(model_dir / "model.safetensors").values())
+    assert json.loads((model_dir / "generation_config.json").read_text())["eos_token_id"] == [
+        AutoTokenizer.from_pretrained(tiny_model).eos_token_id
+    ]
+    reload_and_generate(model_dir)
+
+
+def test_resume_starts_after_the_newest_complete_checkpoint(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    def run(max_steps: int) -> tuple[dict, list[int]]:
+        history = History()
+        recipe = toy_recipe(
+            tmp_path,
+            sharp_model,
+            toy_data,
+            toy_reward,
+            max_steps=max_steps,
+            save_strategy="steps",
+            save_steps=1,
+        )
+        return train.run(load_config(recipe), [history]), history.steps("loss")
+
+    checkpoints = tmp_path / "checkpoints"
+    summary, _ = run(2)
+    assert summary["resumed_from"] is None
+    assert all(train.is_complete(checkpoints / f"checkpoint-{n}") for n in (1, 2))
+
+    (checkpoints / "checkpoint-2" / "optimizer.pt").unlink()  # as if killed while writing it
+    summary, logged = run(3)
+    assert summary["resumed_from"] == str(checkpoints / "checkpoint-1")
+    assert logged == [2, 3] and summary["global_step"] == 3
+
+    summary, logged = run(4)
+    assert summary["resumed_from"] == str(checkpoints / "checkpoint-3")
+    assert logged == [4] and summary["global_step"] == 4
+
+
+def test_checkpoint_completeness_needs_the_marker_and_every_listed_file(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint-5"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{}")
+    assert not train.is_complete(checkpoint)  # no marker: written before the save finished
+    (checkpoint / train.CHECKPOINT_MARKER).write_text(json.dumps({"files": {"trainer_state.json": 2}}))
+    assert train.is_complete(checkpoint)
+    assert train.latest_complete_checkpoint(tmp_path) == checkpoint
+    (checkpoint / "trainer_state.json").write_text("{}  ")  # truncated or rewritten since
+    assert not train.is_complete(checkpoint)
+    assert train.latest_complete_checkpoint(tmp_path) is None
+
+
+def test_a_save_that_fails_leaves_no_model_that_looks_complete(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = tmp_path / "model" / "run_summary.json"
+    stale.parent.mkdir()
+    stale.write_text("{}")  # an earlier run's marker
+
+    def disk_full(*_: Any) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(train, "merge_adapter", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train.run(load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=1, **LORA)))
+    assert not stale.exists()
+    assert not (tmp_path / "model" / "config.json").exists()
+    assert not (tmp_path / "output" / "run_summary.json").exists()
+
+
+class SigtermAt(TrainerCallback):
+    """Sends this process a real SIGTERM at the end of one step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=20, **LORA)
+    with pytest.raises(train.TrainingInterrupted) as stopped:
+        train.run(load_config(recipe), [SigtermAt(2)])
+
+    # The flag is raised after step 2's checks ran, so the stop lands at the end of step 3.
+    assert stopped.value.step == 3
+    assert stopped.value.checkpoint == tmp_path / "checkpoints" / "checkpoint-3"
+    assert train.is_complete(stopped.value.checkpoint)
+    assert train.latest_complete_checkpoint(tmp_path / "checkpoints") == stopped.value.checkpoint
+    assert not (tmp_path / "model").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+TWO_RANKS = """
+import json, os, sys, hashlib
+from transformers import TrainerCallback
+from grpo_rlvr import train
+from grpo_rlvr.config import load_config
+
+class RankLog(TrainerCallback):
+    def __init__(self):
+        self.losses = []
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(logs["loss"])
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        digest = hashlib.sha256()
+        for name, p in sorted(model.named_parameters()):
+            if p.requires_grad:
+                digest.update(p.detach().cpu().numpy().tobytes())
+        self.weights = digest.hexdigest()
+
+log = RankLog()
+summary = train.run(load_config(sys.argv[1]), [log])
+rank = os.environ["RANK"]
+with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as f:
+    json.dump({"world": os.environ["WORLD_SIZE"], "losses": log.losses, "weights": log.weights,
+               "step": summary["global_step"]}, f)
+"""
+
+
+def test_two_cpu_processes_train_in_step(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    """torchrun with 2 processes (gloo): both ranks log the same losses and end with the same weights."""
+    recipe = toy_recipe(
+        tmp_path, sharp_model, toy_data, toy_reward, max_steps=3, per_device_train_batch_size=8,
+        ddp_find_unused_parameters=False, **LORA,
+    )  # fmt: skip
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*torchrun, str(script), str(recipe), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == ["2", "2"]
+    assert [r["step"] for r in ranks] == [3, 3]
+    assert len(ranks[0]["losses"]) == 3 and any(loss != 0 for loss in ranks[0]["losses"])
+    assert ranks[0]["losses"] == ranks[1]["losses"]
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert (tmp_path / "model" / "run_summary.json").is_file()
+
+
+BAD_RECIPES = [
+    pytest.param(
+        {"learning_rat": 1e-5}, "learning_rat: unknown key (did you mean 'learning_rate'?)", id="unknown-key"
+    ),
+    pytest.param({"learning_rate": "fast"}, "learning_rate: argument --learning_rate", id="wrong-type"),
+    pytest.param(
+        {"model_name_or_path": "./no/such/model"},
+        "model_name_or_path: local path ./no/such/model does not exist",
+        id="missing-model-path",
+    ),
+    pytest.param(
+        {"rewards": [TOY, "nope"]}, "rewards: unknown reward(s) ['nope']", id="reward-not-registered"
+    ),
+    pytest.param(
+        {"num_generations": 3}, "num_generations: 3 does not divide the generation batch", id="group-size"
+    ),
+    pytest.param({"num_shots": 9}, "num_shots: must be between 0 and 8, got 9", id="shots-out-of-range"),
+    pytest.param(
+        {"rewards": ["gsm8k_correctness"]},
+        "reward gsm8k_correctness reads column(s) ['final_answer']",
+        id="missing-reward-column",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_RECIPES)
+def test_recipe_errors_fail_before_any_model_loads(
+    bad: dict, message: str, tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    def no_model(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_model)
+    recipe = toy_recipe(tmp_path, "builtin:tiny-qwen2", toy_data, toy_reward, **bad)
+    assert train.main(["--recipe", str(recipe)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model").exists()
+
+
+def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
+    tmp_path: Path, tiny_model: str, gsm8k_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The CPU smoke recipe as `make smoke` runs it, cut to 2 steps: real rows, GSM8K rewards, outputs."""
+    opt_ml = tmp_path / "opt_ml"
+    argv = [
+        "--recipe", str(REPO / "recipes" / "smoke-cpu.yaml"), f"dataset_path={gsm8k_dir / 'train.jsonl'}",
+        f"output_dir={opt_ml / 'checkpoints'}", f"model_dir={opt_ml / 'model'}",
+        f"summary_dir={opt_ml / 'output' / 'data'}", "max_steps=2", "save_steps=2", "disable_tqdm=true",
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    assert f"model: {opt_ml / 'model'} (step 2)" in capsys.readouterr().out
+    summary = json.loads((opt_ml / "model" / "run_summary.json").read_text())
+    assert summary["data"]["train_rows"] == 64 and set(summary["rewards"]) == {
+        "gsm8k_format",
+        "gsm8k_correctness",
+    }
+    assert summary["config"]["data"]["num_shots"] == 2
+    assert train.is_complete(opt_ml / "checkpoints" / "checkpoint-2")
+
+
+def test_print_config_shows_the_resolved_recipe_and_trains_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    recipe = make_recipe(
+        tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B", num_shots=3, hub_token="hf_abcdefgh123"
+    )
+    assert train.main(["--recipe", str(recipe), "--print-config", "learning_rate=2e-5"]) == 0
+    printed = capsys.readouterr().out
+    resolved = json.loads(printed)
+    assert resolved["data"]["num_shots"] == 3 and resolved["training"]["learning_rate"] == 2e-5
+    assert "hf_abcdefgh123" not in printed
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def stopped(*_: Any) -> None:
+        raise train.TrainingInterrupted(7, tmp_path / "checkpoint-7")
+
+    monkeypatch.setattr(train, "run", stopped)
+    recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
+    assert train.main(["--recipe", str(recipe)]) == 128 + signal.SIGTERM
+    assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err
