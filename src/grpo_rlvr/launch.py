@@ -1,0 +1,457 @@
+"""`grpo-rlvr launch`: from the /opt/ml contract to one training process, or to `accelerate launch`.
+
+The image's `train` (SageMaker's `docker run IMAGE train`, `docker compose up train`, SDK local mode
+with no command) ends here. The launcher owns what no training process can: the process topology
+(GPUs x hosts), SIGTERM forwarding, the failure file and the exit code. One process in total runs
+training in this very process; more start `accelerate launch` with a config from `recipes/accelerate/`,
+each process running `grpo-rlvr train --recipe R key=value ...`.
+
+Exit codes: 0 success; 1 training failed; 2 an input needs fixing (hyperparameter, channel, config
+JSON, recipe, data); 143 (130) stopped by SIGTERM (SIGINT) after saving what could be saved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from sagemaker_training import SM_EFA_RDMA_INSTANCES
+
+from grpo_rlvr import config, sagemaker, train
+from grpo_rlvr.data import DataError
+from grpo_rlvr.sagemaker import ContractError, Paths, Redactor, Resources
+
+log = logging.getLogger("grpo_rlvr.launch")
+
+RECIPE_ENV = "GRPO_RLVR_RECIPE"
+DEFAULT_RECIPE = "qwen2.5-0.5b-gsm8k"
+# "algo-1=10.0.0.5,algo-2=10.0.0.6": addresses for host names that DNS does not know (tests on loopback,
+# clusters without SageMaker's DNS). Names absent here are resolved by DNS, waiting as SageMaker's own
+# PyTorch container does, since the other hosts' names may appear a little after this one starts.
+HOST_ADDRS_ENV = "GRPO_RLVR_HOST_ADDRS"
+PORT_ENV = "GRPO_RLVR_MAIN_PROCESS_PORT"
+DEFAULT_PORT = 29500
+DNS_TIMEOUT_S = 900.0
+# SageMaker (spot or StopTrainingJob) and our compose file allow 120 s from SIGTERM to SIGKILL; keep
+# a few seconds of them for the failure file and the exit.
+STOP_GRACE_S = 110
+DEFAULT_ACCELERATE_CONFIG = "ddp"
+# Hyperparameters for the launcher itself, not recipe keys.
+RECIPE_KEY = "recipe"
+ACCELERATE_CONFIG_KEY = "accelerate_config"
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError)  # "fix an input", not a crash
+
+
+class Stopped(BaseException):
+    """SIGTERM/SIGINT arrived while the launcher itself (not a training loop) was running.
+
+    A BaseException, like KeyboardInterrupt, so that no library's `except Exception` swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the launch decided, before anything runs."""
+
+    recipe: str
+    overrides: dict[str, Any]
+    resources: Resources
+    gpus: int
+    accelerate_config: str | None
+
+    @property
+    def processes(self) -> int:
+        return max(self.gpus, 1) * len(self.resources.hosts)
+
+
+def make_plan(
+    paths: Paths, cli_overrides: Sequence[str], redactor: Redactor
+) -> tuple[Plan, config.RunConfig]:
+    """Read the contract, then validate recipe + overrides (before any model loads)."""
+    hyperparameters = sagemaker.read_hyperparameters(paths)
+    for item in cli_overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ContractError(f"write launch arguments as key=value, not {item!r}")
+        hyperparameters[key] = sagemaker.decode_value(value)
+    log.info("hyperparameters: %s", json.dumps(redactor.hyperparameters(hyperparameters)))
+    sagemaker.check_no_contract_keys(hyperparameters)
+    resources = sagemaker.read_resources(paths)
+    channels = sagemaker.read_channels(paths)
+    recipe = str(hyperparameters.pop(RECIPE_KEY, None) or os.environ.get(RECIPE_ENV) or DEFAULT_RECIPE)
+    accelerate_config = hyperparameters.pop(ACCELERATE_CONFIG_KEY, None)
+    overrides = {**hyperparameters, **sagemaker.contract_overrides(paths, channels)}
+    if len(resources.hosts) > 1:
+        # Every host has its own /opt/ml/checkpoints: each needs a whole checkpoint to resume from.
+        overrides.setdefault("save_on_each_node", True)
+    accelerate_name = None if accelerate_config is None else str(accelerate_config)
+    plan = Plan(recipe, overrides, resources, torch.cuda.device_count(), accelerate_name)
+    if plan.processes > 1 or accelerate_name is not None:
+        accelerate_config_path(plan.accelerate_config)  # a wrong name fails now, not after the model loads
+    return plan, config.load_config(plan.recipe, overrides, num_processes=plan.processes)
+
+
+# --- distribution ------------------------------------------------------------------------------------
+
+
+def distributed_env(
+    resources: Resources,
+    gpus: int,
+    *,
+    net_dir: Path = Path("/sys/class/net"),
+    efa_dir: Path = Path("/dev/infiniband"),
+) -> dict[str, str]:
+    """Communication variables, chosen as SageMaker's PyTorch images do (sagemaker_training's
+    torch_distributed runner and the PyTorch container's NCCL setup), for a multi-process run.
+
+    The interface from resourceconfig.json is used only when it exists here: SDK local mode writes
+    `ethwe`, which no local container has. EFA variables only when EFA devices exist; device RDMA only
+    on the instance types the toolkit lists for it (libfabric >= 1.18 detects it by itself anyway).
+    """
+    found: dict[str, str] = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(STOP_GRACE_S)}
+    interface = resources.network_interface
+    has_interface = interface is not None and (net_dir / interface).exists()
+    if gpus == 0:
+        if has_interface and len(resources.hosts) > 1:
+            found["GLOO_SOCKET_IFNAME"] = interface
+        return found
+    found["NCCL_DEBUG"] = "WARN"
+    if has_interface:
+        found["NCCL_SOCKET_IFNAME"] = interface
+    if any(efa_dir.glob("uverbs*")):
+        found |= {"FI_PROVIDER": "efa", "NCCL_PROTO": "simple", "RDMAV_FORK_SAFE": "1"}
+        if resources.instance_type in SM_EFA_RDMA_INSTANCES:
+            found["FI_EFA_USE_DEVICE_RDMA"] = "1"
+    return found
+
+
+def host_address(host: str, env: Mapping[str, str], timeout_s: float = DNS_TIMEOUT_S) -> str:
+    """The address of `host`: from GRPO_RLVR_HOST_ADDRS if listed there, else DNS (retried until timeout)."""
+    mapping: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in env.get(HOST_ADDRS_ENV, "").split(","))):
+        name, sep, address = item.partition("=")
+        if not sep or not name or not address:
+            raise ContractError(
+                f"fix {HOST_ADDRS_ENV}: write host=address pairs separated by commas, not {item!r}"
+            )
+        mapping[name.strip()] = address.strip()
+    if host in mapping:
+        return mapping[host]
+    deadline, wait = time.monotonic() + timeout_s, 0.1
+    while True:
+        try:
+            return socket.gethostbyname(host)
+        except OSError as err:
+            if time.monotonic() > deadline:
+                raise ContractError(f"host {host} from resourceconfig.json does not resolve ({err})") from err
+            time.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+
+def accelerate_config_path(name: str | None) -> Path:
+    """A config from `recipes/accelerate/` (baked or the repo's) by name, or a path; by default DDP."""
+    chosen = name or DEFAULT_ACCELERATE_CONFIG
+    if Path(chosen).suffix in (".yaml", ".yml"):
+        candidates = [Path(chosen)]
+    else:
+        roots = [Path(os.environ[config.RECIPES_ENV])] if os.environ.get(config.RECIPES_ENV) else []
+        candidates = [root / "accelerate" / f"{chosen}.yaml" for root in [*roots, config.REPO_RECIPES]]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted({p.stem for c in candidates for p in c.parent.glob("*.yaml")})
+    raise ContractError(
+        f"fix hyperparameter `{ACCELERATE_CONFIG_KEY}`: no accelerate config {chosen!r}; "
+        f"known: {', '.join(known) or 'none'}"
+    )
+
+
+def override_args(overrides: Mapping[str, Any]) -> list[str]:
+    """`key=value` arguments that `grpo-rlvr train` (values read as YAML) turns back into the same values.
+
+    Non-strings go as JSON (a subset of YAML's flow style); a string goes as it is unless YAML would read
+    it as something else ("yes", "3", "null"), then JSON-quoted.
+    """
+    args = []
+    for key, value in overrides.items():
+        plain = isinstance(value, str) and _yaml_reads_back(value)
+        args.append(f"{key}={value if plain else json.dumps(value)}")
+    return args
+
+
+def _yaml_reads_back(text: str) -> bool:
+    try:
+        return bool(text.strip()) and yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
+
+
+def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(config_file),
+        *(["--multi_gpu"] if plan.gpus == 0 else []),  # on CPU: gloo (`--cpu` would start ONE process)
+        "--num_processes", str(plan.processes),
+        "--num_machines", str(len(plan.resources.hosts)),
+        "--machine_rank", str(plan.resources.rank),
+        "--main_process_ip", main_address,
+        "--main_process_port", str(port),
+        "-m", "grpo_rlvr.cli", "train", "--recipe", plan.recipe,
+        *override_args(plan.overrides),
+    ]  # fmt: skip
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def run_children(command: list[str], env: Mapping[str, str]) -> tuple[int, int | None]:
+    """Run `command` in its own process group; SIGTERM/SIGINT to the launcher go to the whole group,
+    which gets STOP_GRACE_S to checkpoint before SIGKILL. Returns (exit code, signal forwarded or None)."""
+    child: subprocess.Popen[bytes] | None = None
+    received: list[tuple[int, float]] = []  # (signal, when)
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append((signum, time.monotonic()))
+        if child is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+
+    # The handler goes in first: a signal between the start and the handler would orphan the group.
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child = subprocess.Popen(command, env=dict(env), start_new_session=True)
+        if received:
+            os.killpg(child.pid, signal.SIGTERM)
+        while True:
+            try:
+                code = child.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if received and time.monotonic() - received[0][1] > STOP_GRACE_S:
+                    log.error("processes still running %d s after SIGTERM: killing them", STOP_GRACE_S)
+                    os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)  # stragglers of the group
+    return code, received[0][0] if received else None
+
+
+class RedactedOutput:
+    """Routes file descriptors 1 and 2 of this process, and so of every child, through the Redactor.
+
+    Masking at the descriptor, not in a logging handler, also covers prints, C libraries and the
+    training processes, so no secret from the environment reaches the container log. The tail of
+    stderr is kept: it holds the error of a training process that failed.
+    """
+
+    TAIL_BYTES = 16384
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._pumps: list[tuple[int, int, threading.Thread]] = []
+        self._tail = bytearray()
+
+    def __enter__(self) -> RedactedOutput:
+        for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+            stream.flush()
+            saved = os.dup(fd)
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            pump = threading.Thread(target=self._pump, args=(read_end, saved, fd == 2), daemon=True)
+            pump.start()
+            self._pumps.append((fd, saved, pump))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd, saved, _pump in self._pumps:
+            os.dup2(saved, fd)  # closes our write end: the pump reads to the end and stops
+        for _fd, saved, pump in self._pumps:
+            pump.join(timeout=5)  # a lingering grandchild may hold the pipe open; don't wait for it
+            os.close(saved)
+
+    def _pump(self, read_end: int, out: int, keep_tail: bool) -> None:
+        held = b""
+        try:
+            while chunk := os.read(read_end, 65536):
+                ready, held = self._redactor.split_safe(held + chunk)
+                self._emit(out, ready, keep_tail)
+            self._emit(out, self._redactor.bytes(held), keep_tail)
+        except OSError:
+            pass  # the saved descriptor was closed after a timed-out join
+        finally:
+            os.close(read_end)
+
+    def _emit(self, out: int, data: bytes, keep_tail: bool) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view) :]
+        if keep_tail:
+            self._tail += data
+            del self._tail[: -self.TAIL_BYTES]
+
+    def stderr_tail(self) -> str:
+        return self._tail.decode("utf-8", errors="replace")
+
+
+_TRAIN_ERROR = re.compile(r"grpo-rlvr train: error: (.+)")
+_EXCEPTION = re.compile(r"\b([A-Za-z_][\w.]*(?:Error|Exception|Interrupted)): (\S.*)")
+_WRAPPER_ERRORS = ("ChildFailedError", "CalledProcessError")  # torchrun's and accelerate's, not the cause
+
+
+def error_from_output(text: str) -> str | None:
+    """The most telling error line a failed training process printed: the CLI's own error line, else
+    the last exception line that is not the launcher tools' wrapper around it."""
+    lines = text.splitlines()
+    for line in reversed(lines):
+        if match := _TRAIN_ERROR.search(line):
+            return match.group(1).strip()
+    for line in reversed(lines):
+        match = _EXCEPTION.search(line)
+        if match and not match.group(1).endswith(_WRAPPER_ERRORS):
+            return f"{match.group(1)}: {match.group(2).strip()}"
+    return None
+
+
+def interrupted_reason(signum: int, checkpoint_dir: Path) -> str:
+    """The failure reason of a stopped run: what a restart resumes from."""
+    name = signal.Signals(signum).name
+    checkpoint = train.latest_complete_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        return (
+            f"stopped by {name} before any checkpoint was complete: a new start trains from step 0\n"
+            f"(no complete checkpoint in {checkpoint_dir})"
+        )
+    step = checkpoint.name.rpartition("-")[2]
+    return (
+        f"stopped by {name}: start again with the same checkpoint location to resume from step {step}\n"
+        f"checkpoint: {checkpoint}"
+    )
+
+
+class RedactingFormatter(logging.Formatter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__("%(asctime)s grpo-rlvr launch %(levelname)s %(message)s")
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.text(super().format(record))
+
+
+@contextmanager
+def _logging(redactor: Redactor) -> Iterator[None]:
+    """INFO logs (the launcher's and, in-process, training's) on stderr, redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(redactor))
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Before training's own handler (or the forwarding one) takes over, SIGTERM/SIGINT stop the launcher
+    cleanly: a failure file and an exit code, never a silent death."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_distributed(plan: Plan, output: RedactedOutput) -> tuple[int, int | None]:
+    """`accelerate launch` on this host; returns (exit code, signal forwarded or None)."""
+    config_file = accelerate_config_path(plan.accelerate_config)
+    main_address = host_address(plan.resources.main_host, os.environ)
+    port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
+    extra_env = {k: v for k, v in distributed_env(plan.resources, plan.gpus).items() if k not in os.environ}
+    log.info("environment added for the training processes: %s", json.dumps(extra_env, sort_keys=True))
+    command = accelerate_command(plan, config_file, main_address, port)
+    log.info("running: %s", " ".join(command))
+    return run_children(command, {**os.environ, **extra_env})
+
+
+def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput) -> int:
+    """One attempt: returns the exit code, leaving a failure file for every non-zero one."""
+
+    def fail(code: int, reason: str) -> int:
+        text = sagemaker.write_failure(paths, reason, redactor)
+        log.log(logging.WARNING if code > EXIT_BAD_INPUT else logging.ERROR, "failure: %s", text)
+        return code
+
+    try:
+        sagemaker.clear_stale_results(paths, train.SUMMARY_NAME)
+        plan, run_config = make_plan(paths, cli_overrides, redactor)
+        r = plan.resources
+        log.info(
+            "recipe %s: %d process(es) = %d GPU(s) x %d host(s); this host %s has machine rank %d",
+            plan.recipe, plan.processes, plan.gpus, len(r.hosts), r.current_host, r.rank,
+        )  # fmt: skip
+        if plan.processes == 1:
+            train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
+            return EXIT_OK
+        code, forwarded = _run_distributed(plan, output)
+    except Stopped as stop:
+        return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
+    except train.TrainingInterrupted:
+        return fail(128 + signal.SIGTERM, interrupted_reason(signal.SIGTERM, paths.checkpoint_dir))
+    except BAD_INPUT_ERRORS as err:
+        return fail(EXIT_BAD_INPUT, str(err))
+    except Exception as err:
+        log.error("training failed:\n%s", traceback.format_exc())
+        return fail(EXIT_FAILED, f"training failed: {type(err).__name__}: {err}")
+    if forwarded is not None:
+        return fail(128 + forwarded, interrupted_reason(forwarded, paths.checkpoint_dir))
+    if code != 0:
+        error = error_from_output(output.stderr_tail())
+        reason = f"training failed: a training process exited with code {code}"
+        return fail(EXIT_FAILED, f"{reason}: {error}" if error else reason)
+    if r.rank == 0 and not (paths.model_dir / train.SUMMARY_NAME).is_file():
+        return fail(EXIT_FAILED, f"training failed: it exited 0 but wrote no {train.SUMMARY_NAME}")
+    return EXIT_OK
+
+
+def main(cli_overrides: Sequence[str] = ()) -> int:
+    """`grpo-rlvr launch [key=value ...]`: everything else comes from the /opt/ml tree and the environment."""
+    paths = Paths.from_env(os.environ)
+    redactor = Redactor.from_env(os.environ)
+    with RedactedOutput(redactor) as output, _logging(redactor), _stop_on_signals():
+        return _launch(paths, cli_overrides, redactor, output)

@@ -1,0 +1,310 @@
+"""The SageMaker training contract: the /opt/ml tree, its three config JSONs, channels, failure file, secrets.
+
+SageMaker (and `docker compose`, which mounts a folder shaped the same way) hands a training container
+everything through files: `input/config/hyperparameters.json` (every value a string),
+`resourceconfig.json` (this host and all hosts), `inputdataconfig.json` (the channels), the channel data
+under `input/data/<channel>/`, and it reads back `model/`, `output/data/`, `checkpoints/` and the
+`output/failure` reason. This module reads and writes exactly that and nothing else: no TRL, no torch.
+Outside a container `SAGEMAKER_BASE_DIR` points at a folder laid out like /opt/ml.
+
+Every problem found here is a `ContractError` whose first line says what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grpo_rlvr.data import DATA_SUFFIXES, DataError, data_files
+
+BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
+DEFAULT_BASE_DIR = "/opt/ml"
+DEFAULT_HOST = "algo-1"
+FAILURE_LIMIT = 1024  # SageMaker shows at most this many characters of the failure reason
+TRAIN_CHANNEL = "train"
+VAL_CHANNEL = "val"
+# Hyperparameters the SageMaker SDKs and automatic model tuning add for their own use; never recipe keys.
+SAGEMAKER_OWN = re.compile(r"^(sagemaker_|_tuning_objective_metric$)")
+# Recipe keys the contract owns: they come from channels and the /opt/ml tree, never from a hyperparameter.
+CONTRACT_KEYS = {
+    "dataset_path": f"the `{TRAIN_CHANNEL}` channel",
+    "val_dataset_path": f"the `{VAL_CHANNEL}` channel",
+    "model_dir": "/opt/ml/model",
+    "output_dir": "/opt/ml/checkpoints",
+    "summary_dir": "/opt/ml/output/data",
+}
+
+
+class ContractError(Exception):
+    """A bad or missing input in the /opt/ml tree; the first line of the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The /opt/ml tree (or the folder `SAGEMAKER_BASE_DIR` names)."""
+
+    base: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Paths:
+        return cls(Path(env.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR))
+
+    @property
+    def config_dir(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.base / "checkpoints"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.base / "output" / "data"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.base / "output" / "failure"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """resourceconfig.json: which host this is among all hosts, and its network interface."""
+
+    current_host: str = DEFAULT_HOST
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    network_interface: str | None = None
+    instance_type: str | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.hosts.index(self.current_host)
+
+    @property
+    def main_host(self) -> str:
+        return self.hosts[0]
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A config JSON as a dict, or None when the file is absent (docker compose without config files)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ContractError(f"fix {path}: cannot read it ({err})") from err
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ContractError(
+            f"fix {path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from err
+    if not isinstance(value, dict):
+        raise ContractError(f"fix {path}: it must hold a JSON object, not {type(value).__name__}")
+    return value
+
+
+def decode_value(raw: Any) -> Any:
+    """A hyperparameter's typed value: SageMaker passes every value as a string.
+
+    The SDKs json.dumps non-string values, so JSON is tried first ("3", "1e-5", "true", "[...]",
+    "{...}", "null", "\\"quoted\\""); "True"/"False" (Python's str() of a bool) are booleans too;
+    anything else stays the string it is.
+    """
+    if not isinstance(raw, str):
+        return raw  # a hand-written hyperparameters.json may already hold typed values
+    text = raw.strip()
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return raw
+
+
+def decode_hyperparameters(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed values for the recipe keys; SageMaker's own keys (`sagemaker_*`, tuning metric) are dropped."""
+    return {key: decode_value(value) for key, value in raw.items() if not SAGEMAKER_OWN.match(key)}
+
+
+def read_hyperparameters(paths: Paths) -> dict[str, Any]:
+    return decode_hyperparameters(_read_json_object(paths.config_dir / "hyperparameters.json") or {})
+
+
+def read_resources(paths: Paths) -> Resources:
+    """This host's place among the hosts; one host `algo-1` when resourceconfig.json is absent."""
+    path = paths.config_dir / "resourceconfig.json"
+    data = _read_json_object(path)
+    if data is None:
+        return Resources()
+    hosts, current = data.get("hosts"), data.get("current_host")
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise ContractError(f"fix {path}: `hosts` must be a non-empty list of host names, got {hosts!r}")
+    if len(set(hosts)) != len(hosts):
+        raise ContractError(f"fix {path}: `hosts` lists a host twice: {hosts!r}")
+    if current not in hosts:
+        raise ContractError(f"fix {path}: `current_host` {current!r} is not one of `hosts` {hosts!r}")
+    interface = data.get("network_interface_name")
+    instance_type = data.get("current_instance_type")
+    return Resources(
+        current_host=current,
+        hosts=tuple(hosts),
+        network_interface=interface if isinstance(interface, str) and interface else None,
+        instance_type=instance_type if isinstance(instance_type, str) and instance_type else None,
+    )
+
+
+def read_channels(paths: Paths) -> dict[str, Path]:
+    """Every channel (declared in inputdataconfig.json or present on disk), checked.
+
+    `train` is required and `val` optional; both must hold data files in File or FastFile mode. Other
+    channels (say `rewards` holding a reward module) need only exist.
+    """
+    config_path = paths.config_dir / "inputdataconfig.json"
+    declared = _read_json_object(config_path) or {}
+    on_disk = {p.name for p in paths.data_dir.iterdir() if p.is_dir()} if paths.data_dir.is_dir() else set()
+    channels: dict[str, Path] = {}
+    for name in sorted(set(declared) | on_disk):
+        folder = paths.data_dir / name
+        settings = declared.get(name)
+        mode = settings.get("TrainingInputMode", "File") if isinstance(settings, dict) else "File"
+        if name in (TRAIN_CHANNEL, VAL_CHANNEL) and mode not in ("File", "FastFile"):
+            raise ContractError(
+                f"set channel `{name}` to TrainingInputMode File or FastFile, not {mode}: it is read as files"
+            )
+        if not folder.is_dir():
+            raise ContractError(f"channel `{name}` is declared in {config_path} but {folder} does not exist")
+        channels[name] = folder
+    if TRAIN_CHANNEL not in channels:
+        raise ContractError(
+            f"add a `{TRAIN_CHANNEL}` channel: no {paths.data_dir / TRAIN_CHANNEL} "
+            f"(the training data, {'/'.join(DATA_SUFFIXES)} files; see `grpo-rlvr prepare`)"
+        )
+    for name in (TRAIN_CHANNEL, VAL_CHANNEL):
+        if name in channels:
+            _check_data_channel(name, channels[name])
+    return channels
+
+
+def _check_data_channel(name: str, folder: Path) -> None:
+    if not any(p.is_file() for p in folder.rglob("*")):
+        raise ContractError(f"channel `{name}` is empty: put {'/'.join(DATA_SUFFIXES)} files in {folder}")
+    try:
+        data_files(folder)
+    except DataError as err:
+        raise ContractError(f"channel `{name}` holds no data file: {err}") from err
+
+
+def contract_overrides(paths: Paths, channels: Mapping[str, Path]) -> dict[str, str]:
+    """The recipe keys the container's layout decides: data from channels, results into /opt/ml."""
+    overrides = {
+        "dataset_path": str(channels[TRAIN_CHANNEL]),
+        "model_dir": str(paths.model_dir),
+        "output_dir": str(paths.checkpoint_dir),
+        "summary_dir": str(paths.output_data_dir),
+    }
+    if VAL_CHANNEL in channels:
+        overrides["val_dataset_path"] = str(channels[VAL_CHANNEL])
+    return overrides
+
+
+def check_no_contract_keys(hyperparameters: Mapping[str, Any]) -> None:
+    for key, source in CONTRACT_KEYS.items():
+        if key in hyperparameters:
+            raise ContractError(f"remove hyperparameter `{key}`: in this container it comes from {source}")
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+SECRET_ENV_NAMES = frozenset(
+    {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"}
+)
+# Other credentials people pass the same way (WANDB_API_KEY, MLFLOW_TRACKING_PASSWORD, ...).
+SECRET_NAME = re.compile(r"(_TOKEN|_SECRET|_SECRET_KEY|_PASSWORD|_API_KEY|_ACCESS_KEY_ID)$", re.IGNORECASE)
+MIN_SECRET_LENGTH = 8  # shorter values are no credential, and masking them would garble ordinary text
+MASK = "***"
+
+
+def is_secret_name(name: str) -> bool:
+    return name.upper() in SECRET_ENV_NAMES or bool(SECRET_NAME.search(name))
+
+
+class Redactor:
+    """Masks every secret value found in the environment, in text and in raw bytes (child output)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        self._secrets = sorted(values, key=len, reverse=True)  # longest first: one may contain another
+        self._secret_bytes = [s.encode() for s in self._secrets]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Redactor:
+        return cls(value for name, value in env.items() if is_secret_name(name))
+
+    def text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def bytes(self, data: bytes) -> bytes:
+        for secret in self._secret_bytes:
+            data = data.replace(secret, MASK.encode())
+        return data
+
+    def split_safe(self, data: bytes) -> tuple[bytes, bytes]:
+        """(redacted bytes safe to emit, tail to hold back because it may be the start of a secret)."""
+        data = self.bytes(data)
+        longest = max((len(s) for s in self._secret_bytes), default=0)
+        for hold in range(min(len(data), longest - 1), 0, -1):
+            tail = data[-hold:]
+            if any(s.startswith(tail) for s in self._secret_bytes):
+                return data[:-hold], tail
+        return data, b""
+
+    def value(self, value: Any) -> Any:
+        """A (decoded) value with secrets masked inside any string, list or dict."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.value(v) for k, v in value.items()}
+        return value
+
+    def hyperparameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Hyperparameters fit to echo: values of secret-named keys masked whole, env secrets anywhere."""
+        return {k: MASK if is_secret_name(k) else self.value(v) for k, v in values.items()}
+
+
+# --- failure file ----------------------------------------------------------------------------------
+
+
+def write_failure(paths: Paths, reason: str, redactor: Redactor) -> str:
+    """Write SageMaker's failure reason (redacted, at most FAILURE_LIMIT characters); returns the text."""
+    text = redactor.text(reason).strip() or "training failed for an unknown reason"
+    limit = FAILURE_LIMIT - 1  # and the newline
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = paths.failure_file.with_name(f".failure.{os.getpid()}")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, paths.failure_file)
+    return text
+
+
+def clear_stale_results(paths: Paths, summary_name: str) -> None:
+    """A new attempt starts with no failure reason and no finished-model marker from an earlier one."""
+    for stale in (paths.failure_file, paths.model_dir / summary_name):
+        stale.unlink(missing_ok=True)

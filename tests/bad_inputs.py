@@ -1,0 +1,225 @@
+"""A fake /opt/ml tree for the launcher tests, and the catalogue of bad inputs each must be refused with.
+
+`make_tree` writes what SageMaker would: the three config JSONs (every hyperparameter a string) and a
+`train` channel of real GSM8K rows. Each catalogue entry breaks one thing and names the substring the
+failure file must hold and the exit code (2: an input to fix).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+SMOKE_HYPERPARAMETERS = {"recipe": "smoke-cpu", "max_steps": "2", "save_steps": "100"}
+
+
+def write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value), encoding="utf-8")
+
+
+def write_rows(folder: Path, rows: int = 16) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with GSM8K_TRAIN.open(encoding="utf-8") as f:
+        (folder / "data.jsonl").write_text("".join(islice(f, rows)), encoding="utf-8")
+
+
+def make_tree(
+    base: Path,
+    hyperparameters: dict[str, str] | None = None,
+    *,
+    current_host: str = "algo-1",
+    hosts: tuple[str, ...] = ("algo-1",),
+    val: bool = False,
+) -> Path:
+    """A SageMaker-shaped tree under `base`, as `docker run IMAGE train` would see it in /opt/ml."""
+    config = base / "input" / "config"
+    write_json(
+        config / "hyperparameters.json", SMOKE_HYPERPARAMETERS if hyperparameters is None else hyperparameters
+    )
+    write_json(
+        config / "resourceconfig.json",
+        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "ethwe"},
+    )
+    channels = ["train", "val"] if val else ["train"]
+    write_json(config / "inputdataconfig.json", {c: {"TrainingInputMode": "File"} for c in channels})
+    for channel in channels:
+        write_rows(base / "input" / "data" / channel)
+    return base
+
+
+def _edit_json(name: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
+    def edit(base: Path) -> None:
+        path = base / "input" / "config" / name
+        write_json(path, change(json.loads(path.read_text())))
+
+    return edit
+
+
+def _hyperparameters(**values: str) -> Callable[[Path], None]:
+    return _edit_json("hyperparameters.json", lambda hp: {**hp, **values})
+
+
+def _write(relative: str, text: str) -> Callable[[Path], None]:
+    def write(base: Path) -> None:
+        (base / relative).parent.mkdir(parents=True, exist_ok=True)
+        (base / relative).write_text(text, encoding="utf-8")
+
+    return write
+
+
+def _empty_channel(channel: str) -> Callable[[Path], None]:
+    def empty(base: Path) -> None:
+        folder = base / "input" / "data" / channel
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+    return empty
+
+
+def _remove(relative: str) -> Callable[[Path], None]:
+    return lambda base: shutil.rmtree(base / relative)
+
+
+@dataclass(frozen=True)
+class BadInput:
+    name: str
+    breaks: Callable[[Path], None]
+    message: str  # a substring of the failure file's text
+    code: int = 2
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+
+
+_CONFIG = "input/config/"
+_TWO_HOSTS = _edit_json("resourceconfig.json", lambda rc: {**rc, "hosts": ["algo-1", "algo-2"]})
+
+
+def _no_train_channel_declared(base: Path) -> None:
+    _remove("input/data/train")(base)
+    _write(_CONFIG + "inputdataconfig.json", "{}")(base)
+
+
+def _only_a_readme(base: Path) -> None:
+    _empty_channel("train")(base)
+    _write("input/data/train/README.txt", "rows are elsewhere")(base)
+
+
+CATALOGUE = [
+    # the three config files
+    BadInput(
+        "hyperparameters_not_json",
+        _write(_CONFIG + "hyperparameters.json", '{"recipe": "smoke-cpu",'),
+        "hyperparameters.json: not valid JSON (line 1, column 24",
+    ),
+    BadInput(
+        "resourceconfig_not_json",
+        _write(_CONFIG + "resourceconfig.json", "{current_host: algo-1}"),
+        "resourceconfig.json: not valid JSON",
+    ),
+    BadInput(
+        "inputdataconfig_not_json",
+        _write(_CONFIG + "inputdataconfig.json", '{"train": }'),
+        "inputdataconfig.json: not valid JSON",
+    ),
+    BadInput(
+        "hyperparameters_a_list",
+        _write(_CONFIG + "hyperparameters.json", '["recipe", "smoke-cpu"]'),
+        "hyperparameters.json: it must hold a JSON object, not list",
+    ),
+    BadInput(
+        "hosts_empty",
+        _edit_json("resourceconfig.json", lambda rc: {**rc, "hosts": []}),
+        "`hosts` must be a non-empty list of host names",
+    ),
+    BadInput(
+        "current_host_unknown",
+        _edit_json("resourceconfig.json", lambda rc: {**rc, "current_host": "algo-3"}),
+        "`current_host` 'algo-3' is not one of `hosts`",
+    ),
+    BadInput(
+        "host_twice",
+        _edit_json("resourceconfig.json", lambda rc: {**rc, "hosts": ["algo-1", "algo-1"]}),
+        "`hosts` lists a host twice",
+    ),
+    # channels and data
+    BadInput("train_channel_missing", _remove("input/data/train"), "channel `train` is declared in"),
+    BadInput("train_channel_missing_undeclared", _no_train_channel_declared, "add a `train` channel"),
+    BadInput("train_channel_empty", _empty_channel("train"), "channel `train` is empty"),
+    BadInput("train_channel_no_data_file", _only_a_readme, "channel `train` holds no data file"),
+    BadInput("val_channel_empty", _empty_channel("val"), "channel `val` is empty"),
+    BadInput(
+        "pipe_mode",
+        _edit_json("inputdataconfig.json", lambda c: {"train": {"TrainingInputMode": "Pipe"}}),
+        "set channel `train` to TrainingInputMode File or FastFile, not Pipe",
+    ),
+    BadInput(
+        "data_rows_unusable",
+        _write("input/data/train/data.jsonl", '{"question": "no answer"}\nnot json\n'),
+        "no usable rows in",
+    ),
+    # hyperparameters
+    BadInput(
+        "recipe_unknown",
+        _hyperparameters(recipe="qwen9-gsm8k"),
+        "recipe: no recipe file or baked recipe named 'qwen9-gsm8k'",
+    ),
+    BadInput(
+        "recipe_unknown_from_env",
+        _edit_json("hyperparameters.json", lambda hp: {"max_steps": "2"}),
+        "no recipe file or baked recipe named 'nope'",
+        env={"GRPO_RLVR_RECIPE": "nope"},
+    ),
+    BadInput(
+        "key_unknown",
+        _hyperparameters(lerning_rate="1e-5"),
+        "lerning_rate: unknown key (did you mean 'learning_rate'?)",
+    ),
+    BadInput("value_not_a_number", _hyperparameters(learning_rate="fast"), "learning_rate"),
+    BadInput(
+        "list_for_a_scalar",
+        _hyperparameters(num_generations="[2, 4]"),
+        "num_generations: takes one value, got a list [2, 4]",
+    ),
+    BadInput(
+        "value_out_of_range", _hyperparameters(num_shots="12"), "num_shots: must be between 0 and 8, got 12"
+    ),
+    BadInput(
+        "group_size_vs_batch",
+        _hyperparameters(num_generations="3"),
+        "num_generations: 3 does not divide the generation batch",
+    ),
+    BadInput("reward_unknown", _hyperparameters(rewards='["gsm8k_correctness", "nope"]'), "rewards:"),
+    BadInput(
+        "reward_kwargs_not_a_mapping",
+        _hyperparameters(reward_kwargs='{"gsm8k_format": 1}'),
+        "reward_kwargs: must map reward names to option mappings",
+    ),
+    BadInput(
+        "contract_key_as_hyperparameter",
+        _hyperparameters(dataset_path="/data/mine.jsonl"),
+        "remove hyperparameter `dataset_path`: in this container it comes from the `train` channel",
+    ),
+    BadInput(
+        "accelerate_config_unknown",
+        _hyperparameters(accelerate_config="zero9"),
+        "fix hyperparameter `accelerate_config`: no accelerate config 'zero9'",
+    ),
+    BadInput(
+        "host_address_malformed",
+        _TWO_HOSTS,
+        "fix GRPO_RLVR_HOST_ADDRS: write host=address pairs",
+        env={"GRPO_RLVR_HOST_ADDRS": "algo-1:127.0.0.1"},
+    ),
+    BadInput(
+        "launch_argument_not_key_value",
+        lambda base: None,
+        "write launch arguments as key=value, not '--max-steps'",
+        args=("--max-steps", "3"),
+    ),
+]

@@ -1,0 +1,411 @@
+"""`grpo-rlvr launch`: the bad-input catalogue, process topology, SIGTERM + resume, two nodes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from bad_inputs import CATALOGUE, SMOKE_HYPERPARAMETERS, BadInput, make_tree
+
+from grpo_rlvr import config, launch, train
+from grpo_rlvr.sagemaker import Paths, Resources
+
+LAUNCH = [str(Path(sys.executable).with_name("grpo-rlvr")), "launch"]  # the real console script
+# Run through the real console command (a subprocess each, started together); the rest run in-process.
+SUBPROCESS_SAMPLE = {"hyperparameters_not_json", "key_unknown"}
+
+
+def _by_name(names: set[str]) -> list[BadInput]:
+    return [entry for entry in CATALOGUE if entry.name in names]
+
+
+def _assert_refused(base: Path, entry: BadInput, code: int) -> None:
+    paths = Paths(base)
+    failure = paths.failure_file.read_text()
+    assert entry.message in failure, failure
+    assert len(failure) <= 1024
+    assert code == entry.code
+    assert not (paths.model_dir / train.SUMMARY_NAME).exists()
+
+
+def test_catalogue_is_large_and_distinct() -> None:
+    assert len(CATALOGUE) >= 15
+    assert len({e.name for e in CATALOGUE}) == len({e.message for e in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize(
+    "entry", [e for e in CATALOGUE if e.name not in SUBPROCESS_SAMPLE], ids=lambda e: e.name
+)
+def test_bad_input_in_process(
+    entry: BadInput, tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = make_tree(tmp_path)
+    entry.breaks(base)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    for name, value in entry.env.items():
+        monkeypatch.setenv(name, value)
+    _assert_refused(base, entry, launch.main(entry.args))
+
+
+def test_bad_input_through_the_console_command(tmp_path: Path, tiny_model: str) -> None:
+    runs = []
+    for entry in _by_name(SUBPROCESS_SAMPLE):
+        base = make_tree(tmp_path / entry.name)
+        entry.breaks(base)
+        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), **entry.env}
+        command = [*LAUNCH, *entry.args]
+        runs.append((entry, base, subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)))
+    assert len(runs) == len(SUBPROCESS_SAMPLE)
+    for entry, base, process in runs:
+        _, stderr = process.communicate(timeout=120)
+        _assert_refused(base, entry, process.returncode)
+        assert entry.message in stderr  # the reason is in the job's log too
+
+
+# --- decisions, without running anything ------------------------------------------------------------
+
+
+def test_override_args_read_back_as_the_same_values() -> None:
+    typed = {
+        "run_name": "yes",  # YAML would read a bare yes as a bool
+        "hub_model_id": "3",
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "reward_kwargs": {"gsm8k_correctness": {"tolerance": 0.5}},
+        "gradient_checkpointing": False,
+        "max_steps": 40,
+        "lora_dropout": None,
+        "logging_dir": "a b: c",
+    }
+    assert config.parse_overrides(launch.override_args(typed)) == typed
+
+
+def test_training_processes_get_the_config_the_launcher_validated(tmp_path: Path, tiny_model: str) -> None:
+    typed = {
+        "learning_rate": 5e-06,
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "max_steps": 7,
+        "use_cpu": True,
+    }
+    in_process = config.load_config("smoke-cpu", typed).resolved()
+    child = config.load_config("smoke-cpu", launch.override_args(typed)).resolved()
+    assert child == in_process
+    assert in_process["training"]["learning_rate"] == 5e-06
+    assert in_process["model"]["lora_target_modules"] == ["q_proj", "v_proj"]
+
+
+def _fake_devices(tmp_path: Path, interfaces: list[str], efa: bool) -> dict[str, Path]:
+    net, ib = tmp_path / "net", tmp_path / "infiniband"
+    for folder in (net, ib):
+        folder.mkdir(exist_ok=True)
+    for name in interfaces:
+        (net / name).mkdir(exist_ok=True)
+    if efa:
+        (ib / "uverbs0").touch()
+    return {"net_dir": net, "efa_dir": ib}
+
+
+GRACE = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(launch.STOP_GRACE_S)}
+NCCL = {**GRACE, "NCCL_DEBUG": "WARN"}
+EFA = {
+    **NCCL,
+    "NCCL_SOCKET_IFNAME": "eth0",
+    "FI_PROVIDER": "efa",
+    "NCCL_PROTO": "simple",
+    "RDMAV_FORK_SAFE": "1",
+}
+
+
+@pytest.mark.parametrize(
+    ("hosts", "interface", "instance", "gpus", "efa", "expected"),
+    [
+        # CPU: gloo, and its interface only when there are several hosts and the interface exists
+        (1, "eth0", None, 0, False, GRACE),
+        (2, "eth0", None, 0, False, {**GRACE, "GLOO_SOCKET_IFNAME": "eth0"}),
+        (2, "ethwe", None, 0, False, GRACE),  # SDK local mode's name: no such interface in a local container
+        # GPU without EFA
+        (2, "eth0", "ml.g5.12xlarge", 4, False, {**NCCL, "NCCL_SOCKET_IFNAME": "eth0"}),
+        (2, "ethwe", "local_gpu", 1, False, NCCL),
+        # EFA; device RDMA only where the toolkit lists it
+        (2, "eth0", "ml.g5.48xlarge", 8, True, EFA),
+        (2, "eth0", "ml.p4d.24xlarge", 8, True, {**EFA, "FI_EFA_USE_DEVICE_RDMA": "1"}),
+    ],
+)
+def test_distributed_env(
+    tmp_path: Path, hosts: int, interface: str, instance: str | None, gpus: int, efa: bool, expected: dict
+) -> None:
+    names = tuple(f"algo-{i + 1}" for i in range(hosts))
+    resources = Resources("algo-1", names, interface, instance)
+    assert launch.distributed_env(resources, gpus, **_fake_devices(tmp_path, ["lo", "eth0"], efa)) == expected
+
+
+def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
+    return launch.Plan(
+        "smoke-cpu",
+        {"max_steps": 3, "lora_target_modules": ["q_proj"]},
+        Resources(current, hosts),
+        gpus,
+        None,
+    )
+
+
+def test_accelerate_command_on_cpu_hosts() -> None:
+    plan = _plan(0, ("algo-1", "algo-2"), "algo-2")
+    command = launch.accelerate_command(plan, Path("ddp.yaml"), "10.0.0.1", 29500)
+    assert plan.processes == 2
+    assert command[command.index("--num_processes") + 1] == "2"
+    assert command[command.index("--num_machines") + 1] == "2"
+    assert command[command.index("--machine_rank") + 1] == "1"
+    assert command[command.index("--main_process_ip") + 1] == "10.0.0.1"
+    assert "--multi_gpu" in command  # gloo on CPU: `--cpu` would start ONE process
+    assert command[command.index("-m", 3) :] == [
+        "-m", "grpo_rlvr.cli", "train", "--recipe", "smoke-cpu", "max_steps=3",
+        'lora_target_modules=["q_proj"]',
+    ]  # fmt: skip
+
+
+def test_accelerate_command_on_gpu_hosts() -> None:
+    plan = _plan(8, ("algo-1", "algo-2"), "algo-1")
+    command = launch.accelerate_command(plan, Path("zero2.yaml"), "10.0.0.1", 29500)
+    assert plan.processes == 16
+    assert command[command.index("--num_processes") + 1] == "16"
+    assert command[command.index("--machine_rank") + 1] == "0"
+    assert "--multi_gpu" not in command  # the accelerate config file says DDP or DeepSpeed
+
+
+def test_host_address() -> None:
+    env = {launch.HOST_ADDRS_ENV: "algo-1=127.0.0.1, algo-2=10.0.0.2"}
+    assert launch.host_address("algo-2", env) == "10.0.0.2"
+    assert launch.host_address("localhost", env) == socket.gethostbyname("localhost")
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (
+            "Traceback ...\nValueError: inner\ngrpo-rlvr train: error: no usable rows in /x\n",
+            "no usable rows in /x",
+        ),
+        (
+            "[rank0]: Traceback (most recent call last):\n[rank0]: RuntimeError: CUDA out of memory\n"
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+            "subprocess.CalledProcessError: Command '[...]' returned non-zero exit status 1.\n",
+            "RuntimeError: CUDA out of memory",
+        ),
+        ("Killed\n", None),
+    ],
+)
+def test_error_from_output(output: str, expected: str | None) -> None:
+    assert launch.error_from_output(output) == expected
+
+
+def test_sigterm_reaches_the_whole_process_group(tmp_path: Path) -> None:
+    """The launcher forwards SIGTERM to its child's group: a grandchild (a training worker) gets it too."""
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "def stop(*_):\n"
+        f"    open(r'{tmp_path}/' + sys.argv[1], 'w').close(); sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "if sys.argv[1] == 'parent':\n"
+        "    subprocess.Popen([sys.executable, __file__, 'worker'])\n"
+        f"open(r'{tmp_path}/ready-' + sys.argv[1], 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    (tmp_path / "child.py").write_text(script)
+
+    def stop_when_ready() -> None:
+        while not (tmp_path / "ready-worker").exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_ready, daemon=True).start()
+    started = time.monotonic()
+    code, forwarded = launch.run_children([sys.executable, str(tmp_path / "child.py"), "parent"], os.environ)
+    assert (code, forwarded) == (3, signal.SIGTERM)
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "worker").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "parent").exists() and (tmp_path / "worker").exists()
+
+
+# --- end to end on CPU --------------------------------------------------------------------------------
+
+
+class Launcher:
+    """A `grpo-rlvr launch` subprocess whose output is collected line by line as it comes."""
+
+    def __init__(self, base: Path, env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            LAUNCH,
+            env={**os.environ, "SAGEMAKER_BASE_DIR": str(base), **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, needle: str, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(needle in line for line in self.lines) < count:
+            assert self.process.poll() is None, "".join(self.lines[-40:])
+            assert time.monotonic() < deadline, "".join(self.lines[-40:])
+            time.sleep(0.1)
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code, "".join(self.lines)
+
+    def stop(self) -> None:
+        """SIGTERM (which the launcher forwards to its training processes), then SIGKILL."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., Launcher]]:
+    """Starts launchers; any still running when the test ends (a failure) is stopped with its children."""
+    started: list[Launcher] = []
+
+    def start_one(base: Path, env: dict[str, str] | None = None) -> Launcher:
+        started.append(Launcher(base, env))
+        return started[-1]
+
+    yield start_one
+    for launcher in started:
+        launcher.stop()
+
+
+def test_sigterm_checkpoints_then_a_restart_resumes(
+    tmp_path: Path, tiny_model: str, start: Callable[..., Launcher]
+) -> None:
+    hyperparameters = {
+        **SMOKE_HYPERPARAMETERS,
+        "max_steps": "30",
+        "save_steps": "1000",  # only the SIGTERM checkpoint exists
+        "num_shots": "0",
+        "learning_rate": "5e-05",
+        "lora_target_modules": '["q_proj", "v_proj"]',
+    }
+    base = make_tree(tmp_path / "opt_ml", hyperparameters)
+    paths = Paths(base)
+
+    first = start(base)
+    first.wait_for("'loss'", count=3, timeout=150)  # a few steps into training
+    first.process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    code, output = first.finish(timeout=120)
+    assert time.monotonic() - sent < 120, "past SageMaker's grace"
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    checkpoint = train.latest_complete_checkpoint(paths.checkpoint_dir)
+    assert checkpoint is not None
+    step = int(checkpoint.name.split("-")[1])
+    assert 3 <= step < 30
+    assert [p.name for p in paths.checkpoint_dir.glob("checkpoint-*")] == [checkpoint.name]
+    failure = paths.failure_file.read_text()
+    assert failure.startswith(
+        f"stopped by SIGTERM: start again with the same checkpoint location to resume from step {step}"
+    )
+    assert not (paths.model_dir / train.SUMMARY_NAME).exists()
+
+    code, output = start(base).finish(timeout=300)
+    assert code == 0, output[-3000:]
+    assert not paths.failure_file.exists()
+    summary = json.loads((paths.model_dir / train.SUMMARY_NAME).read_text())
+    assert summary["global_step"] == 30
+    assert summary["resumed_from"] == str(checkpoint)
+    assert summary["config"]["training"]["learning_rate"] == 5e-05
+    assert summary["config"]["model"]["lora_target_modules"] == ["q_proj", "v_proj"]
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["global_step"] == step
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_nodes(tmp_path: Path, max_steps: int, save_steps: int) -> tuple[list[Paths], dict[str, str]]:
+    """Two /opt/ml trees, algo-1 and algo-2, whose names resolve to loopback, and their environment."""
+    hosts = ("algo-1", "algo-2")
+    env = {
+        launch.HOST_ADDRS_ENV: "algo-1=127.0.0.1,algo-2=127.0.0.1",
+        launch.PORT_ENV: str(_free_port()),
+        "OMP_NUM_THREADS": "1",
+    }
+    hyperparameters = {
+        **SMOKE_HYPERPARAMETERS,
+        "max_steps": str(max_steps),
+        "save_steps": str(save_steps),
+        "num_shots": "0",
+    }
+    bases = [make_tree(tmp_path / host, hyperparameters, current_host=host, hosts=hosts) for host in hosts]
+    return [Paths(base) for base in bases], env
+
+
+def _trained_on_both_nodes(checkpoint: Path) -> int:
+    """The checkpoint's step, after checking its epoch: 8 completions x 2 processes / 4 per prompt = 4 of
+    the 16 prompts a step (one process alone would take 2)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["epoch"] == pytest.approx(state["global_step"] / 4)
+    return state["global_step"]
+
+
+def test_two_nodes_on_loopback(tmp_path: Path, tiny_model: str, start: Callable[..., Launcher]) -> None:
+    """Two launchers, each with its own /opt/ml and resourceconfig.json, train together over gloo."""
+    (main, other), env = _two_nodes(tmp_path, max_steps=2, save_steps=2)
+    launchers = [start(paths.base, env) for paths in (main, other)]
+    results = [launcher.finish(timeout=300) for launcher in launchers]
+    for code, output in results:
+        assert code == 0, output[-3000:]
+    assert "--num_processes 2 --num_machines 2 --machine_rank 1" in results[1][1]
+    # `ethwe` from resourceconfig.json exists on no host here: no GLOO_SOCKET_IFNAME pointing at it.
+    assert 'added for the training processes: {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "110"}' in results[0][1]
+    assert _trained_on_both_nodes(main.checkpoint_dir / "checkpoint-2") == 2
+    assert json.loads((main.model_dir / train.SUMMARY_NAME).read_text())["global_step"] == 2
+    assert not (other.model_dir / train.SUMMARY_NAME).exists()  # the model is the main host's to write
+    assert not main.failure_file.exists() and not other.failure_file.exists()
+
+
+def test_two_nodes_sigterm_checkpoints_on_every_node(
+    tmp_path: Path, tiny_model: str, start: Callable[..., Launcher]
+) -> None:
+    """SageMaker stops every host: each launcher forwards SIGTERM to its process group; the processes
+    agree on one step, each node keeps a whole checkpoint of it, and both launchers exit 143."""
+    (main, other), env = _two_nodes(tmp_path, max_steps=30, save_steps=1000)
+    launchers = [start(paths.base, env) for paths in (main, other)]
+    launchers[0].wait_for("'loss'", count=2, timeout=200)
+    for launcher in launchers:
+        launcher.process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    for code, output in (launcher.finish(timeout=120) for launcher in launchers):
+        assert code == 128 + signal.SIGTERM, output[-3000:]
+    assert time.monotonic() - sent < 120
+    checkpoints = [train.latest_complete_checkpoint(paths.checkpoint_dir) for paths in (main, other)]
+    assert checkpoints[0] is not None and checkpoints[1] is not None
+    assert checkpoints[0].name == checkpoints[1].name
+    step = _trained_on_both_nodes(checkpoints[0])
+    assert 2 <= step < 30
+    for paths in (main, other):
+        assert f"resume from step {step}" in paths.failure_file.read_text()
