@@ -6,38 +6,45 @@ import json
 import time
 from pathlib import Path
 
-from grpo_rlvr.answers import extract, parse_number
+from grpo_rlvr.answers import parse_number
 from grpo_rlvr.data import gold_from_solution, training_solution
 from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
 BATCH = 256  # completions scored per reward call, as in a GRPO step (prompts x generations)
-FILLER = "We work it out step by step: {a} * 3 = {b}, and {b} + 4 = {c}. "
 
 
 def _completions(n: int) -> tuple[list[str], list[str]]:
-    """n distinct completions of ~800 characters (~200 tokens), half of them with a wrong answer."""
+    """n distinct completions of ~800 characters (~200 tokens), half of them with a wrong answer.
+
+    Each is a real GSM8K solution in the trained format, its reasoning lengthened with reasoning lines
+    from other solutions (real model-like text: arithmetic, units, dollar signs), so no two are equal.
+    """
     with (GSM8K / "test.jsonl").open() as f:
         rows = [json.loads(line) for line in f]
+    lines = [  # reasoning lines in the trained format, without their answer lines
+        line for row in rows for line in training_solution(row["answer"]).splitlines()[1:-1]
+    ]
     completions, golds = [], []
     for i in range(n):
         row = rows[i % len(rows)]
-        text = training_solution(row["answer"])
-        filler = ""
-        while len(filler) + len(text) < 800:
-            a = i * 7 + len(filler)
-            filler += FILLER.format(a=a, b=a * 3, c=a * 3 + 4)
+        gold = gold_from_solution(row["answer"])
+        reasoning, answer_line = training_solution(row["answer"]).rsplit("\n", 1)
+        j = i  # rows repeat every 1,319 (a prime) completions; a shifting filler keeps all n distinct
+        reasoning += "\n" + lines[j % len(lines)]
+        while len(reasoning) + len(answer_line) < 800:
+            j += 1
+            reasoning += "\n" + lines[j % len(lines)]
         if i % 2:
-            text = text.rpartition(" ")[0] + " " + str(parse_number(gold_from_solution(row["answer"])) + 1)
-        completions.append(filler + text)
-        golds.append(gold_from_solution(row["answer"]))
+            answer_line = answer_line.rpartition(" ")[0] + " " + str(parse_number(gold) + 1)
+        completions.append(f"{reasoning}\n{answer_line}")
+        golds.append(gold)
     return completions, golds
 
 
 def bench_gsm8k_rewards(n: int = 200_000) -> dict[str, float]:
     """Completions per second through both GSM8K rewards, batch by batch, cold caches."""
     completions, golds = _completions(n)
-    extract.cache_clear()
     parse_number.cache_clear()
     start = time.perf_counter()
     total = 0.0

@@ -100,8 +100,17 @@ def test_conversational_completions_are_read_from_the_last_message() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1,200", Fraction(1200)), ("-3", Fraction(-3)), ("0.5", Fraction(1, 2)), (" 72 ", Fraction(72)),
-     ("4,2", None), ("abc", None), ("", None), ("5 apples", None), ("3.", Fraction(3))],
+    [
+        ("1,200", Fraction(1200)),
+        ("-3", Fraction(-3)),
+        ("0.5", Fraction(1, 2)),
+        (" 72 ", Fraction(72)),
+        ("4,2", None),
+        ("abc", None),
+        ("", None),
+        ("5 apples", None),
+        ("3.", Fraction(3)),
+    ],
 )
 def test_parse_number_reads_exactly_one_number(text: str, value: Fraction | None) -> None:
     assert parse_number(text) == value
@@ -109,8 +118,15 @@ def test_parse_number_reads_exactly_one_number(text: str, value: Fraction | None
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(Fraction(-3), "-3"), (Fraction(1, 2), "0.5"), (Fraction(1000), "1000"), (Fraction(1, 3), "1/3"),
-     (Fraction(-1, 8), "-0.125"), (Fraction(123456, 100), "1234.56"), (Fraction(1, 20), "0.05")],
+    [
+        (Fraction(-3), "-3"),
+        (Fraction(1, 2), "0.5"),
+        (Fraction(1000), "1000"),
+        (Fraction(1, 3), "1/3"),
+        (Fraction(-1, 8), "-0.125"),
+        (Fraction(123456, 100), "1234.56"),
+        (Fraction(1, 20), "0.05"),
+    ],
 )
 def test_format_number_round_trips(value: Fraction, text: str) -> None:
     assert format_number(value) == text

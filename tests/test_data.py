@@ -42,7 +42,7 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
         assert prompt.count("#### The final answer is ") == k
         assert prompt.endswith("Question: What is 1+1?\nSolution: Let's think step by step.")
     two = data.build_prompt("Q?", 2)
-    q0, a0 = data.EXEMPLARS[0]
+    q0 = data.EXEMPLARS[0][0]
     assert two.startswith(f"Question: {q0}\nSolution: Let's think step by step. ")
     assert "\n#### The final answer is 12\n\nQuestion: " in two
     assert data.build_prompt("Q?", 8) == data.build_prompt("Q?", 8)  # fixed, no randomness
@@ -125,8 +125,9 @@ class _CharTokenizer:
 
 
 def test_prompts_are_never_cut_only_dropped_or_refused() -> None:
-    examples = data.add_prompts([{"question": "short", "final_answer": "1"},
-                                 {"question": "long " * 100, "final_answer": "1"}], 0)
+    examples = data.add_prompts(
+        [{"question": "short", "final_answer": "1"}, {"question": "long " * 100, "final_answer": "1"}], 0
+    )
     limit = len(examples[0]["prompt"])
     kept, dropped = data.enforce_prompt_limit(examples, _CharTokenizer(), limit, "drop")
     assert (kept, dropped) == ([examples[0]], 1)
@@ -150,12 +151,27 @@ def test_prepare_writes_channels_and_counts(tmp_path: Path, capsys: pytest.Captu
     assert all("final_answer" in json.loads(line) for line in train)
 
 
-def test_prepare_prints_prompt_token_statistics(tmp_path: Path, tiny_model: str,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_prepare_prints_prompt_token_statistics(
+    tmp_path: Path, tiny_model: str, capsys: pytest.CaptureFixture
+) -> None:
     rows = tmp_path / "rows.jsonl"
     _jsonl(rows, [json.dumps(ROW)] * 10)
-    assert cli(["prepare", "--source", str(rows), "--out", str(tmp_path / "o"),
-                "--tokenizer", tiny_model, "--shots", "2"]) == 0
+    assert (
+        cli(
+            [
+                "prepare",
+                "--source",
+                str(rows),
+                "--out",
+                str(tmp_path / "o"),
+                "--tokenizer",
+                tiny_model,
+                "--shots",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "prompt tokens (2-shot): min=" in capsys.readouterr().out
 
 
@@ -169,8 +185,9 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
-def test_prepare_fails_clearly_on_unusable_data(tmp_path: Path, name: str,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_prepare_fails_clearly_on_unusable_data(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture
+) -> None:
     content, message = BAD_FILES[name]
     path = tmp_path / f"{name}.jsonl"
     path.write_text(content)
@@ -181,8 +198,9 @@ def test_prepare_fails_clearly_on_unusable_data(tmp_path: Path, name: str,
     assert not (tmp_path / "out").exists()
 
 
-def test_prepare_fails_on_missing_path_and_unreadable_parquet(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
+def test_prepare_fails_on_missing_path_and_unreadable_parquet(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert cli(["prepare", "--source", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "data path does not exist" in capsys.readouterr().err
     (tmp_path / "x.parquet").write_bytes(b"not parquet")

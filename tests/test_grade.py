@@ -49,9 +49,11 @@ def test_every_form_of_the_gold_answer_grades_1_and_wrong_numbers_0(tmp_path: Pa
 
 def test_grade_writes_extracted_and_correct_with_custom_fields(tmp_path: Path) -> None:
     src = tmp_path / "outputs.jsonl"
-    rows = [{"text": "#### The final answer is 1,200", "gold": "1200"},
-            {"text": "The answer is 4,2", "gold": "42"},
-            {"text": "no answer", "gold": "x\n#### -3"}]
+    rows = [
+        {"text": "#### The final answer is 1,200", "gold": "1200"},
+        {"text": "The answer is 4,2", "gold": "42"},
+        {"text": "no answer", "gold": "x\n#### -3"},
+    ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "graded.jsonl"
     result = _grade(str(src), "--completion-field", "text", "--answer-field", "gold", "--out", str(out))

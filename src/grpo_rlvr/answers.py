@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 from fractions import Fraction
 from typing import NamedTuple
 
 Number = int | Fraction  # exact: integers stay int, decimals and fractions are Fractions
 
-# Where an invented follow-up problem begins (a line starting `Question:`, `Q:` or `Problem:`), or an
-# end-of-text marker the tokenizer did not strip.
-_CONTINUATION = re.compile(r"\n[ \t]*(?:Question|Q|Problem)[ \t]*:", re.ASCII)
-_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "</s>")
-# Answer markers are found with `str.find` on a literal (C speed) and confirmed by an anchored regex.
+# Line starts that matter: an invented follow-up problem (`Question:`, `Q:`, `Problem:`) ends the graded
+# part; `A:` is an answer form. One pass over the newlines finds both.
+_LINE_START = re.compile(r"\n[ \t]*(?:(?P<cont>Question|Q|Problem)|A)[ \t]*:", re.ASCII)
+_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "</s>")  # end-of-text left in the text
+# Other markers are found with `str.find` on a literal (C speed) and confirmed by an anchored regex.
 _CANONICAL = "#### The final answer is"
 _HASHES_TAIL = re.compile(r"[ \t]*(?P<canon>the[ \t]+final[ \t]+answer[ \t]+is)?", re.IGNORECASE | re.ASCII)
 _PHRASE = re.compile(r"answer[ \t]+is", re.IGNORECASE | re.ASCII)
@@ -50,12 +49,10 @@ _NUMBER = re.compile(
     r"[ \t:=*]*"  # separators between the phrase and N
     r"(?P<neg>[-\u2212][ \t]*)?[$\u20ac\u00a3]?[ \t]*(?P<neg2>[-\u2212])?"
     r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?P<dec>\.\d+)?"
-    r"(?:[ \t]*/[ \t]*(?P<den>\d+))?",
+    r"(?:[ \t]*/[ \t]*(?P<den>\d+))?"
+    # What may not follow N: digits glued on by `,` or `.` (a malformed number) or a second candidate.
+    r"(?P<bad>[,.]\d|\d|[ \t]*(?i:or|and|to|[,;/+\-\u2013\u2212=|])?[ \t]*[-\u2212$]?\d)?",
     re.ASCII,
-)
-# What may not follow N: more digits glued on by `,` or `.` (a malformed number) or a second candidate.
-_AMBIGUOUS_TAIL = re.compile(
-    r"[,.]\d|\d|[ \t]*(?:or|and|to|[,;/+\-\u2013\u2212=|])?[ \t]*[-\u2212$]?\d", re.IGNORECASE | re.ASCII
 )
 _WINDOW = 64  # characters read after a marker
 
@@ -88,43 +85,51 @@ def parse_number(text: str) -> Number | None:
 def _read_number(text: str, pos: int) -> tuple[Number | None, int]:
     """Read N at `pos`: (value, end) — value None when no number stands there; _Malformed when hacked."""
     m = _NUMBER.match(text, pos, pos + _WINDOW)
-    if not m or (m["int"] is None and m["dec"] is None):
+    neg, neg2, whole, dec, den, bad = m.groups()
+    if whole is None and dec is None:
         return None, pos
-    if m["neg"] and m["neg2"]:
+    if bad is not None or (neg and neg2) or (den is not None and (dec is not None or int(den) == 0)):
         raise _Malformed
-    if m["den"] is not None and m["dec"] is not None:
-        raise _Malformed
-    if _AMBIGUOUS_TAIL.match(text, m.end(), pos + _WINDOW):
-        raise _Malformed
-    digits = (m["int"] or "0").replace(",", "")
-    value: Number = int(digits) if m["dec"] is None else Fraction(digits + m["dec"])
-    if m["den"] is not None:
-        if int(m["den"]) == 0:
-            raise _Malformed
-        value = Fraction(value, int(m["den"]))
-    return (-value if m["neg"] or m["neg2"] else value), m.end()
+    digits = (whole or "0").replace(",", "")
+    value: Number = int(digits) if dec is None else Fraction(digits + dec)
+    if den is not None:
+        value = Fraction(value, int(den))
+    return (-value if neg or neg2 else value), m.end()
+
+
+def _scan_lines(text: str) -> tuple[int, list[int]]:
+    """(where the graded part ends, positions right after each `A:` that opens a line before it)."""
+    end, answers = len(text), []
+    if text.lstrip(" \t").startswith("A:"):
+        answers.append(text.index("A:") + 2)
+    m = _LINE_START.search(text)
+    while m is not None:
+        if m["cont"] is not None:
+            end = m.start()
+            break
+        answers.append(m.end())
+        m = _LINE_START.search(text, m.end())
+    if "<" in text:
+        for token in _SPECIAL_TOKENS:
+            i = text.find(token, 0, end)
+            if i != -1:
+                end = i
+        answers = [a for a in answers if a <= end]
+    return end, answers
 
 
 def answer_segment(completion: str) -> str:
     """The part of a completion that is graded: everything before an invented next problem."""
-    end = len(completion)
-    cut = _CONTINUATION.search(completion)
-    if cut is not None:
-        end = cut.start()
-    if "<" in completion:
-        for token in _SPECIAL_TOKENS:
-            i = completion.find(token, 0, end)
-            if i != -1:
-                end = i
-    return completion[:end]
+    return completion[: _scan_lines(completion)[0]]
 
 
-def _markers(text: str) -> list[tuple[int, bool]]:
+def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, bool]]:
     """(position right after a final-answer marker, whether it is the canonical form), in any order.
 
     `#` and `\\` are rare: finding them first (a memchr, nearly free) spares a full scan for `####` and
-    `\\boxed`; a typical completion costs two full scans, for `answer is` and `A:`."""
-    found: list[tuple[int, bool]] = []
+    `\\boxed`; `A:` came from the line scan, so a typical completion costs one more full scan, for
+    `answer is`."""
+    found = [(a, False) for a in answer_lines]
     i = text.find("#")
     i = text.find("####", i) if i != -1 else -1
     while i != -1:
@@ -134,12 +139,14 @@ def _markers(text: str) -> list[tuple[int, bool]]:
             tail = _HASHES_TAIL.match(text, i + 4)
             found.append((tail.end(), tail["canon"] is not None))
         i = text.find("####", i + 4)
-    canonical_ends = {end for end, canon in found if canon}
-    i = text.find("nswer")  # "answer is" / "Answer is"
+    # "answer is" / "Answer is", except inside the canonical lines already read.
+    canonical_nswer = {end - len(_CANONICAL) + _CANONICAL.index("nswer") for end, canon in found if canon}
+    i = text.find("nswer")
     while i != -1:
-        phrase = _PHRASE.match(text, i - 1) if i else None
-        if phrase and phrase.end() not in canonical_ends:
-            found.append((phrase.end(), False))
+        if i not in canonical_nswer:
+            phrase = _PHRASE.match(text, i - 1) if i else None
+            if phrase:
+                found.append((phrase.end(), False))
         i = text.find("nswer", i + 5)
     i = text.find("\\")
     i = text.find("\\boxed", i) if i != -1 else -1
@@ -148,23 +155,16 @@ def _markers(text: str) -> list[tuple[int, bool]]:
         if boxed:
             found.append((boxed.end(), False))
         i = text.find("\\boxed", i + 6)
-    i = text.find("A:")
-    while i != -1:
-        if not text[text.rfind("\n", 0, i) + 1 : i].strip(" \t"):  # `A:` opens its line
-            found.append((i + 2, False))
-        i = text.find("A:", i + 2)
     return found
 
 
-@functools.lru_cache(maxsize=8192)
 def extract(completion: str) -> Answer:
-    """Read a completion's final answer under the module's rules.
-
-    Cached: TRL scores a batch with each reward in turn, and every GSM8K reward reads the answer."""
-    segment = answer_segment(completion)
+    """Read a completion's final answer under the module's rules."""
+    end, answer_lines = _scan_lines(completion)
+    segment = completion[:end]
     found: Number | None = None
     canonical = False
-    for start, is_canonical in _markers(segment):
+    for start, is_canonical in _markers(segment, answer_lines):
         try:
             value, end = _read_number(segment, start)
         except _Malformed:
@@ -176,7 +176,21 @@ def extract(completion: str) -> Answer:
             return Answer(None, reason="conflicting answers")
         found = value
         canonical = canonical or is_canonical
-    return NO_ANSWER if found is None else Answer(found, canonical=canonical)
+    return NO_ANSWER if found is None else Answer(found, canonical, "")
+
+
+_last_batch: tuple[list[str], list[Answer]] = ([], [])
+
+
+def extract_all(completions: list[str]) -> list[Answer]:
+    """`extract` for a batch. TRL scores the same batch with each reward in turn and every GSM8K reward
+    reads the answers, so the last batch is remembered (compared by value, so a changed list is re-read)."""
+    global _last_batch
+    texts, answers = _last_batch
+    if texts != completions:
+        texts, answers = list(completions), [extract(c) for c in completions]
+        _last_batch = (texts, answers)
+    return answers
 
 
 def same_number(a: Number | None, b: Number | None) -> bool:

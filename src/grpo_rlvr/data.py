@@ -41,8 +41,7 @@ EXEMPLARS: tuple[tuple[str, str], ...] = (
         "She needs 240 / 15 = 16 days.\n#### 16",
     ),
     (
-        "A shirt costs $25 and is on sale for 20% off. Tom buys 3 shirts on sale. How much does "
-        "he pay?",
+        "A shirt costs $25 and is on sale for 20% off. Tom buys 3 shirts on sale. How much does he pay?",
         "The discount is 25 * 0.2 = $5 per shirt.\nEach shirt costs 25 - 5 = $20.\n"
         "Three shirts cost 3 * 20 = $60.\n#### 60",
     ),
@@ -64,13 +63,11 @@ EXEMPLARS: tuple[tuple[str, str], ...] = (
         "pencils.\n#### 14",
     ),
     (
-        "A car uses 6 liters of fuel for every 100 km. How many liters does it use for a 350 km "
-        "trip?",
+        "A car uses 6 liters of fuel for every 100 km. How many liters does it use for a 350 km trip?",
         "The trip is 350 / 100 = 3.5 times 100 km.\nIt uses 3.5 * 6 = 21 liters.\n#### 21",
     ),
     (
-        "Sam splits a 3 kg bag of rice equally into 4 jars. How many kilograms of rice go in each "
-        "jar?",
+        "Sam splits a 3 kg bag of rice equally into 4 jars. How many kilograms of rice go in each jar?",
         "Each jar gets 3 / 4 = 0.75 kg.\n#### 0.75",
     ),
 )
@@ -104,7 +101,7 @@ class LoadReport:
 
 def gold_from_solution(solution: str) -> str:
     """The gold number of a GSM8K solution (`… #### 1,200` -> `1200`), canonical and exact."""
-    head, sep, tail = solution.rpartition("####")
+    _, sep, tail = solution.rpartition("####")
     value = parse_number(tail) if sep else None
     if value is None:
         raise ValueError(f"gold answer is not a number: {tail.strip()[:40]!r}" if sep else "no '####' line")
@@ -121,9 +118,7 @@ def build_prompt(question: str, num_shots: int) -> str:
     """k fixed worked examples, then the question, ending where the model's solution begins."""
     if not 0 <= num_shots <= MAX_SHOTS:
         raise ValueError(f"num_shots must be between 0 and {MAX_SHOTS}, got {num_shots}")
-    shots = "".join(
-        f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots]
-    )
+    shots = "".join(f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots])
     return f"{shots}Question: {question.strip()}\nSolution: {SOLUTION_PREFIX}"
 
 

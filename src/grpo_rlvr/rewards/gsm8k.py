@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from grpo_rlvr.answers import extract, parse_number, same_number
+from grpo_rlvr.answers import extract_all, parse_number, same_number
 from grpo_rlvr.rewards import register
 
 FORMAT_REWARD = 0.5
@@ -18,17 +18,17 @@ def _text(completion: str | list[dict]) -> str:
 @register("gsm8k_format")
 def gsm8k_format(completions: list, **_: object) -> list[float]:
     """0.5 when the graded part holds an unambiguous `#### The final answer is N` line."""
-    scores = []
-    for c in completions:
-        answer = extract(_text(c))
-        scores.append(FORMAT_REWARD if answer.value is not None and answer.canonical else 0.0)
-    return scores
+    return [
+        FORMAT_REWARD if a.value is not None and a.canonical else 0.0
+        for a in extract_all([_text(c) for c in completions])
+    ]
 
 
 @register("gsm8k_correctness", columns=("final_answer",))
 def gsm8k_correctness(completions: list, final_answer: list[str], **_: object) -> list[float]:
     """1.0 when the extracted final answer equals the gold number exactly."""
+    answers = extract_all([_text(c) for c in completions])
     return [
-        CORRECT_REWARD if same_number(extract(_text(c)).value, parse_number(str(gold))) else 0.0
-        for c, gold in zip(completions, final_answer, strict=True)
+        CORRECT_REWARD if same_number(a.value, parse_number(str(gold))) else 0.0
+        for a, gold in zip(answers, final_answer, strict=True)
     ]
