@@ -91,7 +91,7 @@ def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path
         pytest.param(
             {"prompt_length_policy": "cut"}, "prompt_length_policy", "invalid choice", id="bad-choice"
         ),
-        pytest.param({"report_to": ["mlflow", "x"]}, "report_to", "takes one value", id="list-for-scalar"),
+        pytest.param({"run_name": ["a", "b"]}, "run_name", "takes one value", id="list-for-scalar"),
         pytest.param({"learning_rate": None}, "learning_rate", "may not be null", id="null-for-required"),
         pytest.param(
             {"model_name_or_path": "/no/such/dir"}, "model_name_or_path", "does not exist", id="no-model"
@@ -110,6 +110,9 @@ def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path
         pytest.param({"num_shots": 9}, "num_shots", "between 0 and 8, got 9", id="too-many-shots"),
         pytest.param({"num_shots": -1}, "num_shots", "between 0 and 8, got -1", id="negative-shots"),
         pytest.param({"val_fraction": 1.0}, "val_fraction", "[0, 1)", id="val-fraction"),
+        pytest.param({"eval_at_end": True}, "eval_at_end", "needs validation rows", id="eval-without-val"),
+        pytest.param({"eval_shots": [0, 9]}, "eval_shots", "between 0 and 8, got [0, 9]", id="eval-shots"),
+        pytest.param({"eval_max_new_tokens": 0}, "eval_max_new_tokens", "at least 1", id="eval-tokens"),
         pytest.param({"load_in_4bit": True}, "use_peft", "set use_peft: true", id="4bit-without-lora"),
         pytest.param({"dataset_path": "./missing.jsonl"}, "dataset_path", "does not exist", id="no-data"),
         pytest.param(
@@ -169,6 +172,67 @@ def test_mlflow_joins_report_to_when_a_tracking_uri_is_set(
         "tensorboard",
         "mlflow",
     ]
+    assert load_config(recipe(tmp_path, report_to=["mlflow", "tensorboard"])).training.report_to == [
+        "mlflow",
+        "tensorboard",
+    ]
+
+
+@pytest.mark.parametrize(
+    "off",
+    [
+        pytest.param({"report_to": "none"}, id="recipe-none"),
+        pytest.param({"report_to": None}, id="recipe-null"),
+        pytest.param({"report_to": []}, id="recipe-empty-list"),
+        pytest.param(["report_to=none"], id="override-none"),
+        pytest.param(["report_to=[none]"], id="override-list"),
+    ],
+)
+def test_explicit_report_to_none_turns_mlflow_off_despite_the_tracking_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, off: dict | list
+) -> None:
+    monkeypatch.setenv(config_module.MLFLOW_ENV, "file:///tmp/mlruns")
+    values, overrides = (off, []) if isinstance(off, dict) else ({"report_to": "tensorboard"}, off)
+    assert load_config(recipe(tmp_path, **values), overrides).training.report_to == []
+
+
+def test_report_to_takes_a_list_or_one_name_without_a_tracking_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(config_module.MLFLOW_ENV, raising=False)
+    assert load_config(recipe(tmp_path, report_to=["mlflow"])).training.report_to == ["mlflow"]
+    assert load_config(recipe(tmp_path), ["report_to=[mlflow, tensorboard]"]).training.report_to == [
+        "mlflow",
+        "tensorboard",
+    ]
+    assert load_config(recipe(tmp_path), ["report_to=tensorboard"]).training.report_to == ["tensorboard"]
+
+
+def test_yaml_1_1_words_stay_strings_in_recipes_and_overrides(tmp_path: Path) -> None:
+    """`no` is TRL's value for save/eval/logging strategies; YAML 1.1 would read it as False."""
+    path = recipe(tmp_path)
+    path.write_text(path.read_text() + "save_strategy: no\nlogging_strategy: no\nuse_peft: true\n")
+    config = load_config(path)
+    assert (config.training.save_strategy, config.training.logging_strategy) == ("no", "no")
+    assert config.model.use_peft is True
+
+    config = load_config(recipe(tmp_path), ["save_strategy=no", "eval_strategy=no", "use_peft=yes"])
+    assert (config.training.save_strategy, config.training.eval_strategy) == ("no", "no")
+    assert config.model.use_peft is True  # "yes" reaches argparse's bool parser as text
+    words = ["yes", "no", "on", "off", "y", "n", "Yes", "NO"]
+    assert parse_overrides([f"{w}={w}" for w in words]) == {w: w for w in words}
+    assert parse_overrides(["a=true", "b=False", "c=[no, TRUE]"]) == {
+        "a": True,
+        "b": False,
+        "c": ["no", True],
+    }
+
+
+def test_eval_at_end_defaults_to_the_training_shots(tmp_path: Path) -> None:
+    run = load_config(recipe(tmp_path, num_shots=3, eval_at_end=True, val_fraction=0.1)).run
+    assert (run.eval_at_end, run.eval_shots, run.eval_limit) == (True, [3], None)
+    run = load_config(recipe(tmp_path), ["eval_shots=[0, 8]", "eval_limit=50"]).run
+    assert (run.eval_at_end, run.eval_shots, run.eval_limit) == (False, [0, 8], 50)
 
 
 def test_resolved_config_is_plain_json_without_secrets(

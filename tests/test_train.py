@@ -298,12 +298,31 @@ class RankLog(TrainerCallback):
         self.weights = digest.hexdigest()
 
 log = RankLog()
-summary = train.run(load_config(sys.argv[1]), [log])
+summary = train.run(load_config(sys.argv[1], sys.argv[3:]), [log])
 rank = os.environ["RANK"]
 with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as f:
     json.dump({"world": os.environ["WORLD_SIZE"], "losses": log.losses, "weights": log.weights,
-               "step": summary["global_step"]}, f)
+               "step": summary["global_step"], "resumed_from": summary["resumed_from"]}, f)
 """
+
+
+def run_two_ranks(recipe: Path, tmp_path: Path, *overrides: str) -> list[dict[str, Any]]:
+    """`train.run` in 2 torchrun processes (gloo, CPU); what each rank saw, read from its JSON."""
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*torchrun, str(script), str(recipe), str(tmp_path), *overrides],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == ["2", "2"]
+    assert ranks[0]["losses"] == ranks[1]["losses"] and ranks[0]["weights"] == ranks[1]["weights"]
+    return ranks
 
 
 def test_two_cpu_processes_train_in_step(
@@ -314,26 +333,32 @@ def test_two_cpu_processes_train_in_step(
         tmp_path, sharp_model, toy_data, toy_reward, max_steps=3, per_device_train_batch_size=8,
         ddp_find_unused_parameters=False, **LORA,
     )  # fmt: skip
-    script = tmp_path / "two_ranks.py"
-    script.write_text(TWO_RANKS)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [*torchrun, str(script), str(recipe), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world"] for r in ranks] == ["2", "2"]
+    ranks = run_two_ranks(recipe, tmp_path)
     assert [r["step"] for r in ranks] == [3, 3]
     assert len(ranks[0]["losses"]) == 3 and any(loss != 0 for loss in ranks[0]["losses"])
-    assert ranks[0]["losses"] == ranks[1]["losses"]
-    assert ranks[0]["weights"] == ranks[1]["weights"]
     assert (tmp_path / "model" / "run_summary.json").is_file()
+
+
+def test_two_cpu_processes_resume_from_their_checkpoint(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    """A 2-process CPU run restarted after its checkpoint loads each rank's optimizer and RNG state.
+
+    accelerate gives multi-process CPU runs the device `cpu:0`, and transformers loads the optimizer
+    with `map_location=args.device` when there are several processes: torch cannot map to `cpu:0`.
+    """
+    recipe = toy_recipe(
+        tmp_path, sharp_model, toy_data, toy_reward, per_device_train_batch_size=8,
+        ddp_find_unused_parameters=False, save_strategy="steps", save_steps=1, **LORA,
+    )  # fmt: skip
+    first = run_two_ranks(recipe, tmp_path, "max_steps=1")
+    assert [r["step"] for r in first] == [1, 1]
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-1"
+    assert train.is_complete(checkpoint) and (checkpoint / "rng_state_1.pth").is_file()
+
+    resumed = run_two_ranks(recipe, tmp_path, "max_steps=2")
+    assert [(r["step"], r["resumed_from"]) for r in resumed] == [(2, str(checkpoint))] * 2
+    assert len(resumed[0]["losses"]) == 1  # step 2 only: step 1 came from the checkpoint
 
 
 BAD_RECIPES = [
@@ -357,6 +382,11 @@ BAD_RECIPES = [
         {"rewards": ["gsm8k_correctness"]},
         "reward gsm8k_correctness reads column(s) ['final_answer']",
         id="missing-reward-column",
+    ),
+    pytest.param(
+        {"eval_at_end": True, "val_fraction": 0.25},
+        "eval_at_end: needs GSM8K validation rows (question + final_answer); 16 of 16 lack them",
+        id="eval-at-end-on-prompt-rows",
     ),
 ]
 
@@ -395,6 +425,45 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
     }
     assert summary["config"]["data"]["num_shots"] == 2
     assert train.is_complete(opt_ml / "checkpoints" / "checkpoint-2")
+
+
+@pytest.mark.parametrize("merge", [True, False], ids=["merged-model", "adapter-only"])
+def test_eval_at_end_grades_the_saved_model_on_the_validation_rows(
+    merge: bool, tmp_path: Path, tiny_model: str, gsm8k_dir: Path
+) -> None:
+    """`eval_at_end` runs evaluate.py on the saved model (or base + adapter) and reports accuracy."""
+    recipe = make_recipe(
+        tmp_path, model_name_or_path="builtin:tiny-qwen2", dataset_path=str(gsm8k_dir / "train.jsonl"),
+        max_train_samples=8, val_dataset_path=str(gsm8k_dir / "test.jsonl"), max_val_samples=5, eval_limit=3,
+        num_shots=0, **LORA, merge_adapter=merge, per_device_train_batch_size=4, num_generations=4,
+        max_completion_length=8, max_steps=1, save_strategy="no", gradient_checkpointing=False,
+        disable_tqdm=True, eval_at_end=True, eval_shots=[0, 1], eval_max_new_tokens=4,
+    )  # fmt: skip
+    summary = train.run(load_config(recipe))
+
+    eval_dir = tmp_path / "output" / "eval"
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert summary["evaluation"] == {
+        "dir": str(eval_dir),
+        "results": [
+            {k: r[k] for k in ("shots", "n", "correct", "accuracy", "ci95")} for r in metrics["results"]
+        ],
+    }
+    assert [(r["shots"], r["n"]) for r in metrics["results"]] == [(0, 3), (1, 3)]
+    for r in metrics["results"]:
+        assert r["accuracy"] == r["correct"] / 3 and r["ci95"][0] <= r["accuracy"] < r["ci95"][1]
+    model = metrics["models"][0]
+    expected = (
+        (str(tmp_path / "model"), None)
+        if merge
+        else ("builtin:tiny-qwen2", str(tmp_path / "model" / "adapter"))
+    )
+    assert (model["model"], model["adapter"]) == expected
+    assert metrics["data"]["source"] == str(gsm8k_dir / "test.jsonl") and metrics["data"]["examples"] == 3
+    assert "| 1 |" in (eval_dir / "results.md").read_text()
+    assert len((eval_dir / "predictions.jsonl").read_text().splitlines()) == 6
+    for folder in (tmp_path / "output", tmp_path / "model"):
+        assert json.loads((folder / "run_summary.json").read_text())["evaluation"] == summary["evaluation"]
 
 
 def test_print_config_shows_the_resolved_recipe_and_trains_nothing(

@@ -111,7 +111,7 @@ def _env(args: argparse.Namespace) -> int:
     import torch
 
     packages = ["grpo-rlvr", "torch", "trl", "transformers", "peft", "accelerate", "datasets", "deepspeed",
-                "bitsandbytes", "vllm", "flash-attn", "mlflow", "sagemaker-training"]
+                "bitsandbytes", "vllm", "flash-attn", "mlflow", "sagemaker-training"]  # fmt: skip
     for name in packages:
         try:
             print(f"{name}=={version(name)}")

@@ -5,7 +5,12 @@ run dataclasses, like open-r1's recipes. Every value goes through one `HfArgumen
 dataclasses as a command line (`--key=value`), so argparse type-checks each value exactly as TRL's
 scripts would, and a key no dataclass owns is an error, never silently ignored. Overrides come as typed
 values (SageMaker hyperparameters, decoded by the launcher) or as `key=value` strings (the CLI; values
-read as YAML, so `rewards=[a,b]` is a list).
+read as YAML, so `rewards=[a,b]` is a list). Recipes and overrides are read with YAML 1.2 booleans
+(only true/false): `save_strategy: no` is the string "no", as TRL expects, not YAML 1.1's False.
+
+`report_to` takes one integration or a list (`report_to: [mlflow, tensorboard]`). With
+$MLFLOW_TRACKING_URI set, mlflow joins whatever the recipe reports to, unless the recipe or an override
+says `report_to: none` explicitly: then nothing is reported, MLflow included.
 
 Checks that need no model run here too: the model path, the rewards (after loading a user reward
 module), the group size against the batch and the shot count; each failure is a `ConfigError` naming
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from grpo_rlvr.data import GSM8K_HUB_ID, MAX_SHOTS
+from grpo_rlvr.evaluate import MAX_NEW_TOKENS
 from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
 
 if TYPE_CHECKING:
@@ -40,6 +46,24 @@ REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DEFAULT_OUTPUT_DIR = "outputs/checkpoints"
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+NO_REPORTING = (None, "none", [], ["none"])  # explicit `report_to` values that turn every reporter off
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, never YAML 1.1's yes/no/on/off/y/n.
+
+    TRL's string settings take "no" (`save_strategy: no`), which YAML 1.1 would read as False.
+    """
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class ConfigError(ValueError):
@@ -129,6 +153,27 @@ class RunArguments:
     merge_adapter: bool = field(
         default=True, metadata={"help": "also write the adapter merged into the base"}
     )
+    eval_at_end: bool = field(
+        default=False,
+        metadata={"help": "after saving, GSM8K accuracy of the model on the validation rows (evaluate.py)"},
+    )
+    eval_shots: list[int] | None = field(
+        default=None, metadata={"help": "shot counts for eval_at_end (default: [num_shots])"}
+    )
+    eval_max_new_tokens: int = field(
+        default=MAX_NEW_TOKENS, metadata={"help": "greedy tokens per answer in eval_at_end"}
+    )
+    eval_limit: int | None = field(
+        default=None, metadata={"help": "eval_at_end on the first N validation rows only"}
+    )
+
+    def __post_init__(self) -> None:
+        if any(not 0 <= k <= MAX_SHOTS for k in self.eval_shots or ()):
+            raise ConfigError("eval_shots", f"each must be between 0 and {MAX_SHOTS}, got {self.eval_shots}")
+        for key in ("eval_max_new_tokens", "eval_limit"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(key, f"must be at least 1, got {value}")
 
 
 SECTIONS = {"data": DataArguments, "rewards": RewardArguments, "run": RunArguments}
@@ -182,7 +227,7 @@ def find_recipe(recipe: str | Path) -> Path:
 
 def read_recipe(path: Path) -> dict[str, Any]:
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=RecipeLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError("recipe", f"{path} is not valid YAML: {err}") from err
     if not isinstance(values, dict):
@@ -191,7 +236,7 @@ def read_recipe(path: Path) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
-    """Typed overrides pass through; `key=value` strings have their value read as YAML."""
+    """Typed overrides pass through; `key=value` strings have their value read as YAML (1.2 booleans)."""
     if isinstance(overrides, Mapping):
         return dict(overrides)
     parsed = {}
@@ -200,7 +245,7 @@ def parse_overrides(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, A
         if not sep or not key.strip():
             raise ConfigError(None, f"override {item!r} is not key=value")
         try:
-            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            parsed[key.strip()] = yaml.load(raw, Loader=RecipeLoader) if raw.strip() else ""
         except yaml.YAMLError:
             parsed[key.strip()] = raw
     return parsed
@@ -218,11 +263,14 @@ def load_config(
     path = find_recipe(recipe)
     values = {**read_recipe(path), **parse_overrides(overrides)}
     values.setdefault("output_dir", DEFAULT_OUTPUT_DIR)
+    reporting_off = "report_to" in values and values["report_to"] in NO_REPORTING
+    if reporting_off:
+        values["report_to"] = "none"
     _apply_cpu_defaults(values)
     training, model, data, rewards, run = _parse(
         values, num_processes or int(os.environ.get("WORLD_SIZE", 1))
     )
-    if os.environ.get(MLFLOW_ENV) and "mlflow" not in training.report_to:
+    if os.environ.get(MLFLOW_ENV) and not reporting_off and "mlflow" not in training.report_to:
         training.report_to.append("mlflow")
     config = RunConfig(str(recipe), path, training, model, data, rewards, run)
     _check(config)
@@ -257,6 +305,7 @@ def _parse(
     actions = {
         a.dest: a for a in parser._actions if a.option_strings and a.option_strings[0] == f"--{a.dest}"
     }
+    actions["report_to"].nargs = "+"  # TrainingArguments takes a list, its parser only a single name
     hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
 
     argv, nulls = [], []
@@ -340,6 +389,10 @@ def _check(config: RunConfig) -> None:
         if source and source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
             raise ConfigError(key, f"{source} does not exist")
     funcs = config.reward_funcs = reward_functions(config.rewards)
+    if config.run.eval_at_end and not (config.data.val_dataset_path or config.data.val_fraction):
+        raise ConfigError("eval_at_end", "needs validation rows: set val_dataset_path or val_fraction")
+    if config.run.eval_shots is None:
+        config.run.eval_shots = [config.data.num_shots]
     if training.reward_weights is not None and len(training.reward_weights) != len(funcs):
         raise ConfigError(
             "reward_weights",

@@ -5,15 +5,29 @@ it `builtin:tiny-qwen2`; it is built once (seeded, so byte-identical weights eve
 folder and then loaded like any local checkpoint. The tokenizer is a byte-level BPE trained with
 Qwen2's own normalizer and pre-tokenizer on our worked examples, then wrapped in `Qwen2Tokenizer`, so
 that transformers' Qwen2 loader rebuilds exactly the pipeline it was trained with.
+
+Processes that start together (torchrun ranks, parallel tests) share the cache: one builds under a file
+lock while the others wait, then find the finished folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import Qwen2Tokenizer
+
+log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
 TINY_NAME = "tiny-qwen2"
@@ -35,14 +49,25 @@ def resolve_model_path(name_or_path: str) -> str:
     target = cache_dir() / f"{TINY_NAME}-v{TINY_VERSION}"
     if not (target / "config.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            build_tiny_model(Path(tmp) / "model")
-            try:
-                os.rename(Path(tmp) / "model", target)  # atomic: concurrent builders race harmlessly
-            except OSError:
-                if not (target / "config.json").exists():
-                    raise
+        with _exclusive(target.parent / f".{target.name}.lock"):
+            if not (target / "config.json").exists():  # not built by the process we waited for
+                log.info("building %s%s into %s", BUILTIN_PREFIX, TINY_NAME, target)
+                with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                    build_tiny_model(Path(tmp) / "model")
+                    shutil.rmtree(target, ignore_errors=True)  # a folder left without config.json
+                    os.rename(Path(tmp) / "model", target)  # readers see all files or none
     return str(target)
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `lock_file`; the kernel releases it if the process dies."""
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _corpus() -> list[str]:
@@ -53,8 +78,8 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tiny_tokenizer(vocab_size: int = 2048):
-    """A byte-level BPE with Qwen2's pipeline, wrapped as the `Qwen2Tokenizer` transformers expects."""
+def train_tiny_bpe(vocab_size: int = 2048) -> Tokenizer:
+    """A byte-level BPE trained on our worked examples with Qwen2's normalizer and pre-tokenizer."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
@@ -69,6 +94,14 @@ def build_tiny_tokenizer(vocab_size: int = 2048):
         show_progress=False,
     )
     bpe.train_from_iterator(_corpus(), trainer)
+    return bpe
+
+
+def build_tiny_tokenizer(vocab_size: int = 2048) -> Qwen2Tokenizer:
+    """The trained BPE wrapped as the `Qwen2Tokenizer` that transformers rebuilds for `model_type: qwen2`."""
+    from transformers import Qwen2Tokenizer
+
+    bpe = train_tiny_bpe(vocab_size)
     merges = [tuple(pair) for pair in json.loads(bpe.model.__getstate__())["merges"]]
     tokenizer = Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})

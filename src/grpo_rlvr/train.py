@@ -10,6 +10,10 @@ Invariants this module keeps:
   `run` raises `TrainingInterrupted` without writing a model.
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
   folder without that file is not a finished model.
+- With `eval_at_end`, the main process then measures GSM8K accuracy on the validation rows with
+  `evaluate.evaluate_examples` (the code `grpo-rlvr evaluate` runs) into `summary_dir/eval` and adds the
+  accuracies to `run_summary.json`. Rows it cannot evaluate fail the run before the model loads; a
+  failing evaluation fails the run but leaves the finished model and its summary in place.
 
 Layout of `model_dir` for a LoRA/QLoRA run: the merged full model (config, safetensors, tokenizer,
 generation config) at the top, loadable with `AutoModelForCausalLM.from_pretrained(model_dir)`, and the
@@ -37,12 +41,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from accelerate import PartialState
+from accelerate.utils.memory import clear_device_cache
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
 from grpo_rlvr import data as gsm8k_data
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
+from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import resolve_model_path
 
@@ -52,6 +58,7 @@ SUMMARY_NAME = "run_summary.json"
 CHECKPOINT_MARKER = "grpo_rlvr_complete.json"
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
+EVAL_DIR = "eval"  # inside summary_dir
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
 PACKAGES = ("torch", "trl", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed",
             "vllm", "flash-attn", "grpo-rlvr")  # fmt: skip
@@ -85,16 +92,18 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         # Rewards: registry names -> callables; every column they read must be in every row.
         funcs = config.reward_funcs
         check_reward_columns(funcs, train_rows + val_rows)
+        eval_rows = evaluation_rows(val_rows, config.run.eval_limit) if config.run.eval_at_end else None
 
         # Resume point: the recipe's checkpoint, else the newest complete one in output_dir.
         resume = args.resume_from_checkpoint or latest_complete_checkpoint(args.output_dir)
         if resume:
             check_checkpoint(resume)
-        if val_rows and args.eval_strategy == "no":
+        if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
         # Model
         model = load_model(model_path, config.model, args)
+        use_plain_cpu_device(args)
 
         # Trainer
         trainer = GRPOTrainer(
@@ -134,7 +143,14 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         "versions": package_versions(),
         "config": resolved,
     }
-    if trainer.is_world_process_zero():
+    if not trainer.is_world_process_zero():
+        return summary
+    write_summary(summary, Path(config.run.model_dir), Path(config.run.summary_dir))
+    if eval_rows is not None:
+        trainer.accelerator.free_memory()  # the policy, optimizer (and a colocated vLLM) make room
+        del trainer, model
+        clear_device_cache(garbage_collection=True)
+        summary["evaluation"] = evaluate_at_end(config, eval_rows, summary["full_model"])
         write_summary(summary, Path(config.run.model_dir), Path(config.run.summary_dir))
     return summary
 
@@ -188,6 +204,46 @@ def check_reward_columns(funcs: list, rows: list[dict[str, Any]]) -> None:
                 f"reward {fn.__name__} reads column(s) {missing}, missing from the data: "
                 "add them to the dataset or choose other rewards",
             )
+
+
+def evaluation_rows(val_rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """The validation rows `eval_at_end` grades: GSM8K rows (question + gold answer), first `limit`.
+
+    The training prompt is left out: `evaluate_examples` builds its own for every shot count.
+    """
+    if not val_rows:
+        raise ConfigError("eval_at_end", "no validation rows left to evaluate (none loaded, or all dropped)")
+    unusable = [i for i, row in enumerate(val_rows) if not {"question", "final_answer"} <= row.keys()]
+    if unusable:
+        raise ConfigError(
+            "eval_at_end",
+            f"needs GSM8K validation rows (question + final_answer); {len(unusable)} of {len(val_rows)} "
+            f"lack them (first: validation row {unusable[0] + 1})",
+        )
+    return [{k: v for k, v in row.items() if k != "prompt"} for row in val_rows[:limit]]
+
+
+def evaluate_at_end(config: RunConfig, rows: list[dict[str, Any]], full_model: bool) -> dict[str, Any]:
+    """Accuracy of the saved model (or base + saved adapter) with 95% intervals, per shot count."""
+    data, model_dir = config.data, Path(config.run.model_dir)
+    model = ModelSpec(str(model_dir))
+    if not full_model:
+        model = ModelSpec(config.model.model_name_or_path, str(model_dir / ADAPTER_DIR))
+    held_out = (
+        f"{data.dataset_path} (held out: val_fraction={data.val_fraction}, seed {config.training.seed})"
+    )
+    source = data.val_dataset_path or held_out
+    hub_split = data.val_dataset_split if data.val_dataset_path and not Path(source).exists() else None
+    out_dir = Path(config.run.summary_dir) / EVAL_DIR
+    metrics = evaluate_examples(
+        [model], rows, out_dir,
+        shots=config.run.eval_shots,
+        backend="vllm" if config.training.use_vllm else "hf",
+        max_new_tokens=config.run.eval_max_new_tokens,
+        data_info={"source": source, "split": hub_split, "limit": config.run.eval_limit},
+    )  # fmt: skip
+    keep = ("shots", "n", "correct", "accuracy", "ci95")
+    return {"dir": str(out_dir), "results": [{k: r[k] for k in keep} for r in metrics["results"]]}
 
 
 def reward_means(history: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
@@ -246,6 +302,17 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
         )
     return model
+
+
+def use_plain_cpu_device(args: GRPOConfig) -> None:
+    """Give a multi-process CPU run the device `cpu`, not accelerate's `cpu:0`, so it can resume.
+
+    With several processes transformers loads the optimizer state with `map_location=args.device`, and
+    `torch.load` cannot map to "cpu:0" (the same device as "cpu"). `TrainingArguments.device` reads the
+    `_setup_devices` cached property, so its cached value is replaced; the accelerator keeps its own.
+    """
+    if args.device.type == "cpu" and args.device.index is not None:
+        args.__dict__["_setup_devices"] = torch.device("cpu")
 
 
 # --- checkpoints and graceful stop --------------------------------------------------------------------
