@@ -29,10 +29,13 @@ data: ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker wou
 train: ## GPU training in the image, with the mlflow service
 	docker compose up --exit-code-from train train
 
-smoke: ## CPU end-to-end GRPO run (recipes/smoke-cpu.yaml) on real GSM8K rows into $(OPT_ML)/smoke, shaped like /opt/ml
-	rm -rf $(OPT_ML)/smoke
-	$(PY) -m grpo_rlvr.cli train --recipe recipes/smoke-cpu.yaml dataset_path=$(DATA_SOURCE) \
-		output_dir=$(OPT_ML)/smoke/checkpoints model_dir=$(OPT_ML)/smoke/model summary_dir=$(OPT_ML)/smoke/output/data
+smoke: ## CPU end-to-end GRPO run through the container's launcher, on real GSM8K rows, in $(OPT_ML)/smoke
+	$(if $(strip $(OPT_ML)),,$(error OPT_ML is empty: refusing to clear /smoke))
+	rm -rf -- "$(OPT_ML)/smoke"
+	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --out "$(OPT_ML)/smoke/input/data"
+	$(PY) scripts/local_opt_ml.py --opt-ml "$(OPT_ML)/smoke" --recipe smoke-cpu --instance-type local
+	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
+	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
 
 test:
 	$(PY) -m pytest

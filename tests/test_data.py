@@ -101,6 +101,16 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path: Path) -> None:
     assert report.summary().startswith("1 rows kept, 5 dropped (")
 
 
+def test_unicode_line_separators_inside_strings_do_not_split_rows(tmp_path: Path) -> None:
+    # GSM8K train holds a question with U+2028; `write_jsonl` keeps it raw, so reading must too.
+    row = {"question": "Clive opens a box\u2028full of olives. How many?", "answer": "#### 3"}
+    path = tmp_path / "rows.jsonl"
+    data.write_jsonl([row, ROW], path)
+    examples, report = data.load_examples(path)
+    assert report.problems == [] and len(examples) == 2
+    assert examples[0]["question"] == row["question"]
+
+
 def test_split_is_reproducible_and_disjoint() -> None:
     examples = [{"i": i} for i in range(100)]
     train, val = data.split_train_val(examples, 0.1, seed=42)

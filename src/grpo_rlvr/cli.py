@@ -106,17 +106,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _env(args: argparse.Namespace) -> int:
     """Versions and devices: the first thing to paste into a bug report."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import torch
 
-    packages = ["grpo-rlvr", "torch", "trl", "transformers", "peft", "accelerate", "datasets", "deepspeed",
-                "bitsandbytes", "vllm", "flash-attn", "mlflow", "sagemaker-training"]  # fmt: skip
-    for name in packages:
-        try:
-            print(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            print(f"{name}: not installed")
+    from grpo_rlvr.versions import package_versions
+
+    for name, found in package_versions().items():
+        print(f"{name}=={found}" if found else f"{name}: not installed")
     print(f"cuda_available={torch.cuda.is_available()} gpus={torch.cuda.device_count()}")
     return 0
 

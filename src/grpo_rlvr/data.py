@@ -179,7 +179,8 @@ def _raw_rows(path: Path, report: LoadReport) -> list[tuple[str, Any]]:
             raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
         return [(f"{path}:item {i + 1}", row) for i, row in enumerate(rows)]
     pairs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +37,7 @@ from grpo_rlvr.data import (
 )
 from grpo_rlvr.grading import grade_one, wilson_interval
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
+from grpo_rlvr.versions import package_versions
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -406,18 +406,6 @@ def plot_accuracy(results: list[dict[str, Any]], path: Path | None = None) -> Fi
     return fig
 
 
-def package_versions(backend: str) -> dict[str, str | None]:
-    names = ["grpo-rlvr", "torch", "transformers", "peft", "matplotlib"]
-    names += ["vllm"] if backend == "vllm" else []
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def _free_accelerator_memory() -> None:
     """Let the next model have the GPU the previous one held."""
     import torch
@@ -505,7 +493,7 @@ def evaluate_examples(
         "backend": backend,
         "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "stop": list(STOP_STRINGS)},
         "models": model_info,
-        "versions": package_versions(backend),
+        "versions": package_versions(),
         "results": results,
     }
     if compare_base_trained:

@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import resolve_model_path
+from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
-PACKAGES = ("torch", "trl", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed",
-            "vllm", "flash-attn", "grpo-rlvr")  # fmt: skip
 
 
 class TrainingInterrupted(RuntimeError):
@@ -474,16 +472,6 @@ def write_summary(summary: dict[str, Any], model_dir: Path, summary_dir: Path) -
         tmp = folder / f".{SUMMARY_NAME}.tmp"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, folder / SUMMARY_NAME)
-
-
-def package_versions() -> dict[str, str | None]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 # --- entry points -------------------------------------------------------------------------------------
