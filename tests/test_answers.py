@@ -34,6 +34,9 @@ CASES = [
     (f"Reasoning\r\n{CANON} 42\r\n", "42", 0.5, 1.0),  # Windows newlines
     ("#### the FINAL answer   is 42", "42", 0.5, 1.0),  # case, spacing
     (f"{CANON} 042", "42", 0.5, 1.0),
+    (f"{CANON} 72.\n", "72", 0.5, 1.0),  # a sentence's full stop
+    (f"{CANON} 72.5\n", "72", 0.5, 0.0),
+    (f"{CANON} 1234567890123456789", "1234567890123456789", 0.5, 1.0),  # beyond 64-bit, exact
     (f"{CANON} 3/4", "0.75", 0.5, 1.0),  # a fraction equals its decimal
     # other recognised forms: correct, but not the trained format
     ("#### 42", "42", 0.0, 1.0),

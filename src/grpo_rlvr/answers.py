@@ -54,6 +54,8 @@ _NUMBER = re.compile(
     r"(?P<bad>[,.]\d|\d|[ \t]*(?i:or|and|to|[,;/+\-\u2013\u2212=|])?[ \t]*[-\u2212$]?\d)?",
     re.ASCII,
 )
+# A bare integer that ends its line (` 72`, ` 72.`): the usual answer, which no rule below can reject.
+_PLAIN_INTEGER = re.compile(r"[ \t]?(\d{1,15})\.?[ \t]*(?:\n|\Z)", re.ASCII)
 _WINDOW = 64  # characters read after a marker
 
 
@@ -165,13 +167,17 @@ def extract(completion: str) -> Answer:
     found: Number | None = None
     canonical = False
     for start, is_canonical in _markers(segment, answer_lines):
-        try:
-            value, end = _read_number(segment, start)
-        except _Malformed:
-            return Answer(None, reason="malformed or ambiguous number")
-        line_end = segment.find("\n", end, end + _WINDOW)
-        if value is None or segment.find("=", end, line_end if line_end != -1 else end + _WINDOW) != -1:
-            continue  # no number, or the start of a calculation ("the answer is 15 * 8 = 120")
+        plain = _PLAIN_INTEGER.match(segment, start, start + _WINDOW)
+        if plain is not None:  # the common case, read without the general parser
+            value = int(plain[1])
+        else:
+            try:
+                value, end = _read_number(segment, start)
+            except _Malformed:
+                return Answer(None, reason="malformed or ambiguous number")
+            line_end = segment.find("\n", end, end + _WINDOW)
+            if value is None or segment.find("=", end, line_end if line_end != -1 else end + _WINDOW) != -1:
+                continue  # no number, or the start of a calculation ("the answer is 15 * 8 = 120")
         if found is not None and value != found:
             return Answer(None, reason="conflicting answers")
         found = value
