@@ -77,7 +77,7 @@ def machine_info() -> dict[str, Any]:
     """The facts a reader needs to compare numbers across machines; load shows shared-core contention."""
     import torch
 
-    from grpo_rlvr.train import package_versions
+    from grpo_rlvr.versions import package_versions
 
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

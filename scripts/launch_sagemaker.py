@@ -19,7 +19,12 @@ import re
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+# The contract module needs only the standard library: a plain checkout runs this script uninstalled.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from grpo_rlvr.sagemaker import encode_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # Whole name parts, so `max_new_tokens` passes and `HF_TOKEN` or `AWS_SECRET_ACCESS_KEY` do not.
@@ -29,11 +34,6 @@ SECRET_NAME = re.compile(
 )
 SECRET_REFERENCE_NAME = re.compile(r"_SECRET_(ID|ARN)$", re.I)
 SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
-
-
-def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
-    """SageMaker hyperparameters are strings: keep strings, JSON-encode the rest (the launcher decodes)."""
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:

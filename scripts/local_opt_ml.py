@@ -15,21 +15,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_sagemaker import check_no_secrets, encode_hyperparameters, parse_assignments
+from launch_sagemaker import check_no_secrets, parse_assignments  # puts src/ on sys.path
 
-HOST = "algo-1"
+from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths, encode_hyperparameters
+
 CHANNELS = ("train", "val", "rewards")
 
 
 def resource_config(instance_type: str) -> dict[str, Any]:
     """SageMaker's resourceconfig.json for a one-host job."""
     return {
-        "current_host": HOST,
+        "current_host": DEFAULT_HOST,
         "current_instance_type": instance_type,
         "current_group_name": "homogeneousCluster",
-        "hosts": [HOST],
+        "hosts": [DEFAULT_HOST],
         "instance_groups": [
-            {"instance_group_name": "homogeneousCluster", "instance_type": instance_type, "hosts": [HOST]}
+            {
+                "instance_group_name": "homogeneousCluster",
+                "instance_type": instance_type,
+                "hosts": [DEFAULT_HOST],
+            }
         ],
         "network_interface_name": "eth0",
     }
@@ -50,10 +55,11 @@ def input_data_config(data_dir: Path) -> dict[str, dict[str, str]]:
 
 def write_config(opt_ml: Path, hyperparameters: dict[str, str], instance_type: str) -> list[Path]:
     """Write the three JSONs; refuse when there is no train channel, as SageMaker would fail the job."""
-    channels = input_data_config(opt_ml / "input" / "data")
+    paths = Paths(opt_ml)
+    channels = input_data_config(paths.data_dir)
     if "train" not in channels:
-        raise FileNotFoundError(f"{opt_ml / 'input/data/train'} is missing: run `grpo-rlvr prepare` first")
-    config_dir = opt_ml / "input" / "config"
+        raise FileNotFoundError(f"{paths.data_dir / 'train'} is missing: run `grpo-rlvr prepare` first")
+    config_dir = paths.config_dir
     config_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "hyperparameters.json": hyperparameters,
@@ -62,8 +68,8 @@ def write_config(opt_ml: Path, hyperparameters: dict[str, str], instance_type: s
     }
     for name, payload in files.items():
         (config_dir / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    for sub in ("model", "checkpoints", "output/data"):
-        (opt_ml / sub).mkdir(parents=True, exist_ok=True)
+    for folder in (paths.model_dir, paths.checkpoint_dir, paths.output_data_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     return [config_dir / name for name in files]
 
 

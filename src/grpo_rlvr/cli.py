@@ -7,12 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from grpo_rlvr.data import DataError
+from grpo_rlvr import data
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from grpo_rlvr import data
-
     examples, report = data.load_examples(args.source, hub_config=args.hub_config, split=args.split)
     for problem in report.problems[: args.show_problems]:
         print(f"dropped {problem}", file=sys.stderr)
@@ -29,7 +27,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
         lengths = sorted(data.prompt_lengths(data.add_prompts(examples, args.shots), tokenizer))
-        pct = lambda q: lengths[min(len(lengths) - 1, int(q * len(lengths)))]  # noqa: E731
+
+        def pct(q: float) -> int:
+            return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+
         print(
             f"prompt tokens ({args.shots}-shot): min={lengths[0]} median={pct(0.5)} p99={pct(0.99)} "
             f"max={lengths[-1]}"
@@ -38,7 +39,6 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from grpo_rlvr.data import write_jsonl
     from grpo_rlvr.grading import accuracy_line, grade_one
 
     rows, correct = [], 0
@@ -50,13 +50,13 @@ def _grade(args: argparse.Namespace) -> int:
                 row = json.loads(line)
                 graded = grade_one(str(row[args.completion_field]), row[args.answer_field])
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise DataError(f"{args.file}:{lineno}: cannot grade this row ({err!r})") from err
+                raise data.DataError(f"{args.file}:{lineno}: cannot grade this row ({err!r})") from err
             rows.append({**row, **graded})
             correct += graded["correct"]
     if not rows:
-        raise DataError(f"{args.file} holds no rows to grade")
+        raise data.DataError(f"{args.file} holds no rows to grade")
     if args.out:
-        write_jsonl(rows, args.out)
+        data.write_jsonl(rows, args.out)
     print(accuracy_line(correct, len(rows)))
     return 0
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors
         print(f"grpo-rlvr {args.command}: error: {err}", file=sys.stderr)
         return 2
 

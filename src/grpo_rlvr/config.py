@@ -36,6 +36,7 @@ import yaml
 
 from grpo_rlvr.data import GSM8K_HUB_ID, MAX_SHOTS
 from grpo_rlvr.evaluate import MAX_NEW_TOKENS
+from grpo_rlvr.sagemaker import MASK, Redactor, is_secret_name
 from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
 
 if TYPE_CHECKING:
@@ -194,7 +195,6 @@ class RunConfig:
 
     def resolved(self) -> dict[str, Any]:
         """Plain JSON settings, secrets masked: secret-named keys, and env secret values anywhere."""
-        from grpo_rlvr.sagemaker import MASK, Redactor, is_secret_name
 
         def mask(value: Any) -> Any:
             if isinstance(value, dict):

@@ -11,6 +11,7 @@ A prompt longer than the limit is never cut: it is dropped and counted, or the r
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -85,7 +86,7 @@ class LoadReport:
 
     kept: int = 0
     problems: list[str] = field(default_factory=list)
-    reasons: Counter = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
 
     def drop(self, where: str, reason: str) -> None:
         self.problems.append(f"{where}: {reason}")
@@ -114,12 +115,17 @@ def training_solution(solution: str) -> str:
     return f"{SOLUTION_PREFIX} {reasoning}\n{ANSWER_LINE.format(gold_from_solution(solution))}"
 
 
+@functools.cache
+def _shots(num_shots: int) -> str:
+    """The first k worked examples, built once per k (every prompt of a dataset repeats them)."""
+    return "".join(f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots])
+
+
 def build_prompt(question: str, num_shots: int) -> str:
     """k fixed worked examples, then the question, ending where the model's solution begins."""
     if not 0 <= num_shots <= MAX_SHOTS:
         raise ValueError(f"num_shots must be between 0 and {MAX_SHOTS}, got {num_shots}")
-    shots = "".join(f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots])
-    return f"{shots}Question: {question.strip()}\nSolution: {SOLUTION_PREFIX}"
+    return f"{_shots(num_shots)}Question: {question.strip()}\nSolution: {SOLUTION_PREFIX}"
 
 
 def _example(row: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ turns prompts into completions (`HFGenerator` on CPU or GPU, `VLLMGenerator` on 
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -36,7 +35,7 @@ from grpo_rlvr.data import (
     write_jsonl,
 )
 from grpo_rlvr.grading import grade_one, wilson_interval
-from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
+from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
 if TYPE_CHECKING:
@@ -83,8 +82,7 @@ class ModelSpec:
     def check_paths(self) -> None:
         """Fail before any model loads (not an hour into a comparison) when a local path is missing."""
         for name in (self.model, self.adapter):
-            local = name and not name.startswith(BUILTIN_PREFIX) and name.startswith((".", "/", "~"))
-            if local and not Path(name).expanduser().exists():
+            if name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
                 raise FileNotFoundError(f"model path does not exist: {name}")
 
 
@@ -265,7 +263,7 @@ def load_eval_examples(
     source = str(source or GSM8K_HUB_ID)
     path = Path(source)
     local = path.exists() or source.startswith((".", "/"))  # load_examples' rule for local vs hub
-    split_file = next((path / f"{split}{s}" for s in DATA_SUFFIXES if (path / f"{split}{s}").is_file()), None)
+    split_file = next((f for f in (path / f"{split}{s}" for s in DATA_SUFFIXES) if f.is_file()), None)
     if path.is_dir() and split_file:
         source = str(split_file)
     examples, report = load_examples(source, split=split)
@@ -406,15 +404,6 @@ def plot_accuracy(results: list[dict[str, Any]], path: Path | None = None) -> Fi
     return fig
 
 
-def _free_accelerator_memory() -> None:
-    """Let the next model have the GPU the previous one held."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def evaluate_examples(
     models: Sequence[ModelSpec | str],
     examples: Sequence[dict[str, Any]],
@@ -432,6 +421,8 @@ def evaluate_examples(
     Writes predictions.jsonl, metrics.json, results.md, accuracy_vs_shots.png and timing.json to
     `out_dir` and returns the metrics. `compare_base_trained` needs exactly two models (base, trained).
     """
+    from accelerate.utils.memory import clear_device_cache
+
     specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m) for m in models]
     labels = [s.label for s in specs]
     if not specs or len(set(labels)) != len(labels):
@@ -483,7 +474,7 @@ def evaluate_examples(
                 )
             log.info("%s %d-shot: %d questions in %.1f s", spec.label, k, len(generations), elapsed)
         del generator
-        _free_accelerator_memory()
+        clear_device_cache(garbage_collection=True)  # the next model gets the memory this one held
 
     results = summarize(rows, labels, shots)
     metrics: dict[str, Any] = {

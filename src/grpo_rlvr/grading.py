@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from grpo_rlvr.answers import extract, format_number, parse_number, same_number
+from grpo_rlvr.answers import Number, extract, format_number, parse_number, same_number
 from grpo_rlvr.data import gold_from_solution
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-def gold_value(gold: Any):
+def gold_value(gold: Any) -> Number:
     """A gold answer given as a bare number (`1,200`, `-3`) or a full GSM8K solution (`… #### 72`)."""
     text = str(gold)
     value = parse_number(gold_from_solution(text) if "####" in text else text)

@@ -397,7 +397,7 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _run_distributed(plan: Plan, output: RedactedOutput) -> tuple[int, int | None]:
+def _run_distributed(plan: Plan) -> tuple[int, int | None]:
     """`accelerate launch` on this host; returns (exit code, signal forwarded or None)."""
     config_file = accelerate_config_path(plan.accelerate_config)
     main_address = host_address(plan.resources.main_host, os.environ)
@@ -428,7 +428,7 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
         if plan.processes == 1:
             train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
-        code, forwarded = _run_distributed(plan, output)
+        code, forwarded = _run_distributed(plan)
     except Stopped as stop:
         return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
     except train.TrainingInterrupted:

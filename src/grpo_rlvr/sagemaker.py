@@ -4,8 +4,9 @@ SageMaker (and `docker compose`, which mounts a folder shaped the same way) hand
 everything through files: `input/config/hyperparameters.json` (every value a string),
 `resourceconfig.json` (this host and all hosts), `inputdataconfig.json` (the channels), the channel data
 under `input/data/<channel>/`, and it reads back `model/`, `output/data/`, `checkpoints/` and the
-`output/failure` reason. This module reads and writes exactly that and nothing else: no TRL, no torch.
-Outside a container `SAGEMAKER_BASE_DIR` points at a folder laid out like /opt/ml.
+`output/failure` reason. This module reads and writes exactly that, and encodes hyperparameters as a
+job request carries them, and nothing else: no TRL, no torch. Outside a container `SAGEMAKER_BASE_DIR`
+points at a folder laid out like /opt/ml.
 
 Every problem found here is a `ContractError` whose first line says what to fix.
 """
@@ -114,6 +115,11 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise ContractError(f"fix {path}: it must hold a JSON object, not {type(value).__name__}")
     return value
+
+
+def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
+    """What a job sends: strings stay as they are, anything else as JSON (`decode_value` reads it back)."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
 def decode_value(raw: Any) -> Any:
@@ -248,6 +254,7 @@ class Redactor:
         values = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
         self._secrets = sorted(values, key=len, reverse=True)  # longest first: one may contain another
         self._secret_bytes = [s.encode() for s in self._secrets]
+        self._longest = max(map(len, self._secret_bytes), default=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Redactor:
@@ -266,8 +273,7 @@ class Redactor:
     def split_safe(self, data: bytes) -> tuple[bytes, bytes]:
         """(redacted bytes safe to emit, tail to hold back because it may be the start of a secret)."""
         data = self.bytes(data)
-        longest = max((len(s) for s in self._secret_bytes), default=0)
-        for hold in range(min(len(data), longest - 1), 0, -1):
+        for hold in range(min(len(data), self._longest - 1), 0, -1):
             tail = data[-hold:]
             if any(s.startswith(tail) for s in self._secret_bytes):
                 return data[:-hold], tail

@@ -24,6 +24,7 @@ writes the model alone.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -78,6 +79,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     args = config.training
     resolved = config.resolved()  # before the trainer adjusts anything
     model_path = resolve_model_path(config.model.model_name_or_path)
+    model_dir, summary_dir = Path(config.run.model_dir), Path(config.run.summary_dir)
     stop = GracefulStop()
     with stop.on_sigterm():
         # Data: validated rows, k-shot prompts, none cut.
@@ -93,9 +95,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         eval_rows = evaluation_rows(val_rows, config.run.eval_limit) if config.run.eval_at_end else None
 
         # Resume point: the recipe's checkpoint, else the newest complete one in output_dir.
+        if args.resume_from_checkpoint:
+            check_checkpoint(args.resume_from_checkpoint)
         resume = args.resume_from_checkpoint or latest_complete_checkpoint(args.output_dir)
-        if resume:
-            check_checkpoint(resume)
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
@@ -130,8 +132,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         "status": "completed",
         "recipe": config.recipe,
         "recipe_path": str(config.recipe_path),
-        "model_dir": str(Path(config.run.model_dir)),
-        "adapter_dir": str(Path(config.run.model_dir) / ADAPTER_DIR) if config.model.use_peft else None,
+        "model_dir": str(model_dir),
+        "adapter_dir": str(model_dir / ADAPTER_DIR) if config.model.use_peft else None,
         "full_model": not config.model.use_peft or config.run.merge_adapter,
         "global_step": trainer.state.global_step,
         "resumed_from": str(resume) if resume else None,
@@ -143,13 +145,13 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     }
     if not trainer.is_world_process_zero():
         return summary
-    write_summary(summary, Path(config.run.model_dir), Path(config.run.summary_dir))
+    write_summary(summary, model_dir, summary_dir)
     if eval_rows is not None:
         trainer.accelerator.free_memory()  # the policy, optimizer (and a colocated vLLM) make room
         del trainer, model
         clear_device_cache(garbage_collection=True)
         summary["evaluation"] = evaluate_at_end(config, eval_rows, summary["full_model"])
-        write_summary(summary, Path(config.run.model_dir), Path(config.run.summary_dir))
+        write_summary(summary, model_dir, summary_dir)
     return summary
 
 
@@ -224,8 +226,9 @@ def evaluation_rows(val_rows: list[dict[str, Any]], limit: int | None) -> list[d
 def evaluate_at_end(config: RunConfig, rows: list[dict[str, Any]], full_model: bool) -> dict[str, Any]:
     """Accuracy of the saved model (or base + saved adapter) with 95% intervals, per shot count."""
     data, model_dir = config.data, Path(config.run.model_dir)
-    model = ModelSpec(str(model_dir))
-    if not full_model:
+    if full_model:
+        model = ModelSpec(str(model_dir))
+    else:
         model = ModelSpec(config.model.model_name_or_path, str(model_dir / ADAPTER_DIR))
     held_out = (
         f"{data.dataset_path} (held out: val_fraction={data.val_fraction}, seed {config.training.seed})"
@@ -259,8 +262,6 @@ def reward_means(history: list[dict[str, Any]], names: list[str]) -> dict[str, d
 
 def attention_implementation(requested: str | None) -> str:
     """The recipe's choice, else flash_attention_2 where it can run, else PyTorch's sdpa."""
-    import importlib.util
-
     if requested:
         log.info("attention: %s (from the recipe)", requested)
         return requested

@@ -33,6 +33,11 @@ def register(name: str, *, columns: tuple[str, ...] = ()) -> Callable[[RewardFun
     return wrap
 
 
+def completion_text(completion: str | list[dict]) -> str:
+    """TRL passes strings for plain prompts and message lists for conversational ones."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
 def required_columns(fn: RewardFunc) -> tuple[str, ...]:
     """The dataset columns a reward reads (none declared means none required)."""
     return getattr(fn, "required_columns", ())

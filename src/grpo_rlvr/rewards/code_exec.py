@@ -46,10 +46,9 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from grpo_rlvr.rewards import register
-from grpo_rlvr.rewards.gsm8k import _text
+from grpo_rlvr.rewards import completion_text, register
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class Verdict:
     passed: int = 0
     total: int = 0
     output: bytes = b""
-    isolation: tuple[str, ...] = field(default=())
+    isolation: tuple[str, ...] = ()
 
     def score(self, partial: float = PARTIAL_REWARD) -> float:
         return {"passed": 1.0, "failed": partial}.get(self.status, 0.0)
@@ -445,7 +444,7 @@ def code_exec(
     limits = Limits(timeout, memory_mb, max_processes, max_file_mb, max_output_bytes)
 
     def score(completion: str | list[dict], row_tests: str) -> float:
-        code = extract_code(_text(completion), whole_completion)
+        code = extract_code(completion_text(completion), whole_completion)
         return 0.0 if code is None else run_program(code, row_tests, limits).score(partial)
 
     if len(completions) != len(tests):

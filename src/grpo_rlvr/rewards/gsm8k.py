@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 from grpo_rlvr.answers import extract_all, parse_number, same_number
-from grpo_rlvr.rewards import register
+from grpo_rlvr.rewards import completion_text, register
 
 FORMAT_REWARD = 0.5
 CORRECT_REWARD = 1.0
-
-
-def _text(completion: str | list[dict]) -> str:
-    """TRL passes strings for plain prompts and message lists for conversational ones."""
-    return completion if isinstance(completion, str) else completion[-1]["content"]
 
 
 @register("gsm8k_format")
@@ -20,14 +15,14 @@ def gsm8k_format(completions: list, **_: object) -> list[float]:
     """0.5 when the graded part holds an unambiguous `#### The final answer is N` line."""
     return [
         FORMAT_REWARD if a.value is not None and a.canonical else 0.0
-        for a in extract_all([_text(c) for c in completions])
+        for a in extract_all([completion_text(c) for c in completions])
     ]
 
 
 @register("gsm8k_correctness", columns=("final_answer",))
 def gsm8k_correctness(completions: list, final_answer: list[str], **_: object) -> list[float]:
     """1.0 when the extracted final answer equals the gold number exactly."""
-    answers = extract_all([_text(c) for c in completions])
+    answers = extract_all([completion_text(c) for c in completions])
     return [
         CORRECT_REWARD if same_number(a.value, parse_number(str(gold))) else 0.0
         for a, gold in zip(answers, final_answer, strict=True)

@@ -21,8 +21,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from grpo_rlvr.rewards import register
-from grpo_rlvr.rewards.gsm8k import _text
+from grpo_rlvr.rewards import completion_text, register
 
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]")
@@ -75,7 +74,7 @@ def keywords(
     """Share of each row's required terms used in prose; 0 for stuffing."""
     return [
         keyword_score(
-            _text(c),
+            completion_text(c),
             terms,
             max_repeats=max_repeats,
             min_other_words=min_other_words,
