@@ -137,6 +137,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         "full_model": not config.model.use_peft or config.run.merge_adapter,
         "global_step": trainer.state.global_step,
         "resumed_from": str(resume) if resume else None,
+        "data_issues": data_info.pop("issues"),  # every dropped row counted, the first ones by file:line
         "data": data_info,
         "rewards": reward_means(trainer.state.log_history, trainer.reward_func_names),
         "wall_time_s": round(time.time() - started, 1),
@@ -160,17 +161,22 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 
 def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, list, dict[str, Any]]:
     """Training and validation rows with prompts; over-long prompts dropped (counted) or failing."""
-    rows, report = gsm8k_data.load_examples(
-        data.dataset_path, hub_config=data.dataset_config, split=data.dataset_split
-    )
-    loaded = {"train": report.summary()}
-    log.info("train data %s: %s", data.dataset_path, loaded["train"])
+    loaded: dict[str, str] = {}
+    issues: dict[str, dict[str, Any]] = {}
+
+    def load(part: str, source: str, split: str) -> list[dict[str, Any]]:
+        examples, report = gsm8k_data.load_examples(source, hub_config=data.dataset_config, split=split)
+        loaded[part], issues[part] = report.summary(), report.issues()
+        log.info("%s data %s: %s", part, source, loaded[part])
+        for problem in issues[part]["first"]:
+            log.warning("dropped %s", problem)
+        if issues[part]["count"] > len(issues[part]["first"]):
+            log.warning("... and %d more dropped rows", issues[part]["count"] - len(issues[part]["first"]))
+        return examples
+
+    rows = load("train", data.dataset_path, data.dataset_split)
     if data.val_dataset_path:
-        val, val_report = gsm8k_data.load_examples(
-            data.val_dataset_path, hub_config=data.dataset_config, split=data.val_dataset_split
-        )
-        loaded["val"] = val_report.summary()
-        log.info("val data %s: %s", data.val_dataset_path, loaded["val"])
+        val = load("val", data.val_dataset_path, data.val_dataset_split)
     else:
         rows, val = gsm8k_data.split_train_val(rows, data.val_fraction, seed)
     rows, val = rows[: data.max_train_samples], val[: data.max_val_samples]
@@ -190,7 +196,13 @@ def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, 
     return (
         rows,
         val,
-        {"loaded": loaded, "train_rows": len(rows), "val_rows": len(val), "prompts_dropped": dropped},
+        {
+            "loaded": loaded,
+            "issues": issues,
+            "train_rows": len(rows),
+            "val_rows": len(val),
+            "prompts_dropped": dropped,
+        },
     )
 
 
