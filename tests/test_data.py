@@ -243,7 +243,8 @@ def test_rows_beyond_what_json_and_utf8_allow_are_dropped_one_by_one(tmp_path: P
     assert len(examples) == 2
     assert report.problems == [
         f"{path}:2: invalid UTF-8: byte 0xff at column {good.index(b'pens') + 2}",
-        f"{path}:3: JSON number too long: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits",
+        f"{path}:3: JSON number too long: Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 5000 digits",
         f"{path}:4: JSON nested too deeply",
     ]
     assert report.issues(2) == {"count": 3, "first": report.problems[:2]}
@@ -267,7 +268,8 @@ def test_one_malformed_line_in_a_large_channel_is_named(tmp_path: Path) -> None:
     assert report.issues() == {
         "count": 1,
         "first": [
-            f"{channel / 'b.jsonl'}:31338: malformed JSON line: Expecting property name enclosed in double quotes"
+            f"{channel / 'b.jsonl'}:31338: malformed JSON line: "
+            "Expecting property name enclosed in double quotes"
         ],
     }
 
@@ -278,6 +280,6 @@ def test_a_dangling_symlink_in_a_channel_is_an_error_not_skipped(tmp_path: Path)
     _jsonl(channel / "a.jsonl", [json.dumps(ROW)])
     (channel / "b.jsonl").symlink_to(tmp_path / "gone.jsonl")
     with pytest.raises(
-        data.DataError, match="b.jsonl is a symbolic link to .*gone.jsonl, which does not exist"
+        data.DataError, match=r"b\.jsonl is a symbolic link to .*gone\.jsonl, which does not exist"
     ):
         data.load_examples(channel)

@@ -72,6 +72,9 @@ def test_grade_reports_a_bad_row_with_its_line(tmp_path: Path) -> None:
     assert f"{src}:2: cannot grade this row" in result.stderr and "Traceback" not in result.stderr
 
 
+GOOD_ROW = b'{"completion": "#### 1", "answer": "1"}\n'
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
