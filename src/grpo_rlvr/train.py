@@ -4,8 +4,11 @@ Invariants this module keeps:
 - Nothing that can be checked without a model fails after the model has loaded.
 - Resuming uses the newest COMPLETE checkpoint in `output_dir`: a checkpoint counts once every process
   has finished writing it and the main process has listed its files and sizes in a marker
-  (`CHECKPOINT_MARKER`). Nothing in `output_dir` is ever deleted here; only transformers' own
-  `save_total_limit` rotation does (on SageMaker a local delete deletes the S3 copy too).
+  (`CHECKPOINT_MARKER`). `save_total_limit` rotation runs only after the new checkpoint's marker is
+  written, and counts complete checkpoints only, so a kill at any point leaves at least one complete
+  checkpoint (transformers' own rotation runs before any callback could mark the new one complete).
+- A NaN or infinite loss, gradient norm or trainable weight fails the run at the step it appears, and
+  the saved weights are checked again before the model is published.
 - SIGTERM sets a flag; at the next step end every process agrees to save a checkpoint and stop, and
   `run` raises `TrainingInterrupted` without writing a model.
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
@@ -24,9 +27,11 @@ writes the model alone.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -43,7 +48,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils.memory import clear_device_cache
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
 from grpo_rlvr import data as gsm8k_data
@@ -61,6 +66,10 @@ ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
+
+
+class NonFiniteError(RuntimeError):
+    """Training reached a NaN or infinite value; the message names the value and the step."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -101,9 +110,14 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
-        # Model
+        # Model: the LoRA targets are matched against the architecture first, built without weights.
+        peft_config = get_peft_config(config.model)
+        if peft_config is not None:
+            check_lora_targets(peft_config, model_path, config.model, args)
         model = load_model(model_path, config.model, args)
         use_plain_cpu_device(args)
+        rotation = RotateCompleteCheckpoints(args.save_total_limit)
+        args.save_total_limit = None  # transformers would rotate before the new checkpoint is complete
 
         # Trainer
         trainer = GRPOTrainer(
@@ -113,8 +127,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
             processing_class=tokenizer,
-            peft_config=get_peft_config(config.model),
-            callbacks=[MarkCompleteCheckpoints(), stop, *callbacks],
+            peft_config=peft_config,
+            callbacks=[MarkCompleteCheckpoints(), rotation, StopOnNonFinite(), stop, *callbacks],
         )
 
         # Train
@@ -315,6 +329,35 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
     return model
 
 
+def check_lora_targets(peft_config: Any, path: str, model_args: ModelConfig, args: GRPOConfig) -> None:
+    """Every `lora_target_modules` entry must name a module of the model, found on the architecture
+    built on the meta device (no weights): a typo otherwise fails only after the model has loaded."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+    from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
+
+    targets = peft_config.target_modules
+    if targets is None or targets == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        return  # PEFT's own default for the architecture, or every linear layer
+    model_config = AutoConfig.from_pretrained(
+        path, revision=model_args.model_revision, trust_remote_code=args.trust_remote_code
+    )
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(model_config, trust_remote_code=args.trust_remote_code)
+    names = [name for name, _ in skeleton.named_modules() if name]
+    entries = [targets] if isinstance(targets, str) else sorted(targets)
+    for entry in entries:
+        single = copy.copy(peft_config)
+        single.target_modules = entry if isinstance(targets, str) else {entry}
+        if not any(check_target_module_exists(single, name) for name in names):
+            leaves = sorted(
+                {name.rpartition(".")[2] for name in names if not name.rpartition(".")[2].isdigit()}
+            )
+            raise ConfigError(
+                "lora_target_modules",
+                f"{entry!r} matches no module of {model_config.model_type}; its module names: {leaves}",
+            )
+
+
 def use_plain_cpu_device(args: GRPOConfig) -> None:
     """Give a multi-process CPU run the device `cpu`, not accelerate's `cpu:0`, so it can resume.
 
@@ -349,11 +392,19 @@ def is_complete(checkpoint: Path) -> bool:
     )
 
 
+def _checkpoints(output_dir: str | Path) -> list[Path]:
+    return [
+        p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()
+    ]
+
+
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-", 1)[1])
+
+
 def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest `checkpoint-N` that is complete; incomplete ones are logged and left alone."""
-    folder = Path(output_dir)
-    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True):
+    for checkpoint in sorted(_checkpoints(output_dir), key=_step, reverse=True):
         if is_complete(checkpoint):
             return checkpoint
         log.warning("skipping incomplete checkpoint %s", checkpoint)
@@ -375,6 +426,53 @@ class MarkCompleteCheckpoints(TrainerCallback):
             tmp = checkpoint / f".{CHECKPOINT_MARKER}.tmp"
             tmp.write_text(json.dumps({"step": state.global_step, "files": _files(checkpoint)}))
             os.replace(tmp, checkpoint / CHECKPOINT_MARKER)
+
+
+class RotateCompleteCheckpoints(TrainerCallback):
+    """`save_total_limit` applied after the new checkpoint's marker (so after MarkCompleteCheckpoints).
+
+    Keeps the newest `limit` complete checkpoints (and the best one), and removes incomplete leftovers
+    older than the newest complete one; each removal drops the marker first, so a kill mid-delete leaves
+    an incomplete folder, never one that looks complete.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def on_save(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> None:
+        if not self.limit or not args.should_save:
+            return
+        found = sorted(_checkpoints(args.output_dir), key=_step)
+        complete = [c for c in found if is_complete(c)]
+        if not complete:
+            return
+        keep = set(complete[-self.limit :])
+        if state.best_model_checkpoint:
+            keep.add(Path(state.best_model_checkpoint))
+        newest = _step(complete[-1])
+        for checkpoint in found:
+            if checkpoint not in keep and _step(checkpoint) < newest:
+                log.info("removing %s (save_total_limit=%d)", checkpoint, self.limit)
+                (checkpoint / CHECKPOINT_MARKER).unlink(missing_ok=True)
+                shutil.rmtree(checkpoint)
+
+
+class StopOnNonFinite(TrainerCallback):
+    """A NaN or infinite loss or gradient norm (as logged), or trainable weight (after each optimizer
+    step), fails the run at that step, before any checkpoint or model could hold it."""
+
+    def on_log(self, args: GRPOConfig, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
+        for key, value in (logs or {}).items():
+            if isinstance(value, float) and not math.isfinite(value) and key in ("loss", "grad_norm"):
+                raise NonFiniteError(f"{key} is {value} at step {state.global_step}: lower learning_rate")
+
+    def on_step_end(self, args: GRPOConfig, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.numel()]
+        if params and not torch.stack([p.detach().isfinite().all() for _, p in params]).all():
+            name = next(n for n, p in params if not p.detach().isfinite().all())
+            raise NonFiniteError(
+                f"weight {name} holds NaN or inf after step {state.global_step}: lower learning_rate"
+            )
 
 
 class GracefulStop(TrainerCallback):
@@ -434,7 +532,8 @@ def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_pat
         if is_adapter and config.run.merge_adapter:
             merge_adapter(base_path, staging / ADAPTER_DIR, staging, config)
         for folder in (staging, staging / ADAPTER_DIR):
-            (folder / "training_args.bin").unlink(missing_ok=True)  # pickled args: may hold hub_token
+            (folder / "training_args.bin").unlink(missing_ok=True)  # training state, not part of a model
+        check_finite_weights(staging)
         if (staging / "config.json").exists():
             tokenizer.save_pretrained(staging)
             write_generation_config(staging, trainer.eos_token_ids, tokenizer.pad_token_id)
@@ -446,6 +545,21 @@ def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_pat
         staging.rmdir()
         log.info("model written to %s", model_dir)
     trainer.accelerator.wait_for_everyone()
+
+
+def check_finite_weights(folder: Path) -> None:
+    """Every saved floating-point weight finite, or NonFiniteError: the model is not published."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.rglob("*.safetensors")):
+        with safe_open(file, "pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (a safetensors handle is no dict)
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not tensor.isfinite().all():
+                    raise NonFiniteError(
+                        f"saved weight {name} in {file.relative_to(folder)} holds NaN or inf: "
+                        "the model is not published"
+                    )
 
 
 def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path, config: RunConfig) -> None:
