@@ -407,7 +407,7 @@ def _check_number(key: str, value: Any) -> None:
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(key, f"must be a finite number, got {value}")
-    if abs(value) > INT64_MAX:
+    if isinstance(value, int) and abs(value) > INT64_MAX:
         raise ConfigError(key, f"must be at most {INT64_MAX:.3g} in size, got {_shown(value, 60)}")
     test, bound = RANGES.get(key, (None, ""))
     if test is not None and not test(value):
