@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from grpo_rlvr import config as config_module
-from grpo_rlvr.config import ConfigError, load_config, parse_overrides
+from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr.overrides import parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 BAKED = ["qwen2.5-0.5b-gsm8k-seed", "qwen2.5-0.5b-gsm8k", "smoke-cpu"]
@@ -61,14 +62,16 @@ def test_gpu_recipe_generates_with_colocated_vllm_and_fits_the_longest_prompt() 
 
 def test_typed_and_string_overrides_give_the_same_config(tmp_path: Path) -> None:
     typed = {"learning_rate": 3e-5, "lora_target_modules": ["q_proj", "v_proj"], "use_peft": True,
-             "reward_kwargs": {"gsm8k_format": {"strict": 1}}, "max_completion_length": None}  # fmt: skip
+             "rewards": ["keywords"], "reward_kwargs": {"keywords": {"max_repeats": 1}},
+             "max_completion_length": None}  # fmt: skip
     strings = ["learning_rate=3e-5", "lora_target_modules=[q_proj, v_proj]", "use_peft=true",
-               'reward_kwargs={"gsm8k_format": {"strict": 1}}', "max_completion_length=null"]  # fmt: skip
+               "rewards=[keywords]", 'reward_kwargs={"keywords": {"max_repeats": 1}}',
+               "max_completion_length=null"]  # fmt: skip
     a, b = load_config(recipe(tmp_path), typed), load_config(recipe(tmp_path), strings)
     assert a.resolved() == b.resolved()
     assert a.training.learning_rate == 3e-5 and a.model.lora_target_modules == ["q_proj", "v_proj"]
     assert a.training.max_completion_length is None
-    assert a.rewards.reward_kwargs == {"gsm8k_format": {"strict": 1}}
+    assert a.rewards.reward_kwargs == {"keywords": {"max_repeats": 1}}
 
 
 def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ import pytest
 from bad_inputs import make_tree, write_json
 
 from grpo_rlvr import sagemaker
-from grpo_rlvr.sagemaker import ContractError, Paths, Redactor, Resources
+from grpo_rlvr.redact import Redactor
+from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
 
 @pytest.mark.parametrize(
