@@ -88,7 +88,7 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
 
     # `grpo-rlvr launch key=value ...` over a tree whose hyperparameters name only the recipe
     base = make_tree(tmp_path / "launch", {"recipe": RECIPE})
-    plan, config = launch.make_plan(Paths(base), OVERRIDES, Redactor([]))
+    _, config = launch.make_plan(Paths(base), OVERRIDES, Redactor([]))
     routes["launch"] = _walked(config.resolved())
 
     # scripts/local_opt_ml.py --hp key=value -> hyperparameters.json -> the launcher
@@ -101,8 +101,19 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
     job = _script("launch_sagemaker")
     request = job.build_request(
         job.build_parser().parse_args(
-            ["--image-uri", "i", "--role", "r", "--train", "s3://b/t", "--output-path", "s3://b/o"]
-            + ["--recipe", RECIPE, *hp_args]
+            [
+                "--image-uri",
+                "i",
+                "--role",
+                "r",
+                "--train",
+                "s3://b/t",
+                "--output-path",
+                "s3://b/o",
+                "--recipe",
+                RECIPE,
+                *hp_args,
+            ]  # fmt: skip
         )
     )
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
