@@ -99,23 +99,8 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
 
     # scripts/launch_sagemaker.py --hp key=value -> the job request SageMaker writes as hyperparameters.json
     job = _script("launch_sagemaker")
-    request = job.build_request(
-        job.build_parser().parse_args(
-            [
-                "--image-uri",
-                "i",
-                "--role",
-                "r",
-                "--train",
-                "s3://b/t",
-                "--output-path",
-                "s3://b/o",
-                "--recipe",
-                RECIPE,
-                *hp_args,
-            ]  # fmt: skip
-        )
-    )
+    argv = ["--image-uri", "i", "--role", "r", "--train", "s3://b/t", "--output-path", "s3://b/o"]
+    request = job.build_request(job.build_parser().parse_args([*argv, "--recipe", RECIPE, *hp_args]))
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
     base = make_tree(tmp_path / "sagemaker")
     write_json(base / "input" / "config" / "hyperparameters.json", request["HyperParameters"])
