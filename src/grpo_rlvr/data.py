@@ -70,7 +70,8 @@ def training_solution(solution: str, prompt_format: PromptFormat = DEFAULT) -> s
 
 
 def _labelled(label: str, text: str) -> str:
-    return f"{label} {text}" if label else text
+    """`label text`, or either alone when the other is empty (a format may drop the solution prefix)."""
+    return " ".join(part for part in (label, text) if part)
 
 
 @functools.cache
