@@ -1,8 +1,8 @@
 """Completion markers and the stop that leaves a checkpoint: what the launcher and training share.
 
-A finished model is a `model_dir` holding `SUMMARY_NAME`, written last. A checkpoint counts
-once every process has finished writing it and the main process has listed its
-files and sizes in a marker (`CHECKPOINT_MARKER`). Standard library only: the launcher reads this
+A finished model is a `model_dir` holding `SUMMARY_NAME`, written last. A checkpoint counts once every
+process has finished writing it and the main process has listed its files and sizes in a marker
+(`CHECKPOINT_MARKER`). Standard library only: the launcher reads this
 without importing torch or TRL, and a process killed mid-save leaves a folder without the marker,
 which resuming skips (transformers' `get_last_checkpoint` would pick it).
 """

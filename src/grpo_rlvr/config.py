@@ -14,10 +14,9 @@ $MLFLOW_TRACKING_URI set, mlflow joins whatever the recipe reports to, unless th
 says `report_to: none` explicitly: then nothing is reported, MLflow included.
 
 Checks that need no model run here too: the model path, the rewards and their options (after loading a
-user reward module), the prompt format, the group size against the batch and the shot count;
-each failure is a `ConfigError` naming
-the key to fix. What needs the data (reward columns, prompt lengths) is checked by `train.run` before
-it loads the model.
+user reward module), the prompt format, the group size against the batch and the shot count; each
+failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
+is checked by `train.run` before it loads the model.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 it `builtin:tiny-qwen2`; it is built once (seeded, so byte-identical weights every time) into the cache
 folder and then loaded like any local checkpoint. The tokenizer is a byte-level BPE trained with
 Qwen2's own normalizer and pre-tokenizer on our worked examples in the default prompt format
-(`prompt_format.DEFAULT`), then wrapped in `Qwen2Tokenizer`, so
-that transformers' Qwen2 loader rebuilds exactly the pipeline it was trained with.
+(`prompt_format.DEFAULT`), then wrapped in `Qwen2Tokenizer`, so that transformers' Qwen2 loader
+rebuilds exactly the pipeline it was trained with.
 
 Processes that start together (torchrun ranks, parallel tests) share the cache: one builds under a file
 lock while the others wait, then find the finished folder.

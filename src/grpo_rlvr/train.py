@@ -4,8 +4,8 @@ Invariants this module keeps:
 - Nothing that can be checked without a model fails after the model has loaded.
 - Resuming uses the newest COMPLETE checkpoint in `output_dir` (`checkpoints.py`: a checkpoint counts
   once every process has finished writing it and the main process has listed its files in a marker).
-  Nothing in `output_dir` is ever deleted here; only transformers' own
-  `save_total_limit` rotation does (on SageMaker a local delete deletes the S3 copy too).
+  Nothing in `output_dir` is ever deleted here; only transformers' own `save_total_limit` rotation does
+  (on SageMaker a local delete deletes the S3 copy too).
 - SIGTERM sets a flag; at the next step end every process agrees to save a checkpoint and stop, and
   `run` raises `TrainingInterrupted` without writing a model.
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
