@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from grpo_rlvr import train
+from grpo_rlvr import checkpoints
 
 MAX_STEPS, SAVE_STEPS, KILLS = 12, 2, 8
 REWARD = """
@@ -152,15 +152,15 @@ def test_sigkill_anywhere_resumes_and_ends_with_the_uninterrupted_weights(
         assert code == 0, output[-3000:]
 
         recipe = _recipe(tmp_path / "faulted", tiny_model, data, reward)
-        checkpoints = tmp_path / "faulted" / "checkpoints"
+        saved = tmp_path / "faulted" / "checkpoints"
         rng, resumed, seen = random.Random(14), 0, []
         for planned in rng.sample(["step", "save", "rotation"] * 3, KILLS):
             phase, step = _fault(rng, resumed, planned)
             code, output = launch(recipe, phase, step)
             assert code == -signal.SIGKILL, (phase, step, output[-3000:])
-            start = checkpoints / f"checkpoint-{resumed}" if resumed else "step 0"
+            start = saved / f"checkpoint-{resumed}" if resumed else "step 0"
             assert f"training from {start}\n" in output  # it resumed where the last kill left it
-            latest = train.latest_complete_checkpoint(checkpoints)
+            latest = checkpoints.latest_complete_checkpoint(saved)
             finished = step - 1 if phase == "step" else step  # steps whose update was applied
             resumed = int(latest.name.rpartition("-")[2]) if latest else 0
             assert finished - resumed <= SAVE_STEPS, (phase, step, resumed)
@@ -171,7 +171,7 @@ def test_sigkill_anywhere_resumes_and_ends_with_the_uninterrupted_weights(
         assert code == 0, output[-3000:]
     finally:
         launch.close()
-    assert f"training from {checkpoints / f'checkpoint-{resumed}' if resumed else 'step 0'}\n" in output
+    assert f"training from {saved / f'checkpoint-{resumed}' if resumed else 'step 0'}\n" in output
     assert f"final step {MAX_STEPS}" in output
-    assert [p.name for p in checkpoints.glob("checkpoint-*")] == [f"checkpoint-{MAX_STEPS}"]  # limit 1
+    assert [p.name for p in saved.glob("checkpoint-*")] == [f"checkpoint-{MAX_STEPS}"]  # limit 1
     assert _weights(tmp_path / "faulted" / "model") == _weights(tmp_path / "reference" / "model"), seen

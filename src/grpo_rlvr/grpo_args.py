@@ -13,7 +13,7 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from grpo_rlvr.sagemaker import Redactor, is_secret_name
+from grpo_rlvr.redact import Redactor, is_secret_name
 
 
 class GRPOArgs(GRPOConfig):
