@@ -343,7 +343,7 @@ def _parse(
 
         def error(self, message: str) -> typing.NoReturn:
             found = re.search(r"argument --(\w+)", message)
-            raise ConfigError(found[1] if found else None, message)
+            raise ConfigError(found[1] if found else None, _shown(message, 240))  # values may be huge
 
     classes = [GRPOArgs, ModelConfig, *SECTIONS.values()]
     parser = RecipeParser(classes, add_help=False, allow_abbrev=False)
