@@ -10,7 +10,7 @@ from grpo_rlvr.answers import extract, format_number, parse_number
 from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from rewards import ADVERSARIAL, grade_seconds  # noqa: E402
+from rewards import ADVERSARIAL, grade_seconds
 
 CANON = "#### The final answer is"
 
