@@ -9,8 +9,8 @@ ENV_STAMP := $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.synced)
 IMAGE ?= grpo-rlvr:latest
 OPT_ML ?= opt_ml
 RECIPE ?= qwen2.5-0.5b-gsm8k
-# GSM8K from ../shared when present (no hub needed), else from the Hugging Face hub.
-DATA_SOURCE ?= $(if $(wildcard ../shared/data/gsm8k/train.jsonl),../shared/data/gsm8k/train.jsonl,openai/gsm8k)
+# GSM8K as shipped with the package (src/grpo_rlvr/gsm8k_data, MIT): no hub needed. Any prepare source works.
+DATA_SOURCE ?= builtin:gsm8k
 LOCK ?= docker/requirements.lock
 ECR_REPOSITORY ?= grpo-rlvr
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from grpo_rlvr.answers import extract, parse_number
-from grpo_rlvr.data import gold_from_solution, training_solution
+from grpo_rlvr.data import gold_from_solution, packaged_gsm8k, training_solution
 from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 BATCH = 256  # completions scored per reward call, as in a GRPO step (prompts x generations)
 CANON = "#### The final answer is"
 # ~1 MB texts shaped to make a backtracking answer regex take minutes; graded within ADVERSARIAL_TARGET_S.

@@ -13,9 +13,10 @@ from PIL import Image
 
 from grpo_rlvr import evaluate
 from grpo_rlvr.cli import main
+from grpo_rlvr.data import packaged_gsm8k
 from grpo_rlvr.evaluate import Generation, HFGenerator, ModelSpec, evaluate_examples
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 FAST = ("--max-new-tokens", "4")  # a random model's completions need not be long
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A model that answers, then invents a next problem whose answer (7) must never be graded.

@@ -1,4 +1,4 @@
-"""`grpo-rlvr`: one console script, a subcommand per job. Parsing only; the work lives in the modules."""
+"""`grpo-rlvr`: GRPO training with verifiable rewards, data preparation, grading and evaluation."""
 
 from __future__ import annotations
 
@@ -121,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="validate a dataset and write train/ and val/ channels as JSONL")
-    p.add_argument("--source", default="openai/gsm8k", help="hub id, or a JSONL/JSON/Parquet file or folder")
+    p.add_argument(
+        "--source",
+        default=data.PACKAGED_GSM8K,
+        help=f"{data.PACKAGED_GSM8K} (shipped), a hub id, or a JSONL/JSON/Parquet file or folder",
+    )
     p.add_argument("--hub-config", default="main")
     p.add_argument("--split", default="train", help="hub split to read")
     p.add_argument("--out", type=Path, required=True, help="folder that receives train/ and val/")
@@ -148,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", nargs=2, metavar=("BASE", "TRAINED"), help="two models, each MODEL or MODEL+ADAPTER"
     )
     p.add_argument("--adapter", help="PEFT adapter folder, merged into --model")
-    p.add_argument("--data", help="JSONL/JSON/Parquet file or folder (default: hub openai/gsm8k)")
+    p.add_argument(
+        "--data",
+        help=f"JSONL/JSON/Parquet file or folder, or a hub id (default: {data.PACKAGED_GSM8K}, shipped)",
+    )
     p.add_argument("--split", default="test", help="hub split, or <split>.jsonl inside a --data folder")
     p.add_argument("--shots", default="0,2,4,8", help="comma-separated shot counts (0-8)")
     p.add_argument("--limit", type=int, help="evaluate only the first N questions (default: all)")

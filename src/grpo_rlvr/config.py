@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from grpo_rlvr.data import GSM8K_HUB_ID, MAX_SHOTS
+from grpo_rlvr.data import MAX_SHOTS, PACKAGED_GSM8K
 from grpo_rlvr.evaluate import MAX_NEW_TOKENS
 from grpo_rlvr.sagemaker import MASK, Redactor, is_secret_name
 from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
@@ -80,7 +80,8 @@ class DataArguments:
     """Where the questions come from and how they become prompts."""
 
     dataset_path: str = field(
-        default=GSM8K_HUB_ID, metadata={"help": "hub id, or a JSONL/JSON/Parquet file or folder"}
+        default=PACKAGED_GSM8K,
+        metadata={"help": f"{PACKAGED_GSM8K} (shipped), a hub id, or a JSONL/JSON/Parquet file or folder"},
     )
     dataset_config: str = field(default="main", metadata={"help": "hub dataset config"})
     dataset_split: str = field(default="train", metadata={"help": "hub split for training"})
