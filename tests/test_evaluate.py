@@ -90,7 +90,7 @@ def test_compare_writes_table_json_and_png_with_both_series(
         (trained, 2, 3),
     ]
     assert metrics["models"][1]["adapter"] == adapter
-    assert metrics["data"]["source"].endswith("gsm8k/test.jsonl") and metrics["data"]["limit"] == 3
+    assert metrics["data"]["source"] == str(GSM8K / "test.jsonl") and metrics["data"]["limit"] == 3
     assert metrics["decoding"] == {"greedy": True, "max_new_tokens": 4, "stop": ["\nQuestion:"]}
     assert set(metrics["versions"]) >= {"torch", "transformers", "peft"}
     comparison = metrics["comparison"]
