@@ -90,8 +90,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
     check_no_secrets("environment variable", environment)
 
     output_path = args.output_path.rstrip("/")
-    channels = [_channel("train", args.train)]
-    channels += [_channel(name, uri) for name, uri in (("val", args.val), ("rewards", args.rewards)) if uri]
+    named = (("train", args.train), ("val", args.val), ("rewards", args.rewards))
+    channels = [_channel(name, uri) for name, uri in named if uri]
     max_run = int(args.max_run_hours * 3600)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_run}
     if args.spot:
@@ -105,7 +105,7 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         "RoleArn": args.role,
         "AlgorithmSpecification": {"TrainingImage": args.image_uri, "TrainingInputMode": "File"},
         "HyperParameters": hyperparameters,
-        "InputDataConfig": channels,
+        **({"InputDataConfig": channels} if channels else {}),
         "OutputDataConfig": {"S3OutputPath": output_path},
         "ResourceConfig": {
             "InstanceType": args.instance_type,
@@ -145,19 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--image-uri", required=True, help="ECR image URI (printed by scripts/push_ecr.sh)")
     parser.add_argument("--role", required=True, help="SageMaker execution role ARN")
-    parser.add_argument("--train", required=True, help="s3:// prefix of the train channel")
+    parser.add_argument(
+        "--train", help="s3:// prefix of the train channel (default: the GSM8K shipped in the image)"
+    )
     parser.add_argument("--val", help="s3:// prefix of the val channel")
     parser.add_argument("--rewards", help="s3:// prefix of the rewards channel (user reward modules)")
     parser.add_argument("--output-path", required=True, help="s3:// prefix for model.tar.gz and output")
     parser.add_argument("--checkpoint-s3-uri", help="default: OUTPUT_PATH/JOB_NAME/checkpoints")
-    parser.add_argument("--job-name", default=f"grpo-rlvr-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument(
+        "--job-name", default=f"grpo-rlvr-{time.strftime('%Y%m%d-%H%M%S')}", help="default: grpo-rlvr-<time>"
+    )
     parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name baked into the image")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="non-secret env")
-    parser.add_argument("--instance-type", default="ml.g6e.xlarge")
-    parser.add_argument("--instance-count", type=int, default=1)
+    parser.add_argument("--instance-type", default="ml.g6e.xlarge", help="training instance type")
+    parser.add_argument("--instance-count", type=int, default=1, help="hosts; >1 trains across them")
     parser.add_argument("--volume-size", type=int, default=100, help="GB of EBS per instance")
-    parser.add_argument("--max-run-hours", type=float, default=24.0)
+    parser.add_argument("--max-run-hours", type=float, default=24.0, help="stop the job after this long")
     parser.add_argument("--spot", action=argparse.BooleanOptionalAction, default=True, help="managed spot")
     parser.add_argument("--max-wait-hours", type=float, default=48.0, help="spot: run time plus waiting")
     parser.add_argument("--mlflow-tracking-arn", help="SageMaker MLflow tracking server ARN (or any URI)")

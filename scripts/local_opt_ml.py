@@ -73,7 +73,7 @@ def write_config(opt_ml: Path, hyperparameters: dict[str, str], instance_type: s
     return [config_dir / name for name in files]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name (hyperparameter)")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--instance-type", default="local_gpu", help="as SDK local mode reports it")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
         check_no_secrets("hyperparameter", hyperparameters)

@@ -82,6 +82,14 @@ def _assert_valid(request: dict[str, Any]) -> None:
     assert not _constraint_errors(request, input_shape)
 
 
+def test_without_train_the_job_uses_the_data_shipped_in_the_image(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in BASE_ARGS if a not in ("--train", "s3://bucket/gsm8k/train/")]
+    assert launch.main([*args, "--dry-run"]) == 0
+    request = json.loads(capsys.readouterr().out)
+    _assert_valid(request)
+    assert "InputDataConfig" not in request  # nothing to upload: the recipe's builtin:gsm8k stands
+
+
 def test_full_request_passes_botocore_validation(capsys: pytest.CaptureFixture[str]) -> None:
     request = _dry_run(
         capsys,

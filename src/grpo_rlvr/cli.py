@@ -126,20 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=data.PACKAGED_GSM8K,
         help=f"{data.PACKAGED_GSM8K} (shipped), a hub id, or a JSONL/JSON/Parquet file or folder",
     )
-    p.add_argument("--hub-config", default="main")
+    p.add_argument("--hub-config", default="main", help="hub dataset configuration")
     p.add_argument("--split", default="train", help="hub split to read")
     p.add_argument("--out", type=Path, required=True, help="folder that receives train/ and val/")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of rows written to val/")
+    p.add_argument("--seed", type=int, default=42, help="seed of the train/val split")
     p.add_argument("--tokenizer", help="print prompt-token statistics with this tokenizer")
     p.add_argument("--shots", type=int, default=8, help="shots for the prompt statistics")
     p.add_argument("--show-problems", type=int, default=20, help="how many dropped rows to list")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("grade", help="grade any model's outputs against gold answers")
-    p.add_argument("file", type=Path)
-    p.add_argument("--completion-field", default="completion")
-    p.add_argument("--answer-field", default="answer")
+    p.add_argument("file", type=Path, help="JSONL file, one row per model output")
+    p.add_argument("--completion-field", default="completion", help="field holding the model's text")
+    p.add_argument("--answer-field", default="answer", help="field holding the gold answer or solution")
     p.add_argument("--out", type=Path, help="write rows with `extracted` and `correct` here")
     p.set_defaults(func=_grade)
 
@@ -159,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="hub split, or <split>.jsonl inside a --data folder")
     p.add_argument("--shots", default="0,2,4,8", help="comma-separated shot counts (0-8)")
     p.add_argument("--limit", type=int, help="evaluate only the first N questions (default: all)")
-    p.add_argument("--backend", choices=BACKENDS, default="hf")
+    p.add_argument("--backend", choices=BACKENDS, default="hf", help="generation with transformers or vLLM")
     p.add_argument("--batch-size", type=int, help="hf: prompts per generate() (16); vllm: max_num_seqs")
-    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="tokens generated per answer")
     p.add_argument(
         "--out",
         type=Path,
@@ -181,7 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value", help="over hyperparameters")
     p.set_defaults(func=_launch)
 
-    p = sub.add_parser("train", help="GRPO training from a recipe plus key=value overrides")
+    p = sub.add_parser(
+        "train",
+        help="GRPO training from a recipe plus key=value overrides",
+        description="GRPO training from a recipe plus key=value overrides. By default it writes checkpoints "
+        "to outputs/checkpoints, the adapter and merged model to outputs/model and run_summary.json to "
+        "outputs/summary, under the working directory (recipe keys output_dir, model_dir, summary_dir).",
+    )
     p.add_argument("--recipe", required=True, help="recipe YAML file, or a baked recipe name")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe keys to override (YAML values)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
