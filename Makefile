@@ -40,10 +40,17 @@ data: $(ENV_STAMP) ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as 
 train: ## GPU training in the image, with the mlflow service
 	docker compose up --exit-code-from train train
 
+# A run that left output/failure (interrupted, or failed) resumes from its checkpoints, as the failure
+# file says; otherwise, or with FRESH=1, the smoke tree is cleared first.
 smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher, on real GSM8K rows, in $(OPT_ML)/smoke
 	$(if $(strip $(OPT_ML)),,$(error OPT_ML is empty: refusing to clear /smoke))
-	rm -rf -- "$(OPT_ML)/smoke"
-	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --out "$(OPT_ML)/smoke/input/data"
+	@if [ -f "$(OPT_ML)/smoke/output/failure" ] && [ "$(FRESH)" != 1 ]; then \
+		echo "smoke: resuming the stopped run in $(OPT_ML)/smoke (FRESH=1 starts over)"; \
+		find "$(OPT_ML)/smoke" -mindepth 1 -maxdepth 1 ! -name checkpoints -exec rm -rf -- {} +; \
+	else \
+		echo "smoke: a fresh run in $(OPT_ML)/smoke"; rm -rf -- "$(OPT_ML)/smoke"; \
+	fi
+	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --val-fraction 0 --out "$(OPT_ML)/smoke/input/data"
 	$(PY) scripts/local_opt_ml.py --opt-ml "$(OPT_ML)/smoke" --recipe smoke-cpu --instance-type local
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -198,8 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_notices() -> None:
+    """Silence library notices that flag nothing wrong on a healthy run, before those libraries load.
+
+    bitsandbytes warns on every import on CPUs with AVX512-BF16 that an optional hub kernel for 4-bit
+    CPU matmuls is missing; its errors still show.
+    """
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_notices()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors

@@ -50,7 +50,7 @@ from grpo_rlvr import data as gsm8k_data
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.rewards import required_columns
-from grpo_rlvr.tiny import resolve_model_path
+from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,13 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     args = config.training
     resolved = config.resolved()  # before the trainer adjusts anything
     model_path = resolve_model_path(config.model.model_name_or_path)
+    if config.model.model_name_or_path.startswith(BUILTIN_PREFIX):
+        log.info(
+            "%s is a random model: it scores 0 on GSM8K, so rewards and loss of 0 are expected",
+            config.model.model_name_or_path,
+        )
+    if not torch.cuda.is_available():  # else DeepSpeed warns that it "was unable to detect" a GPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     model_dir, summary_dir = Path(config.run.model_dir), Path(config.run.summary_dir)
     stop = GracefulStop()
     with stop.on_sigterm():
