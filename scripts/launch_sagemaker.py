@@ -60,6 +60,29 @@ def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
             )
 
 
+# The trainer prints each logging step as a dict line, values as strings:
+#   {'loss': '0.0123', 'grad_norm': '0.51', ..., 'reward': '0.75', ..., 'step_time': '1.9'}
+# SageMaker reads these from the job's log into the console's charts and CloudWatch.
+LOGGED_METRICS = {
+    "train:reward": "reward",
+    "train:reward_std": "reward_std",
+    "train:loss": "loss",
+    "train:grad_norm": "grad_norm",
+    "train:learning_rate": "learning_rate",
+    "train:step_time_s": "step_time",
+    "train:completion_length": "completions/mean_length",
+}
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """One MetricDefinition per logged key: `'key': 'number'` (the quote before the key keeps
+    `loss` from matching `train_loss`)."""
+    return [
+        {"Name": name, "Regex": f"'{key}': '?(-?[0-9.]+(?:e[-+]?[0-9]+)?)"}
+        for name, key in LOGGED_METRICS.items()
+    ]
+
+
 def _channel(name: str, s3_uri: str) -> dict[str, Any]:
     if not s3_uri.startswith("s3://"):
         raise ValueError(f"channel {name}: expected an s3:// URI, got {s3_uri!r}")
@@ -103,7 +126,11 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
     request: dict[str, Any] = {
         "TrainingJobName": args.job_name,
         "RoleArn": args.role,
-        "AlgorithmSpecification": {"TrainingImage": args.image_uri, "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {
+            "TrainingImage": args.image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metric_definitions(),
+        },
         "HyperParameters": hyperparameters,
         **({"InputDataConfig": channels} if channels else {}),
         "OutputDataConfig": {"S3OutputPath": output_path},

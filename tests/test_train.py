@@ -3,6 +3,7 @@ SIGTERM, two processes agree, and every recipe error fails before a model loads.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from grpo_rlvr.config import load_config
 from grpo_rlvr.rewards import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import launch_sagemaker  # noqa: E402
+
 TOY = "toy_sevens"
 # The toy task: a dense, verifiable reward a random policy scores ~0 on and a trained one ~1 on.
 TOY_REWARD = f'''
@@ -417,8 +421,19 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
         f"summary_dir={opt_ml / 'output' / 'data'}", "max_steps=2", "save_steps=2", "disable_tqdm=true",
     ]  # fmt: skip
     assert train.main(argv) == 0
-    assert f"model: {opt_ml / 'model'} (step 2)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"model: {opt_ml / 'model'} (step 2)" in out
     summary = json.loads((opt_ml / "model" / "run_summary.json").read_text())
+    # What SageMaker charts: each metric definition the launcher sends matches these real log lines.
+    for metric in launch_sagemaker.metric_definitions():
+        values = [float(v) for v in re.findall(metric["Regex"], out)]
+        assert len(values) == 2, metric  # one per logging step
+    # The logged history and its curves, in the summary folder (/opt/ml/output/data in the container).
+    output_data = opt_ml / "output" / "data"
+    assert summary["files"] == {"log_history": "log_history.jsonl", "curves": "training_curves.png"}
+    history = [json.loads(line) for line in (output_data / "log_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "reward" in h] == [1, 2]
+    assert (output_data / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["data"]["train_rows"] == 64 and set(summary["rewards"]) == {
         "gsm8k_format",
         "gsm8k_correctness",

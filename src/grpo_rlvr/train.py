@@ -49,6 +49,7 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quant
 from grpo_rlvr import data as gsm8k_data
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
+from grpo_rlvr.history import write_history
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.versions import package_versions
@@ -152,6 +153,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     }
     if not trainer.is_world_process_zero():
         return summary
+    summary["files"] = write_history(trainer.state.log_history, summary_dir)  # in summary_dir
     write_summary(summary, model_dir, summary_dir)
     if eval_rows is not None:
         trainer.accelerator.free_memory()  # the policy, optimizer (and a colocated vLLM) make room
