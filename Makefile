@@ -34,6 +34,7 @@ lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.12 (no 
 		--generate-hashes --custom-compile-command "make lock" --quiet --output-file $(LOCK)
 
 data: $(ENV_STAMP) ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker would lay them out
+	$(PY) scripts/local_opt_ml.py --check --recipe $(RECIPE)
 	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --out $(OPT_ML)/input/data
 	$(PY) scripts/local_opt_ml.py --opt-ml $(OPT_ML) --recipe $(RECIPE)
 

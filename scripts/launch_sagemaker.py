@@ -83,6 +83,21 @@ def metric_definitions() -> list[dict[str, str]]:
     ]
 
 
+def check_recipe(recipe: str, overrides: Mapping[str, Any]) -> None:
+    """Validate the recipe and overrides as the job's `grpo-rlvr train` will, before anything is paid for.
+
+    Raises the ConfigError train would print. A mistyped recipe name fails before torch and TRL load.
+    """
+    from grpo_rlvr import config
+    from grpo_rlvr.cli import quiet_notices
+    from grpo_rlvr.sagemaker import check_no_contract_keys
+
+    check_no_contract_keys(overrides)
+    config.find_recipe(recipe)
+    quiet_notices()
+    config.load_config(recipe, overrides)
+
+
 def _channel(name: str, s3_uri: str) -> dict[str, Any]:
     if not s3_uri.startswith("s3://"):
         raise ValueError(f"channel {name}: expected an s3:// URI, got {s3_uri!r}")
@@ -101,7 +116,8 @@ def _channel(name: str, s3_uri: str) -> dict[str, Any]:
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
     """The CreateTrainingJob parameters for the parsed command line."""
-    hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
+    overrides = parse_assignments(args.hp)
+    hyperparameters = encode_hyperparameters({"recipe": args.recipe, **overrides})
     environment = {str(k): str(v) for k, v in parse_assignments(args.env).items()}
     if args.mlflow_tracking_arn:
         environment["MLFLOW_TRACKING_URI"] = args.mlflow_tracking_arn
@@ -111,6 +127,7 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         environment["HF_TOKEN_SECRET_ID"] = args.hf_token_secret_id
     check_no_secrets("hyperparameter", hyperparameters)
     check_no_secrets("environment variable", environment)
+    check_recipe(args.recipe, overrides)
 
     output_path = args.output_path.rstrip("/")
     named = (("train", args.train), ("val", args.val), ("rewards", args.rewards))

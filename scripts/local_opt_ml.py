@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_sagemaker import check_no_secrets, parse_assignments  # puts src/ on sys.path
+from launch_sagemaker import check_no_secrets, check_recipe, parse_assignments  # puts src/ on sys.path
 
 from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths, encode_hyperparameters
 
@@ -81,14 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name (hyperparameter)")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--instance-type", default="local_gpu", help="as SDK local mode reports it")
+    parser.add_argument("--check", action="store_true", help="only validate the recipe and overrides")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
+        overrides = parse_assignments(args.hp)
+        hyperparameters = encode_hyperparameters({"recipe": args.recipe, **overrides})
         check_no_secrets("hyperparameter", hyperparameters)
+        check_recipe(args.recipe, overrides)
+        if args.check:
+            return 0
         written = write_config(args.opt_ml, hyperparameters, args.instance_type)
     except (ValueError, FileNotFoundError) as err:
         print(f"local_opt_ml: error: {err}", file=sys.stderr)
