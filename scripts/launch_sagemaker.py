@@ -6,8 +6,11 @@ exactly what would be sent (tests validate it against botocore's service model).
 SDK v3 `ModelTrainer` is not used: `sagemaker` 3.x needs protobuf<7 and cannot share an environment with
 our pinned protobuf 7.36.2, and with no source code to package it would only wrap this same request.
 
-Secrets never enter the request: hyperparameters and environment entries that look like credentials are
-refused. A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
+`--hp KEY=VALUE` values read as `grpo-rlvr train` reads `key=value` (`grpo_rlvr.overrides`: YAML
+values, so `--hp rewards=[a,b]` is a list) and go as SageMaker's strings (`encode_hyperparameters`).
+Secrets never enter the request: hyperparameters and environment entries that look like credentials
+(`grpo_rlvr.redact`, the rule the container masks with) are refused.
+A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
 secret's id (HF_TOKEN_SECRET_ID) and the image's entrypoint reads the token into its own environment.
 """
 
@@ -15,45 +18,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# The contract module needs only the standard library: a plain checkout runs this script uninstalled.
+# These modules need only the standard library and PyYAML: a plain checkout runs this script uninstalled.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from grpo_rlvr.overrides import parse_overrides, split_assignment
+from grpo_rlvr.redact import is_secret_name, looks_like_secret
 from grpo_rlvr.sagemaker import encode_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-# Whole name parts, so `max_new_tokens` passes and `HF_TOKEN` or `AWS_SECRET_ACCESS_KEY` do not.
-SECRET_NAME = re.compile(
-    r"(^|[^a-z0-9])(token|secret|password|passwd|credentials?|(api|access|private)[_-]?key)([^a-z0-9]|$)",
-    re.I,
-)
-SECRET_REFERENCE_NAME = re.compile(r"_SECRET_(ID|ARN)$", re.I)
-SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
 
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs; VALUE is read as JSON when it parses (numbers, booleans, lists), else a string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+def hyperparameters(recipe: str, items: list[str]) -> dict[str, str]:
+    """The recipe and `--hp KEY=VALUE` overrides as the strings a job request carries."""
+    return encode_hyperparameters({"recipe": recipe, **parse_overrides(items)})
 
 
 def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
     """Job requests are readable by anyone with DescribeTrainingJob, so credentials must not be in them."""
     for key, value in values.items():
-        if SECRET_VALUE.search(value) or (SECRET_NAME.search(key) and not SECRET_REFERENCE_NAME.search(key)):
+        if looks_like_secret(value) or is_secret_name(key):
             raise ValueError(
                 f"{kind} {key!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
                 "secret's id instead (e.g. --hf-token-secret-id)"
@@ -83,7 +71,7 @@ def metric_definitions() -> list[dict[str, str]]:
     ]
 
 
-def check_recipe(recipe: str, overrides: Mapping[str, Any]) -> None:
+def check_recipe(recipe: str, items: list[str]) -> None:
     """Validate the recipe and overrides as the job's `grpo-rlvr train` will, before anything is paid for.
 
     Raises the ConfigError train would print. A mistyped recipe name fails before torch and TRL load.
@@ -92,6 +80,7 @@ def check_recipe(recipe: str, overrides: Mapping[str, Any]) -> None:
     from grpo_rlvr.cli import quiet_notices
     from grpo_rlvr.sagemaker import check_no_contract_keys
 
+    overrides = parse_overrides(items)
     check_no_contract_keys(overrides)
     config.find_recipe(recipe)
     quiet_notices()
@@ -116,18 +105,17 @@ def _channel(name: str, s3_uri: str) -> dict[str, Any]:
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
     """The CreateTrainingJob parameters for the parsed command line."""
-    overrides = parse_assignments(args.hp)
-    hyperparameters = encode_hyperparameters({"recipe": args.recipe, **overrides})
-    environment = {str(k): str(v) for k, v in parse_assignments(args.env).items()}
+    hp = hyperparameters(args.recipe, args.hp)
+    environment = dict(map(split_assignment, args.env))  # environment values are text, kept as typed
     if args.mlflow_tracking_arn:
         environment["MLFLOW_TRACKING_URI"] = args.mlflow_tracking_arn
     if args.mlflow_experiment:
         environment["MLFLOW_EXPERIMENT_NAME"] = args.mlflow_experiment
     if args.hf_token_secret_id:
         environment["HF_TOKEN_SECRET_ID"] = args.hf_token_secret_id
-    check_no_secrets("hyperparameter", hyperparameters)
+    check_no_secrets("hyperparameter", hp)
     check_no_secrets("environment variable", environment)
-    check_recipe(args.recipe, overrides)
+    check_recipe(args.recipe, args.hp)
 
     output_path = args.output_path.rstrip("/")
     named = (("train", args.train), ("val", args.val), ("rewards", args.rewards))
@@ -148,7 +136,7 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
             "TrainingInputMode": "File",
             "MetricDefinitions": metric_definitions(),
         },
-        "HyperParameters": hyperparameters,
+        "HyperParameters": hp,
         **({"InputDataConfig": channels} if channels else {}),
         "OutputDataConfig": {"S3OutputPath": output_path},
         "ResourceConfig": {

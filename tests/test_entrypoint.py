@@ -166,7 +166,9 @@ def _local_opt_ml(opt_ml: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_local_opt_ml_writes_what_sagemaker_would(tmp_path: Path) -> None:
     for channel in ("train", "val"):
         (tmp_path / "input" / "data" / channel).mkdir(parents=True)
-    result = _local_opt_ml(tmp_path, "--recipe", "smoke-cpu", "--hp", "max_steps=3", "--hp", 'rewards=["gsm8k_format"]')
+    result = _local_opt_ml(
+        tmp_path, "--recipe", "smoke-cpu", "--hp", "max_steps=3", "--hp", 'rewards=["gsm8k_format"]'
+    )
     assert result.returncode == 0, result.stderr
     config = tmp_path / "input" / "config"
     hyperparameters = json.loads((config / "hyperparameters.json").read_text())
