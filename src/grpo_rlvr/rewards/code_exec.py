@@ -756,10 +756,10 @@ def _judge(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:
 
 @functools.lru_cache(maxsize=1)
 def check_sandbox() -> tuple[str, ...]:
-    """Run a known-good program once per process: a sandbox that cannot even import the stdlib (e.g.
-    an interpreter the sandbox uid may not read) would score every completion 0, so fail loudly.
+    """Run a known-good program once per process: a sandbox that cannot import the stdlib (e.g. an
+    interpreter the sandbox uid may not read; `fractions` is one the harness has not loaded itself) would score every completion 0, so fail loudly.
     Returns the isolation mechanisms in effect, warning once when the network is not cut off."""
-    program = "import json, math\ndef f():\n    return json.dumps(math.floor(1.5))\n"
+    program = "import fractions, json\ndef f():\n    return json.dumps(int(fractions.Fraction(3, 2)))\n"
     verdict = run_program(program, "assert f() == '1'")
     if verdict.status != "passed":
         raise RuntimeError(f"code_exec: the sandbox cannot run a correct program ({verdict.status}): "
