@@ -227,12 +227,13 @@ def cpu_load() -> Iterator[None]:
 
 THREADED = [
     # a thread started and joined by the program, then by the function under test, then a pool
-    "import threading\nresults = []\nt = threading.Thread(target=results.append, args=(1,))\nt.start()\nt.join()\n"
-    + SQUARE,
-    "import threading\ndef square(x):\n    out = []\n    t = threading.Thread(target=lambda: out.append(x * x))\n"
+    "import threading\nresults = []\nt = threading.Thread(target=results.append, args=(1,))\n"
+    "t.start()\nt.join()\n" + SQUARE,
+    "import threading\ndef square(x):\n    out = []\n"
+    "    t = threading.Thread(target=lambda: out.append(x * x))\n"
     "    t.start()\n    t.join()\n    return out[0]\n",
-    "from concurrent.futures import ThreadPoolExecutor\ndef square(x):\n    with ThreadPoolExecutor(2) as pool:\n"
-    "        return pool.submit(pow, x, 2).result()\n",
+    "from concurrent.futures import ThreadPoolExecutor\ndef square(x):\n"
+    "    with ThreadPoolExecutor(2) as pool:\n        return pool.submit(pow, x, 2).result()\n",
 ]
 
 

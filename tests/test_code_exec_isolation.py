@@ -63,7 +63,8 @@ ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `p
     "builtin shadowed in the program's namespace": (
         WRONG + "len = lambda o: 3\n", "assert len(str(square(12))) == 3\n"),
     "builtins module patched, restored before the end": (
-        "import builtins\n_real = builtins.sorted\ndef square(x):\n    builtins.sorted = lambda *a, **k: [1, 4]\n"
+        "import builtins\n_real = builtins.sorted\ndef square(x):\n"
+        "    builtins.sorted = lambda *a, **k: [1, 4]\n"
         "    return 0\n", "assert sorted([square(2), square(1)]) == [1, 4]\nassert square(0) == 0\n"),
     "stdlib function the tests call patched": (
         "import math\nmath.isclose = lambda *a, **k: True\ndef area(r):\n    return 3\n",
@@ -81,7 +82,8 @@ ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `p
         "class T:\n    def __bool__(self):\n        return True\ndef is_odd(n):\n    return T()\n",
         "assert is_odd(3)\nassert is_odd(5)\n"),
     "StopIteration ends the test's loop early": (
-        "def square(x):\n    raise StopIteration\n", "assert all(map(lambda v: square(v) == v * v, range(3)))\n"),
+        "def square(x):\n    raise StopIteration\n",
+        "assert all(map(lambda v: square(v) == v * v, range(3)))\n"),
     "verdict forged from the harness's frame": (FORGE_FRAME + WRONG, SQUARE_TESTS),
     "verdict forged from the harness's objects (gc)": (FORGE_GC + WRONG, SQUARE_TESTS),
     "expected answers read from the tests in memory": (READ_TESTS, SQUARE_TESTS),
@@ -89,7 +91,8 @@ ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `p
         "import json\n_d = json.dumps\njson.dumps = lambda m, *a, **k: _d(['ok', 9] if m[0] == 'ok' else m)\n"
         + WRONG, SQUARE_TESTS),
     "malformed answer": (
-        "import json\n_d = json.dumps\njson.dumps = lambda m, *a, **k: _d(['ok', ['h', 'x']] if m[0] == 'ok' else m)\n"
+        "import json\n_d = json.dumps\n"
+        "json.dumps = lambda m, *a, **k: _d(['ok', ['h', 'x']] if m[0] == 'ok' else m)\n"
         + WRONG, SQUARE_TESTS),
     "AssertionError replaced for a loop unit": (
         "import builtins\nbuiltins.AssertionError = type('Quiet', (BaseException,), {})\n" + WRONG,
@@ -117,15 +120,19 @@ def test_forging_the_verdict_fails(name: str) -> None:
          "def f():\n    return Counter('aab'), OrderedDict(a=1), P(1, 2), float('inf')\n",
          "assert f() == ({'a': 2, 'b': 1}, {'a': 1}, (1, 2), float('inf'))\n", 1),
         ("class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, v):\n"
-         "        self.items.append(v)\n        return self\n    def top(self):\n        return self.items[-1]\n",
+         "        self.items.append(v)\n        return self\n"
+         "    def top(self):\n        return self.items[-1]\n",
          "s = Stack()\ns.push(1).push(2)\nassert s.top() == 2\nassert s.items == [1, 2]\n", 4),
         ("def gen(n):\n    yield from range(n)\ndef naturals():\n    i = 0\n    while True:\n"
          "        yield i\n        i += 1\n",
-         "import itertools\nassert list(gen(3)) == [0, 1, 2]\nassert list(itertools.islice(naturals(), 3)) == [0, 1, 2]\n"
+         "import itertools\nassert list(gen(3)) == [0, 1, 2]\n"
+         "assert list(itertools.islice(naturals(), 3)) == [0, 1, 2]\n"
          "assert 2 in gen(3)\n", 4),
         ("def parse(s):\n    return int(s)\n",
-         "try:\n    parse('x')\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError\nassert parse('7') == 7\n", 2),
-        ("def apply(f, x):\n    return f(x)\n", "assert apply(len, 'ab') == 2\n", 0),  # a callable is not data
+         "try:\n    parse('x')\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError\n"
+         "assert parse('7') == 7\n", 2),
+        # a callable is not data: it cannot be passed to the program
+        ("def apply(f, x):\n    return f(x)\n", "assert apply(len, 'ab') == 2\n", 0),
     ],
 )  # fmt: skip
 def test_values_cross_by_value(program: str, tests: str, passed: int) -> None:
@@ -152,7 +159,14 @@ def environments() -> dict[str, list[str]]:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, shutil.which(version) or version, f"/usr/bin/{version}"):
         if _runnable(nobody, python):
-            envs["no-sys-admin"] = ["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", python]
+            envs["no-sys-admin"] = [
+                "setpriv",
+                "--bounding-set",
+                "-sys_admin",
+                "--inh-caps",
+                "-sys_admin",
+                python,
+            ]
             envs["unprivileged"] = [*nobody, python]
             break
     return envs
@@ -232,15 +246,18 @@ class Host:
             if sock.type == socket.SOCK_STREAM
         }
         probes["unix datagram socket"] = (
-            "import socket\ndef probe(path):\n    try:\n        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
-            "        a.sendto(b'x', path)\n        return 'reached'\n    except OSError as e:\n        return type(e).__name__\n",
+            "import socket\ndef probe(path):\n    try:\n"
+            "        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "        a.sendto(b'x', path)\n        return 'reached'\n"
+            "    except OSError as e:\n        return type(e).__name__\n",
             f"assert probe({self.address('unix datagram socket')!r}) != 'reached'",
         )
         scan = (
-            "import os\ndef seen(part):\n    n = 0\n    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-            "        try:\n            n += {marker!r}.encode() in open(f'/proc/{{pid}}/' + part, 'rb').read()\n"
+            "import os\ndef seen(part):\n    n = 0\n"
+            "    for pid in filter(str.isdigit, os.listdir('/proc')):\n        try:\n"
+            f"            n += {self.marker!r}.encode() in open(f'/proc/{{pid}}/' + part, 'rb').read()\n"
             "        except OSError:\n            pass\n    return n\n"
-        ).format(marker=self.marker)
+        )
         probes["host process command lines"] = (scan, "assert seen('cmdline') == 0")
         probes["host process environments"] = (scan, "assert seen('environ') == 0")
         probes["host process memory"] = (
@@ -270,7 +287,8 @@ def measured() -> Iterator[dict[str, dict]]:
         results = {}
         for env, prefix in environments().items():
             proc = subprocess.run(
-                [*prefix, "-c", RUNNER], input=json.dumps(probes), capture_output=True, text=True, timeout=600,
+                [*prefix, "-c", RUNNER], input=json.dumps(probes), capture_output=True, text=True,
+                timeout=600,
                 env={"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC), "PROBE": host.marker},
             )  # fmt: skip
             assert proc.returncode == 0, proc.stderr[-3000:]

@@ -146,6 +146,7 @@ def _compiles(code: str) -> bool:
 def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
     import _thread
     import builtins
+    import contextlib
     import ctypes
     import json
     import os
@@ -361,10 +362,8 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
         except OSError as e:
             print(f"sandbox: no private filesystem: {e}", file=sys.stderr)
     for module in cfg["imports"]:  # what the tests import, loaded before the program could touch files
-        try:
+        with contextlib.suppress(BaseException):
             __import__(module)
-        except BaseException:
-            pass
 
     judge_end, program_end = socket.socketpair()
     child = os.fork()
@@ -620,9 +619,9 @@ def _sandbox_processes() -> dict[int, list[tuple[int, bool]]]:
 
 
 def _sweep(uid: int) -> None:
-    """SIGKILL every live process of a leased uid (program and judge) until none is left (fork bombs race the first
-    pass). Zombies stay until init reaps them; they still count against RLIMIT_NPROC, hence the
-    lease's preference for uids without any."""
+    """SIGKILL every live process of a leased uid (program and judge) until none is left (fork bombs
+    race the first pass). Zombies stay until init reaps them; they still count against RLIMIT_NPROC,
+    hence the lease's preference for uids without any."""
     for _ in range(200):
         live = [pid for pid, zombie in _sandbox_processes().get(uid, []) if not zombie]
         if not live:
@@ -757,8 +756,9 @@ def _judge(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:
 @functools.lru_cache(maxsize=1)
 def check_sandbox() -> tuple[str, ...]:
     """Run a known-good program once per process: a sandbox that cannot import the stdlib (e.g. an
-    interpreter the sandbox uid may not read; `fractions` is one the harness has not loaded itself) would score every completion 0, so fail loudly.
-    Returns the isolation mechanisms in effect, warning once when the network is not cut off."""
+    interpreter the sandbox uid may not read; the harness has not loaded `fractions` itself) would
+    score every completion 0, so fail loudly. Returns the isolation mechanisms in effect, warning
+    once when the network is not cut off."""
     program = "import fractions, json\ndef f():\n    return json.dumps(int(fractions.Fraction(3, 2)))\n"
     verdict = run_program(program, "assert f() == '1'")
     if verdict.status != "passed":
