@@ -270,6 +270,12 @@ class Host:
             "    except OSError:\n        pass\n",
             "write()\nassert True",
         )
+        probes["write into the interpreter's directory"] = (
+            "import errno, os, sys\ndef probe():\n    try:\n"
+            "        open(os.path.join(sys.base_prefix, 'probe-write'), 'w')\n        return 'wrote'\n"
+            "    except OSError as e:\n        return errno.errorcode[e.errno]\n",
+            "assert probe() == 'EROFS'",
+        )
         probes["asyncio (stream socketpair) still works"] = (
             "import asyncio\nasync def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x\n"
             "def run(x):\n    return asyncio.run(twice(x))\n",
@@ -367,7 +373,13 @@ def test_host_processes(measured: dict, env: str) -> None:
 
 @pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
 def test_host_directories(measured: dict, env: str) -> None:
-    """World-writable host directories are hidden exactly where there is a private filesystem."""
+    """World-writable host directories are hidden, and the interpreter's directory is read-only,
+    exactly where there is a private filesystem."""
     if env not in measured:
         pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    assert measured[env]["wrote"] == ("fs" not in isolation(measured[env]))
+    has_fs = "fs" in isolation(measured[env])
+    assert measured[env]["wrote"] == (not has_fs)
+    assert measured[env]["verdicts"]["write into the interpreter's directory"][0] == (
+        "passed" if has_fs else "failed"
+    )
+    assert not Path(sys.base_prefix, "probe-write").exists()

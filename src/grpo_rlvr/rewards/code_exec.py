@@ -182,8 +182,9 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
             raise OSError(ctypes.get_errno(), f"mount {target}")
 
     def private_filesystem() -> None:
-        """Empty tmpfs over the writable/secret dirs; the interpreter's own dirs bound back in."""
-        ms_rec, ms_private, ms_bind = 0x4000, 0x40000, 0x1000
+        """Empty tmpfs over the writable/secret dirs; the interpreter's own dirs bound back in, and
+        every one of them read-only, so a program cannot change the stdlib that later runs import."""
+        ms_rdonly, ms_remount, ms_bind, ms_rec, ms_private = 0x1, 0x20, 0x1000, 0x4000, 0x40000
         mount(None, "/", None, ms_rec | ms_private, None)
         keep = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
         keep.add(os.path.dirname(os.path.realpath(sys.executable)))
@@ -195,6 +196,10 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
             os.makedirs(path, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", path, None, ms_bind | ms_rec, None)
             os.close(fd)
+        for path in sorted(p for p in keep if p != "/"):
+            if path not in fds:
+                mount(path, path, None, ms_bind | ms_rec, None)
+            mount(None, path, None, ms_remount | ms_bind | ms_rdonly, None)
         os.makedirs("/tmp/work", mode=0o777)
         os.chmod("/tmp/work", 0o777)
         os.chdir("/tmp/work")
@@ -365,6 +370,11 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
         with contextlib.suppress(BaseException):
             __import__(module)
 
+    def not_dumpable() -> None:
+        """PR_SET_DUMPABLE 0: a process of the same uid may not ptrace us or open /proc/<pid>/mem, fd."""
+        libc.prctl(ulong(4), ulong(0), ulong(0), ulong(0), ulong(0))
+
+    not_dumpable()  # before the fork: the program starts running while the judge still sets up
     judge_end, program_end = socket.socketpair()
     child = os.fork()
     if child == 0:
@@ -460,9 +470,7 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
     write, nonce, result_fd = os.write, tests["nonce"], tests["result_fd"]
     shed_userns()
     isolation += lockdown(cfg["judge_uid"])
-    libc.prctl(
-        ulong(4), ulong(0), ulong(0), ulong(0), ulong(0)
-    )  # PR_SET_DUMPABLE 0: no ptrace, /proc/pid/mem
+    not_dumpable()  # again: a change of uid resets it
     send, recv = channel(judge_end, 64 << 20)
     broken: list[str] = []  # "tampered" or "crashed", once the program's process misbehaved
 
