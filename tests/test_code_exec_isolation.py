@@ -359,13 +359,15 @@ def test_no_host_socket_is_reachable(measured: dict, env: str, name: str) -> Non
 @pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
 def test_host_processes(measured: dict, env: str) -> None:
     """Command lines of host processes are hidden exactly where there is a pid namespace; their
-    environments and memory are out of reach everywhere (other uid, or not dumpable by the kernel)."""
+    environments and memory wherever the program has its own pid namespace or uid."""
     if env not in measured:
         pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    verdicts, has_pid = measured[env]["verdicts"], "pid" in isolation(measured[env])
+    verdicts, mechanisms = measured[env]["verdicts"], isolation(measured[env])
+    has_pid, apart = "pid" in mechanisms, bool({"pid", "uid"} & mechanisms)
     assert verdicts["host process command lines"][0] == ("passed" if has_pid else "failed")
-    if has_pid or "uid" in isolation(measured[env]):
-        assert verdicts["host process environments"][0] == "passed"
+    # with neither, the program shares the trainer's uid and reads its environment (documented)
+    assert verdicts["host process environments"][0] == ("passed" if apart else "failed")
+    if apart:
         assert verdicts["host process memory"][0] == "passed"
     if env == "as-is" and os.geteuid() == 0 and has_sys_admin():
         assert has_pid
@@ -379,7 +381,6 @@ def test_host_directories(measured: dict, env: str) -> None:
         pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
     has_fs = "fs" in isolation(measured[env])
     assert measured[env]["wrote"] == (not has_fs)
-    assert measured[env]["verdicts"]["write into the interpreter's directory"][0] == (
-        "passed" if has_fs else "failed"
-    )
+    if has_fs:  # without it, whether the interpreter is writable is up to its owner and mounts
+        assert measured[env]["verdicts"]["write into the interpreter's directory"][0] == "passed"
     assert not Path(sys.base_prefix, "probe-write").exists()

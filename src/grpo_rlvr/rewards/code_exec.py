@@ -4,25 +4,32 @@ Scores: 0.0 for no code, a syntax error, a program that raises or exits, a timeo
 tampering; `partial` (0.2) when the program runs but a test unit fails; 1.0 when every unit passes.
 
 Tests format (the `tests` column): a string of Python. Every top-level statement is one test unit,
-run in order in the program's namespace after the program. A top-level `assert` passes when its
-condition is truthy (the harness evaluates the condition itself, so `AssertionError` plays no part);
+run in order by the judge after the program ran. A top-level `assert` passes when its condition is
+truthy (the judge evaluates the condition itself, so `AssertionError` plays no part);
 any other statement (imports, helpers, loops) passes when it runs without raising. At least one
 top-level `assert` is required. `if __name__ == "__main__":` blocks in the program do not run.
 
-Isolation (see docs/rewards.md for what works where): scrubbed environment and `python -I -S -u`;
-new session; rlimits on CPU, address space, file size, processes, open files, core dumps; as root a
-dedicated unprivileged uid per concurrent run (leased with flock, swept with SIGKILL afterwards);
-where permitted, new mount and network namespaces with private tmpfs over /tmp, /var/tmp, /dev/shm,
-/root, /home, /run and /opt/ml (interpreter directories re-bound read-only-by-permission) and no
-network interface up. Output is read up to `max_output_bytes`, the rest drained and dropped.
+Two processes per run (see docs/rewards.md for what is isolated where). The *program's process*
+runs the completion and answers requests; the *judge* runs the tests and never runs program code.
+Every name the tests read that the program defines (builtins excepted) is fetched from the program's
+process: plain data (None, bool, int, float, complex, str, bytes, bytearray, tuple, list, set,
+frozenset, dict, range; subclasses read through their base type) crosses as tagged JSON and is
+rebuilt as fresh builtin objects; anything else (functions, classes, instances, generators) becomes
+a handle whose calls, attributes, items and iteration are forwarded, and which cannot be compared,
+hashed or truth-tested. So comparisons, `len`, `sorted`, `math` and `AssertionError` are the
+judge's own, and an object with a lying `__eq__` or `__bool__` fails. The tests and the per-run
+nonce reach the judge only after the fork, so the program never has them in memory; the verdict
+leaves on a pipe the program's process does not hold, from a judge it cannot ptrace (another uid as
+root; not dumpable). Builtins changed, a trace hook or a Python thread left running in the program's
+process still score 0: checked by that process itself, this can only lower a score.
 
-Threat model: the verdict is one line on a private pipe carrying a per-run nonce, written only after
-every unit ran; stdout and exit codes count for nothing, so `sys.exit`/`os._exit`/atexit tricks and
-printed "PASSED" lines score 0, and changing builtins, leaving a trace/profile hook or a live thread
-counts as tampering (0). The program shares its process with the harness, so code that introspects
-the harness (frames, gc, ctypes, /proc/self/mem) can read the nonce and forge a pass: this stops
-generic reward hacks, not an adversary who targets this harness. Objects with an always-true
-`__eq__` are not detected either.
+Kernel layers, each where permitted: scrubbed environment, `python -I -S -B -u`, new session,
+rlimits (CPU, address space, file size, processes, open files, core dumps), no_new_privs; a seccomp
+filter (no new sockets, no ptrace, io_uring, mount or namespace calls); as root a dedicated
+unprivileged uid pair per concurrent run (leased with flock, swept with SIGKILL afterwards); new
+mount, network and pid namespaces with private tmpfs over the writable dirs, the interpreter's dirs
+bound back read-only, no network interface up and a /proc showing only the run's processes.
+Output is read up to `max_output_bytes`, the rest drained and dropped.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ from grpo_rlvr.rewards import completion_text, register
 log = logging.getLogger(__name__)
 
 PARTIAL_REWARD = 0.2
-SANDBOX_UID_BASE = 64000  # root only: uids SANDBOX_UID_BASE .. +UID_POOL-1 run the programs
+SANDBOX_UID_BASE = 64000  # root only: uids SANDBOX_UID_BASE .. +UID_POOL-1 run the programs,
+# the next UID_POOL the judges (uid + UID_POOL)
 UID_POOL = 256
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home", "/run", "/opt/ml")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
