@@ -310,6 +310,13 @@ def measured() -> Iterator[dict[str, dict]]:
         host.close()
 
 
+def in_env(measured: dict, env: str) -> dict:
+    """The measurements of one environment; skipped where this process cannot produce it."""
+    if env not in measured:
+        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
+    return measured[env]
+
+
 def isolation(result: dict) -> set[str]:
     return set(result["verdicts"]["asyncio (stream socketpair) still works"][1])
 
@@ -325,9 +332,8 @@ def has_sys_admin() -> bool:
 def test_forging_fails_in_every_environment(measured: dict, env: str) -> None:
     """The attack table again, under each environment's privileges: the judge's design does not
     depend on namespaces (its uid differs as root; otherwise it is not dumpable)."""
-    if env not in measured:
-        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    statuses = {name: v[0] for name, v in measured[env]["verdicts"].items() if name.startswith("attack: ")}
+    result = in_env(measured, env)
+    statuses = {name: v[0] for name, v in result["verdicts"].items() if name.startswith("attack: ")}
     assert len(statuses) == len(ATTACKS)
     assert {
         name: s for name, s in statuses.items() if s not in {"failed", "error", "tampered", "crashed"}
@@ -337,9 +343,10 @@ def test_forging_fails_in_every_environment(measured: dict, env: str) -> None:
 @pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
 def test_mechanisms_per_environment(measured: dict, env: str) -> None:
     """What each environment gets (printed for the docs); seccomp is available in all of them."""
-    if env not in measured:
-        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    got = isolation(measured[env])
+    result = in_env(measured, env)
+    got = isolation(result)
+    judged = [v[1] for v in result["verdicts"].values() if v[0] in ("passed", "failed")]
+    assert len(judged) > 10 and {frozenset(m) for m in judged} == {frozenset(got)}  # every run alike
     print(env, sorted(got))
     assert "seccomp" in got
     if env == "as-is" and os.geteuid() == 0 and has_sys_admin():
@@ -362,20 +369,18 @@ SOCKETS = [
 @pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
 @pytest.mark.parametrize("name", SOCKETS)
 def test_no_host_socket_is_reachable(measured: dict, env: str, name: str) -> None:
-    if env not in measured:
-        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    assert measured[env]["verdicts"][name][0] == "passed"
-    assert measured[env]["contacted"] == []
-    assert measured[env]["verdicts"]["asyncio (stream socketpair) still works"][0] == "passed"
+    result = in_env(measured, env)
+    assert result["verdicts"][name][0] == "passed"
+    assert result["contacted"] == []
+    assert result["verdicts"]["asyncio (stream socketpair) still works"][0] == "passed"
 
 
 @pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
 def test_host_processes(measured: dict, env: str) -> None:
     """Command lines of host processes are hidden exactly where there is a pid namespace; their
     environments and memory wherever the program has its own pid namespace or uid."""
-    if env not in measured:
-        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    verdicts, mechanisms = measured[env]["verdicts"], isolation(measured[env])
+    result = in_env(measured, env)
+    verdicts, mechanisms = result["verdicts"], isolation(result)
     has_pid, apart = "pid" in mechanisms, bool({"pid", "uid"} & mechanisms)
     assert verdicts["host process command lines"][0] == ("passed" if has_pid else "failed")
     # with neither, the program shares the trainer's uid and reads its environment (documented)
@@ -390,10 +395,9 @@ def test_host_processes(measured: dict, env: str) -> None:
 def test_host_directories(measured: dict, env: str) -> None:
     """World-writable host directories are hidden, and the interpreter's directory is read-only,
     exactly where there is a private filesystem."""
-    if env not in measured:
-        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
-    has_fs = "fs" in isolation(measured[env])
-    assert measured[env]["wrote"] == (not has_fs)
+    result = in_env(measured, env)
+    has_fs = "fs" in isolation(result)
+    assert result["wrote"] == (not has_fs)
     if has_fs:  # without it, whether the interpreter is writable is up to its owner and mounts
-        assert measured[env]["verdicts"]["write into the interpreter's directory"][0] == "passed"
+        assert result["verdicts"]["write into the interpreter's directory"][0] == "passed"
     assert not Path(sys.base_prefix, "probe-write").exists()

@@ -196,6 +196,7 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
         mount(None, "/", None, ms_rec | ms_private, None)
         keep = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
         keep.add(os.path.dirname(os.path.realpath(sys.executable)))
+        keep = {p for p in keep if p != "/" and not any(p.startswith(q.rstrip("/") + "/") for q in keep)}
         fds = {p: os.open(p, os.O_PATH) for p in keep if any(p.startswith(h + "/") for h in cfg["hidden"])}
         for hidden in cfg["hidden"]:
             if os.path.isdir(hidden) and not os.path.islink(hidden):
@@ -204,7 +205,7 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
             os.makedirs(path, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", path, None, ms_bind | ms_rec, None)
             os.close(fd)
-        for path in sorted(p for p in keep if p != "/"):
+        for path in keep:
             if path not in fds:
                 mount(path, path, None, ms_bind | ms_rec, None)
             mount(None, path, None, ms_remount | ms_bind | ms_rdonly, None)
@@ -565,10 +566,10 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
         report("tampered")
     if len(ready) != 3 or ready[0] != "ready" or ready[1] not in ("ok", "error", "tampered"):
         report("tampered")
-    if ready[1] != "ok":
-        report(ready[1])
     if type(ready[2]) is list:  # what only the program's process could set up: its /proc, its filter
         isolation += [m for m in ready[2] if m in ("pid", "seccomp", "uid") and m not in isolation]
+    if ready[1] != "ok":
+        report(ready[1])
     ns = {"__name__": "tests", "__builtins__": builtins}
     try:
         names = request("names", tests["names"])
