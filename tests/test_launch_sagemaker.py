@@ -113,14 +113,20 @@ def test_full_request_passes_botocore_validation(capsys: pytest.CaptureFixture[s
 
 
 def test_hyperparameters_are_strings_that_decode_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    hp = _dry_run(capsys, "--hp", "learning_rate=1e-6", "--hp", 'targets=["q_proj"]', "--hp", "x={}")[
-        "HyperParameters"
-    ]
+    hp = _dry_run(
+        capsys,
+        "--hp",
+        "learning_rate=1e-6",
+        "--hp",
+        'lora_target_modules=["q_proj"]',
+        "--hp",
+        "reward_kwargs={}",
+    )["HyperParameters"]
     assert all(isinstance(v, str) for v in hp.values())
     assert hp["recipe"] == "qwen2.5-0.5b-gsm8k"
     assert json.loads(hp["learning_rate"]) == 1e-6
-    assert json.loads(hp["targets"]) == ["q_proj"]
-    assert json.loads(hp["x"]) == {}
+    assert json.loads(hp["lora_target_modules"]) == ["q_proj"]
+    assert json.loads(hp["reward_kwargs"]) == {}
 
 
 def test_managed_spot_with_checkpoints(capsys: pytest.CaptureFixture[str]) -> None:
