@@ -384,6 +384,16 @@ BAD_RECIPES = [
         id="missing-reward-column",
     ),
     pytest.param(
+        {"prompt_format": "chat"},
+        "prompt_format: chat needs a tokenizer with a chat template",
+        id="chat-without-template",
+    ),
+    pytest.param(
+        {"end_tokens": ["<|im_end|>", "<|not-a-token|>"]},
+        "end_tokens: '<|not-a-token|>' is",
+        id="end-token-not-one-token",
+    ),
+    pytest.param(
         {"eval_at_end": True, "val_fraction": 0.25},
         "eval_at_end: needs GSM8K validation rows (question + final_answer); 16 of 16 lack them",
         id="eval-at-end-on-prompt-rows",

@@ -98,6 +98,14 @@ class DataArguments:
     prompt_length_policy: Literal["drop", "fail"] = field(
         default="drop", metadata={"help": "drop over-long prompts (counted) or fail the run"}
     )
+    prompt_format: Literal["text", "chat"] = field(
+        default="text",
+        metadata={"help": "text: shots then `Solution:`; chat: the shots as chat turns (chat template)"},
+    )
+    end_tokens: list[str] | None = field(
+        default=None,
+        metadata={"help": "tokens that also end a completion, e.g. [<|im_end|>] with the chat format"},
+    )
     stop_at_answer: bool = field(
         default=True,
         metadata={
@@ -284,12 +292,16 @@ def load_config(
 
 
 def _apply_cpu_defaults(values: dict[str, Any]) -> None:
-    """Without CUDA, default to a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept."""
+    """Without CUDA, default to a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept, except
+    `tf32`: transformers refuses it without an Ampere GPU, so a GPU recipe validates on a CPU host (the
+    launcher's) with it unset, and the GPU run applies it."""
     import torch
 
     if not torch.cuda.is_available():
         values.setdefault("use_cpu", True)
         values.setdefault("bf16", False)
+        if values.get("tf32"):
+            values["tf32"] = None
 
 
 def _parse(

@@ -121,11 +121,30 @@ def _shots(num_shots: int) -> str:
     return "".join(f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots])
 
 
-def build_prompt(question: str, num_shots: int) -> str:
-    """k fixed worked examples, then the question, ending where the model's solution begins."""
+def _check_shots(num_shots: int) -> None:
     if not 0 <= num_shots <= MAX_SHOTS:
         raise ValueError(f"num_shots must be between 0 and {MAX_SHOTS}, got {num_shots}")
+
+
+def build_prompt(question: str, num_shots: int) -> str:
+    """k fixed worked examples, then the question, ending where the model's solution begins."""
+    _check_shots(num_shots)
     return f"{_shots(num_shots)}Question: {question.strip()}\nSolution: {SOLUTION_PREFIX}"
+
+
+def build_chat_prompt(question: str, num_shots: int) -> list[dict[str, str]]:
+    """The same k worked examples as chat turns (question, solution), then the question.
+
+    TRL renders it with the tokenizer's chat template, which closes every assistant turn with its end
+    token (`<|im_end|>` for Qwen): the model learns from the shots to end its own answer with it."""
+    _check_shots(num_shots)
+    turns = []
+    for q, a in EXEMPLARS[:num_shots]:
+        turns += [{"role": "user", "content": q}, {"role": "assistant", "content": training_solution(a)}]
+    return [*turns, {"role": "user", "content": question.strip()}]
+
+
+PROMPT_BUILDERS = {"text": build_prompt, "chat": build_chat_prompt}
 
 
 def _example(row: Any) -> dict[str, Any]:
@@ -222,11 +241,14 @@ def load_examples(
     return examples, report
 
 
-def add_prompts(examples: list[dict[str, Any]], num_shots: int) -> list[dict[str, Any]]:
-    """Give every question row its k-shot prompt; prepared prompt rows are used as they are."""
+def add_prompts(
+    examples: list[dict[str, Any]], num_shots: int, prompt_format: str = "text"
+) -> list[dict[str, Any]]:
+    """Give every question row its k-shot prompt (`text` or `chat`); prompt rows are used as they are."""
     if num_shots and any("prompt" in e for e in examples):
         raise DataError(f"num_shots={num_shots} applies to question rows; set num_shots: 0 for prompt rows")
-    return [e if "prompt" in e else {**e, "prompt": build_prompt(e["question"], num_shots)} for e in examples]
+    build = PROMPT_BUILDERS[prompt_format]
+    return [e if "prompt" in e else {**e, "prompt": build(e["question"], num_shots)} for e in examples]
 
 
 def split_train_val(

@@ -88,6 +88,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
             padding_side="left", truncation_side="left",
         )  # fmt: skip
+        end_ids = end_token_ids(config.data, tokenizer)
         train_rows, val_rows, data_info = prepare_data(config.data, tokenizer, args.seed)
 
         # Rewards: registry names -> callables; every column they read must be in every row.
@@ -106,7 +107,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         model = load_model(model_path, config.model, args)
         use_plain_cpu_device(args)
 
-        # Trainer
+        # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule
+        add_end_tokens(model, args, end_ids)
         if config.data.stop_at_answer:
             add_stop_rule(args)
         trainer = StopAtAnswerTrainer(
@@ -181,7 +183,7 @@ def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, 
     def with_prompts(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         if not part:
             return part, 0
-        prompted = gsm8k_data.add_prompts(part, data.num_shots)
+        prompted = gsm8k_data.add_prompts(part, data.num_shots, data.prompt_format)
         return gsm8k_data.enforce_prompt_limit(
             prompted, tokenizer, data.max_prompt_tokens, data.prompt_length_policy
         )
@@ -318,6 +320,31 @@ def use_plain_cpu_device(args: GRPOConfig) -> None:
 
 
 # --- generation: stop at the answer -------------------------------------------------------------------
+
+
+def end_token_ids(data: DataArguments, tokenizer: Any) -> list[int]:
+    """The ids of the recipe's `end_tokens` (each must be one token), checked before the model loads."""
+    if data.prompt_format == "chat" and not tokenizer.chat_template:
+        raise ConfigError("prompt_format", "chat needs a tokenizer with a chat template; this one has none")
+    ids = []
+    for token in data.end_tokens or ():
+        encoded = tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ConfigError("end_tokens", f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
+        ids.append(encoded[0])
+    return ids
+
+
+def add_end_tokens(model: torch.nn.Module, args: GRPOConfig, ids: list[int]) -> None:
+    """TRL ends completions (and counts them finished) at the model's generation-config EOS ids: add
+    ours there; vLLM reads its end tokens from the model folder, so it gets them as `stop_token_ids`."""
+    if not ids:
+        return
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    model.generation_config.eos_token_id = [*eos, *(i for i in ids if i not in eos)]
+    if args.use_vllm:
+        args.generation_kwargs = {"stop_token_ids": ids, **(args.generation_kwargs or {})}
 
 
 def add_stop_rule(args: GRPOConfig) -> None:
