@@ -50,13 +50,7 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
         data.build_prompt("Q?", 9)
 
 
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def test_chat_prompt_has_the_same_shots_as_turns_each_answer_closed_by_the_end_token(tiny_model: str) -> None:
+def test_chat_prompt_has_the_same_shots_as_turns_each_answer_closed_by_the_end_token(chat_model: str) -> None:
     from transformers import AutoTokenizer
 
     for k in (0, 2, 8):
@@ -66,8 +60,7 @@ def test_chat_prompt_has_the_same_shots_as_turns_each_answer_closed_by_the_end_t
             data.training_solution(a) for _, a in data.EXEMPLARS[:k]
         ]
         assert messages[-1] == {"role": "user", "content": "What is 1+1?"}
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    tokenizer.chat_template = CHATML
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
     rows = data.add_prompts([{"question": "Q?", "answer": "#### 1"}], 2, "chat")
     text = tokenizer.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
     assert text.count("#### The final answer is ") == 2 and text.count(" is 12<|im_end|>") == 1

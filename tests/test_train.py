@@ -639,3 +639,38 @@ def test_vllm_generation_gets_the_stop_and_a_stopped_completion_counts_as_finish
     else:
         assert logged["completions/clipped_ratio"] == 1.0
         assert logged["completions/mean_length"] == 40
+
+
+def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and_chat_prompts(
+    tmp_path: Path, chat_model: str, gsm8k_dir: Path
+) -> None:
+    """The seed recipe as published, on the tiny model, real GSM8K rows, one CPU step."""
+    history = History()
+    overrides = {
+        "model_name_or_path": chat_model,
+        "dataset_path": str(gsm8k_dir / "train.jsonl"),
+        "max_train_samples": 8,
+        "max_val_samples": 2,
+        "num_shots": 2,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "max_completion_length": 8,
+        "max_steps": 1,
+        "bf16": True,  # as on the GPU: bf16 weights and autocast (CPU autocast supports bf16)
+        "gradient_checkpointing": False,
+        "save_strategy": "no",
+        "report_to": "none",
+        "output_dir": str(tmp_path / "checkpoints"),
+        "model_dir": str(tmp_path / "model"),
+        "summary_dir": str(tmp_path / "output"),
+    }
+    config = load_config("qwen2.5-0.5b-gsm8k-seed", overrides)
+    summary = train.run(config, [history])
+
+    assert summary["global_step"] == 1 and summary["data"]["val_rows"] == 2  # the 90/10 split
+    assert history.series("kl") == [0.0]  # beta > 0: the reference model's KL is computed (0 at step 1)
+    end = AutoTokenizer.from_pretrained(chat_model).convert_tokens_to_ids("<|im_end|>")
+    generation = json.loads((tmp_path / "model" / "generation_config.json").read_text())
+    assert end in generation["eos_token_id"]  # the saved model stops at the chat end token
+    adapter = load_file(tmp_path / "model" / "adapter" / "adapter_model.safetensors")
+    assert any("lm_head" in k for k in adapter) and any("embed_tokens" in k for k in adapter)

@@ -121,6 +121,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             peft_config=get_peft_config(config.model),
             callbacks=[MarkCompleteCheckpoints(), stop, *callbacks],
         )
+        match_saved_modules(trainer.model)
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
@@ -306,6 +307,20 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
         )
     return model
+
+
+def match_saved_modules(model: torch.nn.Module) -> None:
+    """Fully trained modules (`lora_modules_to_save`) keep the dtype of the layer they copy.
+
+    For a quantized base TRL casts every trainable parameter to bf16 (meant for LoRA A/B), so the trained
+    copy of `lm_head` would be bf16 behind fp32 norms and fail in `generate` ("float != BFloat16")."""
+    for module in model.modules():
+        original, copies = getattr(module, "original_module", None), getattr(module, "modules_to_save", None)
+        if original is None or copies is None:
+            continue
+        dtype = next(original.parameters()).dtype
+        for copy in copies.values():
+            copy.to(dtype)
 
 
 def use_plain_cpu_device(args: GRPOConfig) -> None:
