@@ -51,6 +51,26 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
         data.build_prompt("Q?", 9)
 
 
+def test_chat_prompt_has_the_same_shots_as_turns_each_answer_closed_by_the_end_token(chat_model: str) -> None:
+    from transformers import AutoTokenizer
+
+    for k in (0, 2, 8):
+        messages = data.build_chat_prompt(" What is 1+1? ", k)
+        assert [m["role"] for m in messages] == ["user", "assistant"] * k + ["user"]
+        assert [m["content"] for m in messages[1::2]] == [
+            data.training_solution(a) for _, a in prompt_format.EXEMPLARS[:k]
+        ]
+        assert messages[-1] == {"role": "user", "content": "What is 1+1?"}
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    rows = data.add_prompts(
+        [{"question": "Q?", "answer": "#### 1"}], 2, prompt_format.PromptFormat(chat=True)
+    )
+    text = tokenizer.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    assert text.count("#### The final answer is ") == 2 and text.count(" is 12<|im_end|>") == 1
+    assert text.endswith("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n")
+    assert data.prompt_lengths(rows, tokenizer) == [len(tokenizer(text)["input_ids"])]
+
+
 def test_exemplars_are_disjoint_from_gsm8k_and_well_formed() -> None:
     questions = set()
     for split in ("train", "test"):

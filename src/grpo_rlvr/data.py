@@ -88,14 +88,33 @@ def _shots(num_shots: int, prompt_format: PromptFormat) -> str:
     )
 
 
-def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
-    """k fixed worked examples, then the question, ending where the model's solution begins."""
+def _check_shots(num_shots: int, prompt_format: PromptFormat) -> None:
     limit = min(MAX_SHOTS, len(prompt_format.exemplars))
     if not 0 <= num_shots <= limit:
         raise ValueError(f"num_shots must be between 0 and {limit}, got {num_shots}")
+
+
+def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
+    """k fixed worked examples, then the question, ending where the model's solution begins."""
+    _check_shots(num_shots, prompt_format)
     f = prompt_format
     question_line = _labelled(f.question_label, question.strip())
     return f"{_shots(num_shots, f)}{question_line}\n{_labelled(f.solution_label, f.solution_prefix)}"
+
+
+def build_chat_prompt(
+    question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT
+) -> list[dict[str, str]]:
+    """The same k worked examples as chat turns (question, solution), then the question.
+
+    TRL renders it with the tokenizer's chat template, which closes every assistant turn with its end
+    token (`<|im_end|>` for Qwen): the model learns from the shots to end its own answer with it."""
+    _check_shots(num_shots, prompt_format)
+    turns = []
+    for q, a in prompt_format.exemplars[:num_shots]:
+        solution = training_solution(a, prompt_format)
+        turns += [{"role": "user", "content": q}, {"role": "assistant", "content": solution}]
+    return [*turns, {"role": "user", "content": question.strip()}]
 
 
 def _example(row: Any) -> dict[str, Any]:
@@ -234,11 +253,13 @@ def load_examples(
 def add_prompts(
     examples: list[dict[str, Any]], num_shots: int, prompt_format: PromptFormat = DEFAULT
 ) -> list[dict[str, Any]]:
-    """Give every question row its k-shot prompt; prepared prompt rows are used as they are."""
+    """Give every question row its k-shot prompt (text, or chat turns with `prompt_format.chat`);
+    prepared prompt rows are used as they are."""
     if num_shots and any("prompt" in e for e in examples):
         raise DataError(f"num_shots={num_shots} applies to question rows; set num_shots: 0 for prompt rows")
+    build = build_chat_prompt if prompt_format.chat else build_prompt
     return [
-        e if "prompt" in e else {**e, "prompt": build_prompt(e["question"], num_shots, prompt_format)}
+        e if "prompt" in e else {**e, "prompt": build(e["question"], num_shots, prompt_format)}
         for e in examples
     ]
 
