@@ -464,7 +464,7 @@ def _check(config: RunConfig) -> None:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
     for key in ("dataset_path", "val_dataset_path"):
         source = getattr(config.data, key)
-        if source and not local_path_exists(key, source):
+        if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):
             _check_hub_id(key, source, f"{_shown(source)} does not exist")
     config.prompt_format = prompt_format(config.data)
     funcs = config.reward_funcs = reward_functions(config.rewards, config.prompt_format)
