@@ -12,14 +12,21 @@ TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 EVAL_ARGS ?=
 LAUNCH_ARGS ?= --help
 
-.PHONY: build lock data train smoke test lint bench eval push launch
+DOCKER ?= docker
+BUILD_ARGS ?=
 
-build: ## the training image
-	docker build -t $(IMAGE) .
+.PHONY: build image-test lock data train smoke test lint bench eval push launch
 
-lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.12 (no builds, see docker/uv.toml)
+# BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
+build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
+	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t $(IMAGE) .
+
+image-test: ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
+	IMAGE=$(IMAGE) PY=$(PY) scripts/image_test.sh
+
+lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.11 (no builds, see docker/uv.toml)
 	$(BIN)uv pip compile docker/requirements.in --config-file docker/uv.toml \
-		--python-platform x86_64-manylinux_2_28 --python-version 3.12 \
+		--python-platform x86_64-manylinux_2_28 --python-version 3.11 \
 		--generate-hashes --custom-compile-command "make lock" --quiet --output-file $(LOCK)
 
 data: ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker would lay them out
@@ -44,7 +51,7 @@ lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(BIN)hadolint --failure-threshold error Dockerfile
-	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh
+	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh scripts/image_test.sh
 
 bench: ## CPU benchmark of the training step
 	$(PY) bench/cpu.py
