@@ -84,6 +84,9 @@ def test_compose_up_smoke_writes_the_model_and_run_summary(full_run) -> None:
 def test_the_mlflow_service_holds_the_run_and_its_rewards(full_run) -> None:
     project, run = full_run
     assert run.returncode == 0, run.stdout[-4000:]
+    # `up --exit-code-from` stopped every service when smoke ended; the record is in the mlflow volume.
+    assert project("up", "-d", "--no-build", "--pull", "never", "mlflow", timeout=300).returncode == 0
+    wait_for_mlflow(project.mlflow_port)
     experiments = mlflow_api(project.mlflow_port, "experiments/search", {"max_results": 100})["experiments"]
     runs = mlflow_api(
         project.mlflow_port,

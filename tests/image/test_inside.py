@@ -16,7 +16,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.M)
 DRIVER_LIBRARIES = {"libcuda.so.1", "libnvidia-ml.so.1"}
 
 LINK_CHECK = r"""
-import glob, json, os, subprocess, sys
+import glob, json, os, shutil, subprocess, sys, sysconfig
 import bitsandbytes, deepspeed, torch, vllm
 from deepspeed import git_version_info
 
@@ -36,6 +36,8 @@ print(json.dumps({
     "libraries": {k: len(v) for k, v in libraries.items()},
     "missing": missing,
     "torch_cuda": torch.version.cuda,
+    "cc": shutil.which("gcc"),
+    "python_h": os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")),
     "deepspeed_accelerator": git_version_info.accelerator_name,
     "deepspeed_installed_ops": git_version_info.installed_ops,
 }))
@@ -69,6 +71,8 @@ def test_gpu_stack_imports_and_its_cuda_libraries_resolve(docker: str, image: st
     report = json.loads(result.stdout.strip().splitlines()[-1])
     print(json.dumps({k: v for k, v in report.items() if k != "missing"}))
     assert report["torch_cuda"].startswith("13.0")
+    # Triton compiles its launcher with a C compiler against Python.h on a GPU's first kernel.
+    assert report["cc"] and report["python_h"]
     for package in ("torch", "vllm", "bitsandbytes"):
         assert report["libraries"][package] >= 1, report["libraries"]
     unresolved = {path: sorted(set(names) - DRIVER_LIBRARIES) for path, names in report["missing"].items()}
