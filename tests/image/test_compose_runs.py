@@ -64,7 +64,7 @@ def full_run(compose_factory, image: str) -> tuple[Compose, subprocess.Completed
     wait_for_mlflow(project.mlflow_port)
     run = project(
         "up", "--no-build", "--pull", "never", "--exit-code-from", "smoke", "smoke",
-        extra_env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"},
+        extra_env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"}, timeout=2400,
     )  # fmt: skip
     return project, run
 
@@ -105,7 +105,7 @@ def test_the_mlflow_service_holds_the_run_and_its_rewards(full_run) -> None:
     assert sorted(m["step"] for m in history) == list(range(1, STEPS + 1))
 
 
-def wait_for_steps(project: Compose, service: str, count: int, timeout_s: int = 600) -> None:
+def wait_for_steps(project: Compose, service: str, count: int, timeout_s: int = 2400) -> None:
     """Until the service's log shows `count` logged training steps."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -137,7 +137,7 @@ def test_stop_checkpoints_then_up_resumes_to_the_same_weights(compose_factory, i
     stopped_at = int(checkpoints[-1].name.split("-")[1])
     assert 2 <= stopped_at < STEPS
 
-    resumed = project(*up, "--exit-code-from", "smoke", "smoke")
+    resumed = project(*up, "--exit-code-from", "smoke", "smoke", timeout=2400)
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     summary = json.loads((tree / "model" / "run_summary.json").read_text())
     assert summary["global_step"] == STEPS

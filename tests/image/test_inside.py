@@ -21,10 +21,12 @@ import bitsandbytes, deepspeed, torch, vllm
 from deepspeed import git_version_info
 
 site = os.path.dirname(os.path.dirname(torch.__file__))
+cuda = torch.version.cuda.replace(".", "")
 libraries = {
     "torch": glob.glob(f"{site}/torch/lib/libtorch_cuda.so"),
     "vllm": glob.glob(f"{site}/vllm/**/*.so", recursive=True),
-    "bitsandbytes": glob.glob(f"{site}/bitsandbytes/libbitsandbytes_cuda*.so"),
+    # bitsandbytes ships one library per CUDA release and loads the one matching torch's: cuda130.
+    "bitsandbytes": glob.glob(f"{site}/bitsandbytes/libbitsandbytes_cuda{cuda}.so"),
     "deepspeed": glob.glob(f"{site}/deepspeed/**/*.so", recursive=True),
 }
 missing = {}
