@@ -24,7 +24,6 @@ writes the model alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -64,7 +63,7 @@ from grpo_rlvr.history import write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
-from grpo_rlvr.versions import package_versions
+from grpo_rlvr.versions import attention_choice, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -279,15 +278,10 @@ def reward_means(history: list[dict[str, Any]], names: list[str]) -> dict[str, d
 
 
 def attention_implementation(requested: str | None) -> str:
-    """The recipe's choice, else flash_attention_2 where it can run, else PyTorch's sdpa."""
-    if requested:
-        log.info("attention: %s (from the recipe)", requested)
-        return requested
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        log.info("attention: flash_attention_2 (flash_attn installed, CUDA available)")
-        return "flash_attention_2"
-    log.info("attention: sdpa (flash_attn not installed or no CUDA)")
-    return "sdpa"
+    """`versions.attention_choice`, logged: the same answer `grpo-rlvr env` gives."""
+    name, why = attention_choice(requested)
+    log.info("attention: %s (%s)", name, why)
+    return name
 
 
 def torch_dtype(name: str | None) -> torch.dtype | str | None:
