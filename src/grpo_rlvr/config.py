@@ -37,7 +37,7 @@ import yaml
 from grpo_rlvr.data import GSM8K_HUB_ID, MAX_SHOTS
 from grpo_rlvr.evaluate import MAX_NEW_TOKENS
 from grpo_rlvr.sagemaker import MASK, Redactor, is_secret_name
-from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
+from grpo_rlvr.tiny import BUILTIN_PREFIX, BUILTINS, builtin_names
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, ModelConfig
@@ -412,13 +412,11 @@ def _check_model_path(name: str | None) -> None:
     if not name:
         raise ConfigError(
             "model_name_or_path",
-            f"required: a hub id (org/name), a local folder or {BUILTIN_PREFIX}{TINY_NAME}",
+            f"required: a hub id (org/name), a local folder or a built-in ({builtin_names()})",
         )
     if name.startswith(BUILTIN_PREFIX):
-        if name != f"{BUILTIN_PREFIX}{TINY_NAME}":
-            raise ConfigError(
-                "model_name_or_path", f"unknown built-in {name!r}; available: {BUILTIN_PREFIX}{TINY_NAME}"
-            )
+        if name.removeprefix(BUILTIN_PREFIX) not in BUILTINS:
+            raise ConfigError("model_name_or_path", f"unknown built-in {name!r}; available: {builtin_names()}")
         return
     path = Path(name).expanduser()
     if path.exists():

@@ -115,10 +115,15 @@ def training_solution(solution: str) -> str:
     return f"{SOLUTION_PREFIX} {reasoning}\n{ANSWER_LINE.format(gold_from_solution(solution))}"
 
 
+def worked_example(question: str, answer: str) -> str:
+    """One solved problem as a shot in a prompt: the prompt's own format, then the trained solution."""
+    return f"Question: {question}\nSolution: {training_solution(answer)}\n\n"
+
+
 @functools.cache
 def _shots(num_shots: int) -> str:
     """The first k worked examples, built once per k (every prompt of a dataset repeats them)."""
-    return "".join(f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots])
+    return "".join(worked_example(q, a) for q, a in EXEMPLARS[:num_shots])
 
 
 def build_prompt(question: str, num_shots: int) -> str:
