@@ -490,3 +490,142 @@ def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
     assert train.main(["--recipe", str(recipe)]) == 128 + signal.SIGTERM
     assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err
+
+
+# --- stop at the answer -------------------------------------------------------------------------------
+
+# What a base model with shots writes: its answer, then an invented next problem (and never an EOS).
+ANSWER_THEN_INVENTION = (
+    " 3 + 4 = 7\n#### The final answer is 7\n\n"
+    "Question: Numbers: 8 9 10\nSolution: 8 + 9 + 10 = 27, and 27 + 1 = 28"
+)
+STOP_PROMPTS = [f"Numbers: {i} {i + 1} {i + 2}" for i in range(0, 64, 16)]
+STOP_RUN = {
+    **BASE,
+    "rewards": ["gsm8k_format"],
+    "per_device_train_batch_size": 8,
+    "num_generations": 4,
+    "max_completion_length": 40,  # the answer and the stop string take 17 tokens, the invention more
+    "mask_truncated_completions": True,
+    "max_steps": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def stop_prompts(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("stop") / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in STOP_PROMPTS))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def inventing_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model taught (full fine-tune on the prompts) to answer and then invent the next problem."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    batch = tokenizer([p + ANSWER_THEN_INVENTION for p in STOP_PROMPTS], return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3)
+    torch.manual_seed(0)
+    for _ in range(100):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    out = tmp_path_factory.mktemp("inventing")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def _one_step(tmp_path: Path, callbacks: list, **values: Any) -> dict[str, float]:
+    """One GRPO step; the step's logged metrics."""
+    history = History()
+    train.run(load_config(make_recipe(tmp_path, **{**STOP_RUN, **values})), [history, *callbacks])
+    return next(entry for entry in history.logs if "completions/clipped_ratio" in entry)
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_generate_stops_at_the_answer_and_a_stopped_completion_counts_as_finished(
+    stop: bool, tmp_path: Path, inventing_model: str, stop_prompts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import GenerationMixin
+
+    calls: list[tuple[Any, bool]] = []
+    generate = GenerationMixin.generate
+
+    def recording_generate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append((kwargs["generation_config"].stop_strings, kwargs.get("tokenizer") is not None))
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", recording_generate)
+    logged = _one_step(
+        tmp_path, [], model_name_or_path=inventing_model, dataset_path=stop_prompts, stop_at_answer=stop
+    )
+    assert calls == [(["\nQuestion:"], True) if stop else (None, False)]
+    if stop:  # ended at the stop string, with the EOS TRL reads as finished: kept in the loss
+        assert logged["completions/clipped_ratio"] <= 0.25
+        assert logged["completions/mean_terminated_length"] < 30
+        assert logged["completions/mean_length"] < 30
+    else:  # every completion runs on to max_completion_length and is masked out of the loss
+        assert logged["completions/clipped_ratio"] >= 0.75
+        assert logged["completions/mean_length"] >= 37
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_vllm_generation_gets_the_stop_and_a_stopped_completion_counts_as_finished(
+    stop: bool, tmp_path: Path, tiny_model: str, stop_prompts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM cannot run here: TRL's colocated vLLM path runs on a stand-in engine that writes
+    ANSWER_THEN_INVENTION and stops as vLLM does (at the token that completes a stop string, which
+    stays in `token_ids`; or at `max_tokens`)."""
+    from types import SimpleNamespace
+
+    from trl.generation import vllm_generation
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    script = tokenizer(ANSWER_THEN_INVENTION)["input_ids"]
+    sampling: list[dict[str, Any]] = []
+
+    class SamplingParams:
+        def __init__(self, **kwargs: Any) -> None:
+            sampling.append(kwargs)
+            self.stop, self.max_tokens = kwargs.get("stop") or [], kwargs["max_tokens"]
+
+    class LLM:
+        def generate(self, prompts: list[dict], sampling_params: SamplingParams, use_tqdm: bool) -> list:
+            ids = script[: sampling_params.max_tokens]
+            ends = [
+                n
+                for n in range(1, len(ids) + 1)
+                if any(s in tokenizer.decode(ids[:n]) for s in sampling_params.stop)
+            ]
+            ids = ids[: ends[0]] if ends else ids
+            logprobs = [{t: SimpleNamespace(logprob=-0.1, rank=1)} for t in ids]
+            completion = SimpleNamespace(token_ids=ids, logprobs=logprobs)
+            return [
+                SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[completion]) for p in prompts
+            ]
+
+    monkeypatch.setattr(vllm_generation, "SamplingParams", SamplingParams, raising=False)
+    monkeypatch.setattr(vllm_generation, "is_vllm_available", lambda: True)
+    monkeypatch.setattr(
+        vllm_generation.VLLMGeneration, "_init_vllm", lambda self: setattr(self, "llm", LLM())
+    )
+    monkeypatch.setattr(vllm_generation.VLLMGeneration, "sync_weights", lambda self: None)
+    logged = _one_step(
+        tmp_path,
+        [],
+        model_name_or_path=tiny_model,
+        dataset_path=stop_prompts,
+        use_vllm=True,
+        vllm_mode="colocate",
+        stop_at_answer=stop,
+    )
+    assert [s.get("stop") for s in sampling] == [["\nQuestion:"] if stop else None]
+    stopped_at = len(tokenizer(ANSWER_THEN_INVENTION.split("Question:")[0] + "Question:")["input_ids"])
+    if stop:  # the stop string's tokens, then the EOS that makes it finished
+        assert logged["completions/clipped_ratio"] == 0.0
+        assert logged["completions/mean_length"] == stopped_at + 1
+    else:
+        assert logged["completions/clipped_ratio"] == 1.0
+        assert logged["completions/mean_length"] == 40

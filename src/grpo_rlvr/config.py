@@ -98,6 +98,12 @@ class DataArguments:
     prompt_length_policy: Literal["drop", "fail"] = field(
         default="drop", metadata={"help": "drop over-long prompts (counted) or fail the run"}
     )
+    stop_at_answer: bool = field(
+        default=True,
+        metadata={
+            "help": "end each completion where an invented next `Question:` begins, as evaluation does"
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "use only the first N training rows"}
     )
