@@ -12,7 +12,7 @@ TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 EVAL_ARGS ?=
 LAUNCH_ARGS ?= --help
 
-.PHONY: build lock data train smoke test lint bench eval push launch
+.PHONY: build lock data train smoke reproduce-mini test lint bench eval push launch
 
 build: ## the training image
 	docker build -t $(IMAGE) .
@@ -36,6 +36,9 @@ smoke: ## CPU end-to-end GRPO run through the container's launcher, on real GSM8
 	$(PY) scripts/local_opt_ml.py --opt-ml "$(OPT_ML)/smoke" --recipe smoke-cpu --instance-type local
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
+
+reproduce-mini: ## CPU miniature reproduction: warm-up, GRPO on the GSM8K rewards, held-out base vs trained
+	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini
 
 test:
 	$(PY) -m pytest

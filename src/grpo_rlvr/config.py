@@ -422,7 +422,9 @@ def _check_model_path(name: str | None) -> None:
         )
     if name.startswith(BUILTIN_PREFIX):
         if name.removeprefix(BUILTIN_PREFIX) not in BUILTINS:
-            raise ConfigError("model_name_or_path", f"unknown built-in {name!r}; available: {builtin_names()}")
+            raise ConfigError(
+                "model_name_or_path", f"unknown built-in {name!r}; available: {builtin_names()}"
+            )
         return
     path = Path(name).expanduser()
     if path.exists():

@@ -91,7 +91,9 @@ def _corpus_with_word_problems() -> list[str]:
     from grpo_rlvr import synthetic
     from grpo_rlvr.data import worked_example
 
-    return _corpus() + [worked_example(**row) for row in synthetic.problems(2000, seed=12345)]
+    return _corpus() + [
+        worked_example(r["question"], r["answer"]) for r in synthetic.problems(2000, seed=12345)
+    ]
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,8 @@ class TinySpec:
 BUILTINS = {
     TINY_NAME: TinySpec(1, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2),
-    "mini-qwen2": TinySpec(1, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                           num_attention_heads=4, num_key_value_heads=2,
+    "mini-qwen2": TinySpec(1, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
+                           num_attention_heads=4, num_key_value_heads=2, vocab_size=1024,
                            corpus=_corpus_with_word_problems),
 }  # fmt: skip
 
