@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from grpo_rlvr import synthetic
-from grpo_rlvr.data import SOLUTION_PREFIX, build_prompt, load_examples, training_solution, worked_example
+from grpo_rlvr.data import load_examples, worked_example
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,24 +43,25 @@ RECIPE = "mini-grpo-cpu"
 P_MAX = 0.01  # the trained model must beat the base at this paired-test level
 SIZES = {"warmup": 4000, "train": 2000, "test": 300}  # problems per split
 WARMUP_STEPS, WARMUP_LR = 300, 3e-3
+WARMUP_DOC_PROBLEMS = 4  # worked problems per warm-up document
 EVAL_MAX_NEW_TOKENS = 64
 NO_STOP_STEPS = 8  # GRPO steps run again without the stop rule, to measure what it saves
 RESULTS, METRICS, PLOT = "results.md", "metrics.json", "training.png"
 
 
-def warmup_examples(rows: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
-    """Rows -> prompt/completion pairs: the training prompt, then the solution in the training answer
-    format followed, as in a document of worked problems, by the next problem and its solution."""
+def warmup_documents(rows: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
+    """Rows -> `{"text": …}` documents of `WARMUP_DOC_PROBLEMS` worked problems each, shuffled, laid out
+    as the shots of a prompt are: after an answer comes the next `Question:`, as in pretraining text."""
     order = list(rows)
     random.Random(seed).shuffle(order)
+    size = WARMUP_DOC_PROBLEMS
     return [
         {
-            "prompt": build_prompt(row["question"], 0),
-            "completion": training_solution(row["answer"]).removeprefix(SOLUTION_PREFIX)
-            + "\n\n"
-            + worked_example(after["question"], after["answer"]).rstrip("\n"),
+            "text": "".join(worked_example(r["question"], r["answer"]) for r in order[i : i + size]).rstrip(
+                "\n"
+            )
         }
-        for row, after in zip(order, order[1:] + order[:1], strict=True)
+        for i in range(0, len(order), size)
     ]
 
 
@@ -78,9 +79,9 @@ def warm_up(
     args = SFTConfig(
         output_dir=str(out_dir / "checkpoints"),
         max_steps=steps,
-        per_device_train_batch_size=32,
+        per_device_train_batch_size=16,
         learning_rate=learning_rate,
-        lr_scheduler_type="constant_with_warmup",
+        lr_scheduler_type="cosine",
         warmup_steps=max(1, steps // 20),
         weight_decay=0.0,
         logging_steps=max(1, steps // 10),
@@ -95,7 +96,7 @@ def warm_up(
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(path),
         args=args,
-        train_dataset=Dataset.from_list(warmup_examples(rows, seed)),
+        train_dataset=Dataset.from_list(warmup_documents(rows, seed)),
         processing_class=AutoTokenizer.from_pretrained(path),
     )
     result = trainer.train()
