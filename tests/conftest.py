@@ -25,3 +25,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from grpo_rlvr.tiny import resolve_model_path
 
     return resolve_model_path("builtin:tiny-qwen2")
+
+
+# Qwen's chat format (ChatML) for plain conversations: the tiny tokenizer has no chat template of its own.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chat_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model whose tokenizer has a ChatML chat template (`<|im_end|>` closes every turn)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("chat-model") / "model"
+    shutil.copytree(tiny_model, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(out)
+    return str(out)

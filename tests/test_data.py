@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grpo_rlvr import data
+from grpo_rlvr import data, prompt_format
 from grpo_rlvr.cli import main as cli
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
@@ -42,7 +42,7 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
         assert prompt.count("#### The final answer is ") == k
         assert prompt.endswith("Question: What is 1+1?\nSolution: Let's think step by step.")
     two = data.build_prompt("Q?", 2)
-    q0 = data.EXEMPLARS[0][0]
+    q0 = prompt_format.EXEMPLARS[0][0]
     assert two.startswith(f"Question: {q0}\nSolution: Let's think step by step. ")
     assert "\n#### The final answer is 12\n\nQuestion: " in two
     assert data.build_prompt("Q?", 8) == data.build_prompt("Q?", 8)  # fixed, no randomness
@@ -50,13 +50,33 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
         data.build_prompt("Q?", 9)
 
 
+def test_chat_prompt_has_the_same_shots_as_turns_each_answer_closed_by_the_end_token(chat_model: str) -> None:
+    from transformers import AutoTokenizer
+
+    for k in (0, 2, 8):
+        messages = data.build_chat_prompt(" What is 1+1? ", k)
+        assert [m["role"] for m in messages] == ["user", "assistant"] * k + ["user"]
+        assert [m["content"] for m in messages[1::2]] == [
+            data.training_solution(a) for _, a in prompt_format.EXEMPLARS[:k]
+        ]
+        assert messages[-1] == {"role": "user", "content": "What is 1+1?"}
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    rows = data.add_prompts(
+        [{"question": "Q?", "answer": "#### 1"}], 2, prompt_format.PromptFormat(chat=True)
+    )
+    text = tokenizer.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    assert text.count("#### The final answer is ") == 2 and text.count(" is 12<|im_end|>") == 1
+    assert text.endswith("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n")
+    assert data.prompt_lengths(rows, tokenizer) == [len(tokenizer(text)["input_ids"])]
+
+
 def test_exemplars_are_disjoint_from_gsm8k_and_well_formed() -> None:
     questions = set()
     for split in ("train", "test"):
         with (GSM8K / f"{split}.jsonl").open() as f:
             questions |= {json.loads(line)["question"].strip() for line in f}
-    assert len(data.EXEMPLARS) == data.MAX_SHOTS
-    for q, a in data.EXEMPLARS:
+    assert len(prompt_format.EXEMPLARS) == data.MAX_SHOTS
+    for q, a in prompt_format.EXEMPLARS:
         assert q not in questions
         data.gold_from_solution(a)  # each exemplar has a readable gold
 

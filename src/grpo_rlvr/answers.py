@@ -38,6 +38,8 @@ import re
 from fractions import Fraction
 from typing import NamedTuple
 
+from grpo_rlvr.prompt_format import DEFAULT
+
 Number = int | Fraction  # exact: integers stay int, decimals and fractions are Fractions
 
 # Line starts that matter: an invented follow-up problem (`Question:`, `Q:`, `Problem:`) ends the graded
@@ -45,7 +47,7 @@ Number = int | Fraction  # exact: integers stay int, decimals and fractions are 
 _LINE_START = re.compile(r"\n[ \t]*(?:(?P<cont>Question|Q|Problem)|A)[ \t]*:", re.ASCII)
 _SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "</s>")  # end-of-text left in the text
 # Other markers are found with `str.find` on a literal (C speed) and confirmed by an anchored regex.
-_CANONICAL = "#### The final answer is"
+_CANONICAL = DEFAULT.canonical  # "#### The final answer is": the answer line the format reward asks for
 _HASHES_TAIL = re.compile(r"[ \t]*(?P<canon>the[ \t]+final[ \t]+answer[ \t]+is)?", re.IGNORECASE | re.ASCII)
 _PHRASE = re.compile(r"answer[ \t]+is", re.IGNORECASE | re.ASCII)
 _BOXED = re.compile(r"\\boxed[ \t]*\{", re.ASCII)
@@ -133,7 +135,9 @@ def answer_segment(completion: str) -> str:
 LINE, HASHES, PHRASE, BOXED = range(4)
 
 
-def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, int, bool]]:
+def _markers(
+    text: str, answer_lines: list[int], canonical_line: str = _CANONICAL
+) -> list[tuple[int, int, bool]]:
     """(position right after a final-answer marker, its kind, whether it is the canonical form).
 
     Lines, then `####` lines in text order, then phrases, then boxes: `extract` knows where the first
@@ -144,15 +148,17 @@ def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, int, bool]]:
     i = text.find("#")
     i = text.find("####", i) if i != -1 else -1
     while i != -1:
-        if text.startswith(_CANONICAL, i):  # the trained form, spelled exactly: skip the regex
-            found.append((i + len(_CANONICAL), HASHES, True))
+        if text.startswith(canonical_line, i):  # the trained form, spelled exactly: skip the regex
+            found.append((i + len(canonical_line), HASHES, True))
         else:
             tail = _HASHES_TAIL.match(text, i + 4)
-            found.append((tail.end(), HASHES, tail["canon"] is not None))
+            found.append((tail.end(), HASHES, tail["canon"] is not None and canonical_line == _CANONICAL))
         i = text.find("####", i + 4)
     # "answer is" / "Answer is", except inside the canonical lines already read.
-    nswer_offset = len(_CANONICAL) - _CANONICAL.index("nswer")
-    canonical_nswer = {end - nswer_offset for end, _, canon in found if canon}
+    nswer = canonical_line.find("nswer")
+    canonical_nswer = (
+        {end - len(canonical_line) + nswer for end, _, canon in found if canon} if nswer != -1 else set()
+    )
     i = text.find("nswer")
     while i != -1:
         if i not in canonical_nswer:
@@ -170,14 +176,15 @@ def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, int, bool]]:
     return found
 
 
-def extract(completion: str) -> Answer:
-    """Read a completion's final answer under the module's rules."""
+def extract(completion: str, canonical_line: str = _CANONICAL) -> Answer:
+    """Read a completion's final answer under the module's rules; `canonical_line` is the prompt format's
+    answer line up to the number (`PromptFormat.canonical`)."""
     end, answer_lines = _scan_lines(completion)
     segment = completion[:end]
     found: Number | None = None
     canonical = False
     answer_line = -1  # where the marker of the first `####` line with a number ends (-1: none yet)
-    for start, kind, is_canonical in _markers(segment, answer_lines):
+    for start, kind, is_canonical in _markers(segment, answer_lines, canonical_line):
         if kind == PHRASE and start < answer_line:
             continue  # reasoning before the final answer line ("the answer is 5 per box"), not an answer
         plain = _PLAIN_INTEGER.match(segment, start, start + _WINDOW)
@@ -200,17 +207,17 @@ def extract(completion: str) -> Answer:
     return NO_ANSWER if found is None else Answer(found, canonical, "")
 
 
-_last_batch: tuple[list[str], list[Answer]] = ([], [])
+_last_batch: tuple[str, list[str], list[Answer]] = ("", [], [])
 
 
-def extract_all(completions: list[str]) -> list[Answer]:
+def extract_all(completions: list[str], canonical_line: str = _CANONICAL) -> list[Answer]:
     """`extract` for a batch. TRL scores the same batch with each reward in turn and every GSM8K reward
     reads the answers, so the last batch is remembered (compared by value, so a changed list is re-read)."""
     global _last_batch
-    texts, answers = _last_batch
-    if texts != completions:
-        texts, answers = list(completions), [extract(c) for c in completions]
-        _last_batch = (texts, answers)
+    read_as, texts, answers = _last_batch
+    if texts != completions or read_as != canonical_line:
+        texts, answers = list(completions), [extract(c, canonical_line) for c in completions]
+        _last_batch = (canonical_line, texts, answers)
     return answers
 
 

@@ -2,10 +2,10 @@
 
 Invariants this module keeps:
 - Nothing that can be checked without a model fails after the model has loaded.
-- Resuming uses the newest COMPLETE checkpoint in `output_dir`: a checkpoint counts once every process
-  has finished writing it and the main process has listed its files and sizes in a marker
-  (`CHECKPOINT_MARKER`). Nothing in `output_dir` is ever deleted here; only transformers' own
-  `save_total_limit` rotation does (on SageMaker a local delete deletes the S3 copy too).
+- Resuming uses the newest COMPLETE checkpoint in `output_dir` (`checkpoints.py`: a checkpoint counts
+  once every process has finished writing it and the main process has listed its files in a marker).
+  Nothing in `output_dir` is ever deleted here; only transformers' own `save_total_limit` rotation does
+  (on SageMaker a local delete deletes the S3 copy too).
 - SIGTERM sets a flag; at the next step end every process agrees to save a checkpoint and stop, and
   `run` raises `TrainingInterrupted` without writing a model.
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
@@ -48,30 +48,29 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
 from grpo_rlvr import data as gsm8k_data
+from grpo_rlvr import signals
+from grpo_rlvr.checkpoints import (
+    SUMMARY_NAME,
+    TrainingInterrupted,
+    checkpoint_step,
+    is_complete,
+    latest_complete_checkpoint,
+    mark_complete,
+)
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
-from grpo_rlvr.evaluate import STOP_STRINGS, ModelSpec, evaluate_examples
+from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
+from grpo_rlvr.files import write_atomic
+from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
 
-SUMMARY_NAME = "run_summary.json"
-CHECKPOINT_MARKER = "grpo_rlvr_complete.json"
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM stopped training: a checkpoint was written at `step`; no model was written."""
-
-    def __init__(self, step: int, checkpoint: str | Path | None) -> None:
-        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (stopped before training)"
-        super().__init__(f"training stopped by SIGTERM at step {step}; resume from {where}")
-        self.step = step
-        self.checkpoint = Path(checkpoint) if checkpoint else None
 
 
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
@@ -88,7 +87,10 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
             padding_side="left", truncation_side="left",
         )  # fmt: skip
-        train_rows, val_rows, data_info = prepare_data(config.data, tokenizer, args.seed)
+        end_ids = end_token_ids(config.data, config.prompt_format, tokenizer)
+        train_rows, val_rows, data_info = prepare_data(
+            config.data, tokenizer, args.seed, config.prompt_format
+        )
 
         # Rewards: registry names -> callables; every column they read must be in every row.
         funcs = config.reward_funcs
@@ -106,9 +108,10 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         model = load_model(model_path, config.model, args)
         use_plain_cpu_device(args)
 
-        # Trainer
+        # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule
+        add_end_tokens(model, args, end_ids)
         if config.data.stop_at_answer:
-            add_stop_rule(args)
+            add_stop_rule(args, config.prompt_format.stop_strings)
         trainer = StopAtAnswerTrainer(
             model=model,
             reward_funcs=funcs,
@@ -119,10 +122,11 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             peft_config=get_peft_config(config.model),
             callbacks=[MarkCompleteCheckpoints(), stop, *callbacks],
         )
+        match_saved_modules(trainer.model)
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
-            raise TrainingInterrupted(int(Path(resume).name.rpartition("-")[2]) if resume else 0, resume)
+            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume)
         log.info("training from %s", resume or "step 0")
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.requested:
@@ -161,7 +165,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 # --- data and rewards --------------------------------------------------------------------------------
 
 
-def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, list, dict[str, Any]]:
+def prepare_data(
+    data: DataArguments, tokenizer: Any, seed: int, prompt_format: PromptFormat
+) -> tuple[list, list, dict[str, Any]]:
     """Training and validation rows with prompts; over-long prompts dropped (counted) or failing."""
     rows, report = gsm8k_data.load_examples(
         data.dataset_path, hub_config=data.dataset_config, split=data.dataset_split
@@ -181,7 +187,7 @@ def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, 
     def with_prompts(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         if not part:
             return part, 0
-        prompted = gsm8k_data.add_prompts(part, data.num_shots)
+        prompted = gsm8k_data.add_prompts(part, data.num_shots, prompt_format)
         return gsm8k_data.enforce_prompt_limit(
             prompted, tokenizer, data.max_prompt_tokens, data.prompt_length_policy
         )
@@ -245,6 +251,7 @@ def evaluate_at_end(config: RunConfig, rows: list[dict[str, Any]], full_model: b
         backend="vllm" if config.training.use_vllm else "hf",
         max_new_tokens=config.run.eval_max_new_tokens,
         data_info={"source": source, "split": hub_split, "limit": config.run.eval_limit},
+        prompt_format=config.prompt_format,
     )  # fmt: skip
     keep = ("shots", "n", "correct", "accuracy", "ci95")
     return {"dir": str(out_dir), "results": [{k: r[k] for k in keep} for r in metrics["results"]]}
@@ -306,6 +313,20 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
     return model
 
 
+def match_saved_modules(model: torch.nn.Module) -> None:
+    """Fully trained modules (`lora_modules_to_save`) keep the dtype of the layer they copy.
+
+    For a quantized base TRL casts every trainable parameter to bf16 (meant for LoRA A/B), so the trained
+    copy of `lm_head` would be bf16 behind fp32 norms and fail in `generate` ("float != BFloat16")."""
+    for module in model.modules():
+        original, copies = getattr(module, "original_module", None), getattr(module, "modules_to_save", None)
+        if original is None or copies is None:
+            continue
+        dtype = next(original.parameters()).dtype
+        for copy in copies.values():
+            copy.to(dtype)
+
+
 def use_plain_cpu_device(args: GRPOConfig) -> None:
     """Give a multi-process CPU run the device `cpu`, not accelerate's `cpu:0`, so it can resume.
 
@@ -320,12 +341,37 @@ def use_plain_cpu_device(args: GRPOConfig) -> None:
 # --- generation: stop at the answer -------------------------------------------------------------------
 
 
-def add_stop_rule(args: GRPOConfig) -> None:
-    """Training generation ends where evaluation's does (`STOP_STRINGS`), through TRL's own
-    `generation_kwargs`: vLLM's SamplingParams read `stop`, transformers' GenerationConfig `stop_strings`.
-    A value the recipe sets itself wins."""
+def end_token_ids(data: DataArguments, prompt_format: PromptFormat, tokenizer: Any) -> list[int]:
+    """The ids of the recipe's `end_tokens` (each must be one token), checked before the model loads."""
+    if prompt_format.chat and not tokenizer.chat_template:
+        raise ConfigError("prompt_format", "chat needs a tokenizer with a chat template; this one has none")
+    ids = []
+    for token in data.end_tokens or ():
+        encoded = tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ConfigError("end_tokens", f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
+        ids.append(encoded[0])
+    return ids
+
+
+def add_end_tokens(model: torch.nn.Module, args: GRPOConfig, ids: list[int]) -> None:
+    """TRL ends completions (and counts them finished) at the model's generation-config EOS ids: add
+    ours there; vLLM reads its end tokens from the model folder, so it gets them as `stop_token_ids`."""
+    if not ids:
+        return
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    model.generation_config.eos_token_id = [*eos, *(i for i in ids if i not in eos)]
+    if args.use_vllm:
+        args.generation_kwargs = {"stop_token_ids": ids, **(args.generation_kwargs or {})}
+
+
+def add_stop_rule(args: GRPOConfig, stop_strings: Sequence[str]) -> None:
+    """Training generation ends where evaluation's does (the prompt format's `stop_strings`), through
+    TRL's own `generation_kwargs`: vLLM's SamplingParams read `stop`, transformers' GenerationConfig
+    `stop_strings`. A value the recipe sets itself wins."""
     key = "stop" if args.use_vllm else "stop_strings"
-    args.generation_kwargs = {key: list(STOP_STRINGS), **(args.generation_kwargs or {})}
+    args.generation_kwargs = {key: list(stop_strings), **(args.generation_kwargs or {})}
 
 
 class StopAtAnswerTrainer(GRPOTrainer):
@@ -384,37 +430,6 @@ class StopAtAnswerTrainer(GRPOTrainer):
 # --- checkpoints and graceful stop --------------------------------------------------------------------
 
 
-def _files(folder: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(folder)): p.stat().st_size
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != CHECKPOINT_MARKER
-    }
-
-
-def is_complete(checkpoint: Path) -> bool:
-    """True when the marker exists and every file it lists is there with the size it had."""
-    try:
-        listed = json.loads((checkpoint / CHECKPOINT_MARKER).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return bool(listed) and all(
-        (checkpoint / name).is_file() and (checkpoint / name).stat().st_size == size
-        for name, size in listed.items()
-    )
-
-
-def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest `checkpoint-N` that is complete; incomplete ones are logged and left alone."""
-    folder = Path(output_dir)
-    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True):
-        if is_complete(checkpoint):
-            return checkpoint
-        log.warning("skipping incomplete checkpoint %s", checkpoint)
-    return None
-
-
 def check_checkpoint(checkpoint: str | Path) -> None:
     if not is_complete(Path(checkpoint)):
         raise ConfigError("resume_from_checkpoint", f"{checkpoint} is not a complete checkpoint")
@@ -426,10 +441,7 @@ class MarkCompleteCheckpoints(TrainerCallback):
     def on_save(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> None:
         PartialState().wait_for_everyone()  # DeepSpeed writes per-rank shards
         if args.should_save:
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            tmp = checkpoint / f".{CHECKPOINT_MARKER}.tmp"
-            tmp.write_text(json.dumps({"step": state.global_step, "files": _files(checkpoint)}))
-            os.replace(tmp, checkpoint / CHECKPOINT_MARKER)
+            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
 
 
 class GracefulStop(TrainerCallback):
@@ -447,11 +459,8 @@ class GracefulStop(TrainerCallback):
             log.warning("not the main thread: SIGTERM is left to the caller")
             yield
             return
-        previous = signal.signal(signal.SIGTERM, self.request)
-        try:
+        with signals.handling(self.request, (signal.SIGTERM,)):
             yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
     def on_step_end(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> Any:
         if _any_process(self.requested):
@@ -536,10 +545,7 @@ def write_summary(summary: dict[str, Any], model_dir: Path, summary_dir: Path) -
     """`run_summary.json` into summary_dir, then into model_dir last, atomically: the completion marker."""
     text = json.dumps(summary, indent=2, default=str) + "\n"
     for folder in (summary_dir, model_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{SUMMARY_NAME}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / SUMMARY_NAME)
+        write_atomic(folder / SUMMARY_NAME, text)
 
 
 # --- entry points -------------------------------------------------------------------------------------
@@ -563,10 +569,3 @@ def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -
             f"summary: {config.run.summary_dir}"
         )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`grpo-rlvr train ARGS` as a function: the one command line lives in `grpo_rlvr.cli`."""
-    from grpo_rlvr.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
