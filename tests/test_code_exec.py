@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import select
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -207,3 +210,34 @@ def test_no_network() -> None:
         assert readable == [], "the sandboxed program reached the listener"
     assert "net" in ISOLATION
     assert_healthy()
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Two busy processes (bounded to 120 s even if the test dies) competing for the cores."""
+    burn = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for proc in burners:
+            proc.kill()
+            proc.wait()
+
+
+THREADED = [
+    # a thread started and joined by the program, then by the function under test, then a pool
+    "import threading\nresults = []\nt = threading.Thread(target=results.append, args=(1,))\n"
+    "t.start()\nt.join()\n" + SQUARE,
+    "import threading\ndef square(x):\n    out = []\n"
+    "    t = threading.Thread(target=lambda: out.append(x * x))\n"
+    "    t.start()\n    t.join()\n    return out[0]\n",
+    "from concurrent.futures import ThreadPoolExecutor\ndef square(x):\n"
+    "    with ThreadPoolExecutor(2) as pool:\n        return pool.submit(pow, x, 2).result()\n",
+]
+
+
+@pytest.mark.parametrize("program", THREADED)
+def test_threaded_program_scores_one_every_time_under_load(cpu_load: None, program: str) -> None:
+    verdicts = [run_program(program, SQUARE_TESTS, Limits(timeout=20.0)) for _ in range(20)]
+    assert [v.status for v in verdicts] == ["passed"] * 20
