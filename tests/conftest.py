@@ -8,14 +8,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
-
 
 @pytest.fixture(scope="session")
 def gsm8k_dir() -> Path:
-    """The real GSM8K JSONL files, read from ../shared beside the repo (never copied into it)."""
-    assert (GSM8K_DIR / "train.jsonl").is_file(), f"GSM8K is missing: expected {GSM8K_DIR}/train.jsonl"
-    return GSM8K_DIR
+    """The real GSM8K JSONL files: the copy shipped with the package, checked against its SHA256SUMS."""
+    from grpo_rlvr.data import packaged_gsm8k
+
+    return packaged_gsm8k("train").parent
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """The answer rules, case by case: one table, every row a completion and the scores it must get."""
 
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from final_answer import gsm8k_rows, reasoning_phrase_completions
+from rewards import ADVERSARIAL, grade_seconds
 
 CANON = "#### The final answer is"
 
@@ -160,24 +160,17 @@ def test_extract_says_why_there_is_no_answer() -> None:
     assert extract("no answer here").reason == "no final answer"
 
 
-ADVERSARIAL = {
-    "hashes": "####" * 250_000,
-    "digits_commas": ("1," * 500_000),
-    "answer_lines": (f"{CANON} 1,000,000,000,000\n" * 30_000)[:1_000_000],
-    "mixed": ("#### 1,2,3,4,5 answer is \\boxed{ 9" * 40_000)[:1_000_000],
-    "near_miss": ("#### The final answer is " + "9" * 1000 + ",") * 900,
-}
-
-
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
-def test_megabyte_of_adversarial_text_is_graded_quickly(name: str) -> None:
+def test_adversarial_text_costs_grow_linearly(name: str) -> None:
     text = ADVERSARIAL[name]
     assert len(text) >= 900_000
-    start = time.perf_counter()
-    gsm8k_format([text])
-    gsm8k_correctness([text], final_answer=["1"])
-    # Generous bound for a loaded 2-core CI machine; a backtracking regex takes minutes here.
-    assert time.perf_counter() - start < 1.0
+
+    def best(t: str) -> float:
+        return min(grade_seconds(t) for _ in range(3))
+
+    # 10x the text: a linear scan costs ~10x, a backtracking regex 100x or more. The absolute target
+    # (a megabyte within ADVERSARIAL_TARGET_S) is measured by `make bench`, not asserted on a shared machine.
+    assert best(text) / best(text[: len(text) // 10]) < 40
 
 
 def test_a_phrase_that_starts_a_calculation_is_not_an_answer() -> None:

@@ -3,6 +3,7 @@ SIGTERM, two processes agree, and every recipe error fails before a model loads.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from grpo_rlvr.config import load_config
 from grpo_rlvr.rewards import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import launch_sagemaker  # noqa: E402
+
 TOY = "toy_sevens"
 # The toy task: a dense, verifiable reward a random policy scores ~0 on and a trained one ~1 on.
 TOY_REWARD = f'''
@@ -250,24 +254,28 @@ def test_a_save_that_fails_leaves_no_model_that_looks_complete(
     assert not (tmp_path / "output" / "run_summary.json").exists()
 
 
-class SigtermAt(TrainerCallback):
-    """Sends this process a real SIGTERM at the end of one step."""
+class SignalAt(TrainerCallback):
+    """Sends this process a real signal (SIGTERM by default) at the end of one step."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
         self.step = step
+        self.signum = signum
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT-ctrl-c"])
 def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
-    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+    signum: int, tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
 ) -> None:
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=20, **LORA)
     with pytest.raises(checkpoints.TrainingInterrupted) as stopped:
-        train.run(load_config(recipe), [SigtermAt(2)])
+        train.run(load_config(recipe), [SignalAt(2, signum)])
+    assert stopped.value.signum == signum
+    assert f"training stopped by {signal.Signals(signum).name} at step 3" in str(stopped.value)
 
     # The flag is raised after step 2's checks ran, so the stop lands at the end of step 3.
     assert stopped.value.step == 3
@@ -275,7 +283,7 @@ def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
     assert checkpoints.is_complete(stopped.value.checkpoint)
     assert checkpoints.latest_complete_checkpoint(tmp_path / "checkpoints") == stopped.value.checkpoint
     assert not (tmp_path / "model").exists()
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(signum) is before
 
 
 TWO_RANKS = """
@@ -427,8 +435,19 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
         f"summary_dir={opt_ml / 'output' / 'data'}", "max_steps=2", "save_steps=2", "disable_tqdm=true",
     ]  # fmt: skip
     assert cli.main(["train", *argv]) == 0
-    assert f"model: {opt_ml / 'model'} (step 2)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"model: {opt_ml / 'model'} (step 2)" in out
     summary = json.loads((opt_ml / "model" / "run_summary.json").read_text())
+    # What SageMaker charts: each metric definition the launcher sends matches these real log lines.
+    for metric in launch_sagemaker.metric_definitions():
+        values = [float(v) for v in re.findall(metric["Regex"], out)]
+        assert len(values) == 2, metric  # one per logging step
+    # The logged history and its curves, in the summary folder (/opt/ml/output/data in the container).
+    output_data = opt_ml / "output" / "data"
+    assert summary["files"] == {"log_history": "log_history.jsonl", "curves": "training_curves.png"}
+    history = [json.loads(line) for line in (output_data / "log_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "reward" in h] == [1, 2]
+    assert (output_data / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["data"]["train_rows"] == 64 and set(summary["rewards"]) == {
         "gsm8k_format",
         "gsm8k_correctness",
@@ -500,6 +519,18 @@ def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
     assert cli.main(["train", "--recipe", str(recipe)]) == 128 + signal.SIGTERM
     assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_run_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def stopped(*_: Any) -> None:
+        raise checkpoints.TrainingInterrupted(7, tmp_path / "checkpoint-7", signal.SIGINT)
+
+    monkeypatch.setattr(train, "run", stopped)
+    recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
+    assert cli.main(["train", "--recipe", str(recipe)]) == 130
+    assert "training stopped by SIGINT at step 7" in capsys.readouterr().err
 
 
 # --- stop at the answer -------------------------------------------------------------------------------

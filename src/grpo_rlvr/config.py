@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from grpo_rlvr.data import GSM8K_HUB_ID
+from grpo_rlvr.data import PACKAGED_GSM8K
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
@@ -84,7 +84,8 @@ class DataArguments:
     """Where the questions come from and how they become prompts."""
 
     dataset_path: str = field(
-        default=GSM8K_HUB_ID, metadata={"help": "hub id, or a JSONL/JSON/Parquet file or folder"}
+        default=PACKAGED_GSM8K,
+        metadata={"help": f"{PACKAGED_GSM8K} (shipped), a hub id, or a JSONL/JSON/Parquet file or folder"},
     )
     dataset_config: str = field(default="main", metadata={"help": "hub dataset config"})
     dataset_split: str = field(default="train", metadata={"help": "hub split for training"})

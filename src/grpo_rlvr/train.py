@@ -60,9 +60,10 @@ from grpo_rlvr.checkpoints import (
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.files import write_atomic
+from grpo_rlvr.history import write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
-from grpo_rlvr.tiny import resolve_model_path
+from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ log = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
-EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
 
 
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
@@ -79,9 +79,16 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     args = config.training
     resolved = config.resolved()  # before the trainer adjusts anything
     model_path = resolve_model_path(config.model.model_name_or_path)
+    if config.model.model_name_or_path.startswith(BUILTIN_PREFIX):
+        log.info(
+            "%s is a random model: it scores 0 on GSM8K, so rewards and loss of 0 are expected",
+            config.model.model_name_or_path,
+        )
+    if not torch.cuda.is_available():  # else DeepSpeed warns that it "was unable to detect" a GPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     model_dir, summary_dir = Path(config.run.model_dir), Path(config.run.summary_dir)
     stop = GracefulStop()
-    with stop.on_sigterm():
+    with stop.catching():
         # Data: validated rows, k-shot prompts, none cut.
         tokenizer = AutoTokenizer.from_pretrained(
             model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
@@ -126,12 +133,12 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
-            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume)
+            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume, stop.signum)
         log.info("training from %s", resume or "step 0")
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.requested:
             step = trainer.state.global_step
-            raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}")
+            raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}", stop.signum)
 
     # Save (every process takes part: ZeRO-3 gathers the weights), then the summary as the marker.
     save_model(trainer, tokenizer, config, model_path)
@@ -152,6 +159,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     }
     if not trainer.is_world_process_zero():
         return summary
+    summary["files"] = write_history(trainer.state.log_history, summary_dir)  # in summary_dir
     write_summary(summary, model_dir, summary_dir)
     if eval_rows is not None:
         trainer.accelerator.free_memory()  # the policy, optimizer (and a colocated vLLM) make room
@@ -445,27 +453,31 @@ class MarkCompleteCheckpoints(TrainerCallback):
 
 
 class GracefulStop(TrainerCallback):
-    """SIGTERM sets a flag; at the next step end all processes save a checkpoint and stop together."""
+    """SIGTERM or SIGINT (Ctrl-C) sets a flag; at the next step end all processes save a checkpoint and
+    stop together."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int = signal.SIGTERM  # which one arrived (other processes learn only that one did)
 
-    def request(self, *_: Any) -> None:
+    def request(self, signum: int, _frame: Any) -> None:
         self.requested = True
+        self.signum = signum
 
     @contextmanager
-    def on_sigterm(self) -> Iterator[None]:
+    def catching(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
-            log.warning("not the main thread: SIGTERM is left to the caller")
+            log.warning("not the main thread: SIGTERM and SIGINT are left to the caller")
             yield
             return
-        with signals.handling(self.request, (signal.SIGTERM,)):
+        with signals.handling(self.request):
             yield
 
     def on_step_end(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> Any:
         if _any_process(self.requested):
             self.requested = True
-            log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
+            name = signal.Signals(self.signum).name
+            log.warning("%s: saving a checkpoint at step %d and stopping", name, state.global_step)
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -562,7 +574,7 @@ def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -
         summary = run(config)
     except TrainingInterrupted as stopped:
         print(f"grpo-rlvr train: {stopped}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + stopped.signum  # the shell's code for "terminated by" that signal
     if PartialState().is_main_process:
         print(
             f"model: {summary['model_dir']} (step {summary['global_step']}); "
