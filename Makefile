@@ -26,7 +26,7 @@ $(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
 	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
 	@touch $@
 
-.PHONY: build image-test lock env data train smoke test lint bench eval push launch
+.PHONY: build image-test lock env data train smoke reproduce-mini test lint bench eval push launch
 
 # BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
 build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
@@ -62,6 +62,9 @@ smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher,
 	$(PY) scripts/local_opt_ml.py --opt-ml "$(OPT_ML)/smoke" --recipe smoke-cpu --instance-type local
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
+
+reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO on the GSM8K rewards, held-out base vs trained
+	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini
 
 test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest
