@@ -33,7 +33,7 @@ import torch
 import yaml
 from sagemaker_training import SM_EFA_RDMA_INSTANCES
 
-from grpo_rlvr import config, sagemaker, train
+from grpo_rlvr import config, sagemaker, tiny, train
 from grpo_rlvr.data import DataError
 from grpo_rlvr.sagemaker import ContractError, Paths, Redactor, Resources
 
@@ -397,8 +397,13 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _run_distributed(plan: Plan) -> tuple[int, int | None]:
-    """`accelerate launch` on this host; returns (exit code, signal forwarded or None)."""
+def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int | None]:
+    """`accelerate launch` on this host; returns (exit code, signal forwarded or None).
+
+    A built-in model is built here, once per host, before any process group exists: inside one,
+    transformers writes files on global rank 0 only, which left every other host a folder without a config.
+    """
+    tiny.resolve_model_path(run_config.model.model_name_or_path)
     config_file = accelerate_config_path(plan.accelerate_config)
     main_address = host_address(plan.resources.main_host, os.environ)
     port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
@@ -428,7 +433,7 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
         if plan.processes == 1:
             train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
-        code, forwarded = _run_distributed(plan)
+        code, forwarded = _run_distributed(plan, run_config)
     except Stopped as stop:
         return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
     except train.TrainingInterrupted:
