@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clients import DOCKER, IMAGE, ROOT, client_env, client_venv, run_step
+from clients import DOCKER, IMAGE, ROOT, client_venv, run_step
 
 from grpo_rlvr import sagemaker
 
@@ -95,11 +94,10 @@ def _run_job(sdk_python: Path, tmp: Path, instances: int, hyperparameters: dict[
     finally:
         compose_file = root / "docker-compose.yaml"
         if compose_file.is_file():  # the SDK leaves its exited containers and network behind
-            subprocess.run(
+            run_step(
+                "sagemaker local: docker compose down (the SDK's leftovers)",
                 [DOCKER, "compose", "-f", str(compose_file), "down", "--remove-orphans"],
-                env=client_env(),
-                capture_output=True,
-                timeout=120,
+                timeout=900,
             )
     return Job(json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr)
 
