@@ -31,7 +31,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, Tr
 from trl import GRPOTrainer, get_peft_config
 
 from grpo_rlvr import train
-from grpo_rlvr.config import RunConfig, load_config, parse_overrides, reward_functions
+from grpo_rlvr.checkpoints import checkpoint_step, latest_complete_checkpoint
+from grpo_rlvr.config import RunConfig, load_config, reward_functions
+from grpo_rlvr.overrides import parse_overrides
 from grpo_rlvr.tiny import resolve_model_path
 
 RECIPE = "smoke-cpu"
@@ -70,7 +72,7 @@ def run_bare(config: RunConfig, rows: list[dict[str, Any]]) -> StepTimer:
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_functions(config.rewards),
+        reward_funcs=reward_functions(config.rewards, config.prompt_format),
         args=config.training,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -85,7 +87,7 @@ def prompt_rows(config: RunConfig) -> list[dict[str, Any]]:
     """The rows train.run trains on for this config (the bare arm's data set-up, not timed)."""
     path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    rows, _, _ = train.prepare_data(config.data, tokenizer, config.training.seed)
+    rows, _, _ = train.prepare_data(config.data, tokenizer, config.training.seed, config.prompt_format)
     return rows
 
 
@@ -146,10 +148,10 @@ def callback_cost(config: RunConfig, calls: int = 200) -> dict[str, float | None
     args, control = config.training, TrainerControl()
     stop = train.GracefulStop()
     step_end = timeit.timeit(lambda: stop.on_step_end(args, TrainerState(), control), number=calls) / calls
-    checkpoint = train.latest_complete_checkpoint(args.output_dir)
+    checkpoint = latest_complete_checkpoint(args.output_dir)
     on_save = None
     if checkpoint is not None:
-        state = TrainerState(global_step=int(checkpoint.name.split("-")[1]))
+        state = TrainerState(global_step=checkpoint_step(checkpoint))
         mark = train.MarkCompleteCheckpoints()
         on_save = timeit.timeit(lambda: mark.on_save(args, state, control), number=calls) / calls
     return {

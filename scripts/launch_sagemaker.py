@@ -6,8 +6,11 @@ exactly what would be sent (tests validate it against botocore's service model).
 SDK v3 `ModelTrainer` is not used: `sagemaker` 3.x needs protobuf<7 and cannot share an environment with
 our pinned protobuf 7.36.2, and with no source code to package it would only wrap this same request.
 
-Secrets never enter the request: hyperparameters and environment entries that look like credentials are
-refused. A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
+`--hp KEY=VALUE` values read as `grpo-rlvr train` reads `key=value` (`grpo_rlvr.overrides`: YAML
+values, so `--hp rewards=[a,b]` is a list) and go as SageMaker's strings (`encode_hyperparameters`).
+Secrets never enter the request: hyperparameters and environment entries that look like credentials
+(`grpo_rlvr.redact`, the rule the container masks with) are refused.
+A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
 secret's id (HF_TOKEN_SECRET_ID) and the image's entrypoint reads the token into its own environment.
 """
 
@@ -15,45 +18,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# The contract module needs only the standard library: a plain checkout runs this script uninstalled.
+# These modules need only the standard library and PyYAML: a plain checkout runs this script uninstalled.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from grpo_rlvr.overrides import parse_overrides, split_assignment
+from grpo_rlvr.redact import is_secret_name, looks_like_secret
 from grpo_rlvr.sagemaker import encode_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-# Whole name parts, so `max_new_tokens` passes and `HF_TOKEN` or `AWS_SECRET_ACCESS_KEY` do not.
-SECRET_NAME = re.compile(
-    r"(^|[^a-z0-9])(token|secret|password|passwd|credentials?|(api|access|private)[_-]?key)([^a-z0-9]|$)",
-    re.I,
-)
-SECRET_REFERENCE_NAME = re.compile(r"_SECRET_(ID|ARN)$", re.I)
-SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
 
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs; VALUE is read as JSON when it parses (numbers, booleans, lists), else a string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+def hyperparameters(recipe: str, items: list[str]) -> dict[str, str]:
+    """The recipe and `--hp KEY=VALUE` overrides as the strings a job request carries."""
+    return encode_hyperparameters({"recipe": recipe, **parse_overrides(items)})
 
 
 def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
     """Job requests are readable by anyone with DescribeTrainingJob, so credentials must not be in them."""
     for key, value in values.items():
-        if SECRET_VALUE.search(value) or (SECRET_NAME.search(key) and not SECRET_REFERENCE_NAME.search(key)):
+        if looks_like_secret(value) or is_secret_name(key):
             raise ValueError(
                 f"{kind} {key!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
                 "secret's id instead (e.g. --hf-token-secret-id)"
@@ -78,15 +66,15 @@ def _channel(name: str, s3_uri: str) -> dict[str, Any]:
 
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
     """The CreateTrainingJob parameters for the parsed command line."""
-    hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
-    environment = {str(k): str(v) for k, v in parse_assignments(args.env).items()}
+    hp = hyperparameters(args.recipe, args.hp)
+    environment = dict(map(split_assignment, args.env))  # environment values are text, kept as typed
     if args.mlflow_tracking_arn:
         environment["MLFLOW_TRACKING_URI"] = args.mlflow_tracking_arn
     if args.mlflow_experiment:
         environment["MLFLOW_EXPERIMENT_NAME"] = args.mlflow_experiment
     if args.hf_token_secret_id:
         environment["HF_TOKEN_SECRET_ID"] = args.hf_token_secret_id
-    check_no_secrets("hyperparameter", hyperparameters)
+    check_no_secrets("hyperparameter", hp)
     check_no_secrets("environment variable", environment)
 
     output_path = args.output_path.rstrip("/")
@@ -104,7 +92,7 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         "TrainingJobName": args.job_name,
         "RoleArn": args.role,
         "AlgorithmSpecification": {"TrainingImage": args.image_uri, "TrainingInputMode": "File"},
-        "HyperParameters": hyperparameters,
+        "HyperParameters": hp,
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": output_path},
         "ResourceConfig": {

@@ -3,7 +3,7 @@
 
 `make data` runs `grpo-rlvr prepare` into OPT_ML/input/data/{train,val} and then this script, so
 `docker compose up train` mounts a tree the launcher reads exactly as on SageMaker: hyperparameters
-are strings (JSON for non-strings, as scripts/launch_sagemaker.py sends them), one host `algo-1`,
+are the strings scripts/launch_sagemaker.py sends (`--hp` read the same way), one host `algo-1`,
 and one inputdataconfig entry per channel folder present.
 """
 
@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_sagemaker import check_no_secrets, parse_assignments  # puts src/ on sys.path
+from launch_sagemaker import check_no_secrets, hyperparameters  # puts src/ on sys.path
 
-from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths, encode_hyperparameters
+from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths
 
 CHANNELS = ("train", "val", "rewards")
 
@@ -53,7 +53,7 @@ def input_data_config(data_dir: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def write_config(opt_ml: Path, hyperparameters: dict[str, str], instance_type: str) -> list[Path]:
+def write_config(opt_ml: Path, hp: dict[str, str], instance_type: str) -> list[Path]:
     """Write the three JSONs; refuse when there is no train channel, as SageMaker would fail the job."""
     paths = Paths(opt_ml)
     channels = input_data_config(paths.data_dir)
@@ -62,7 +62,7 @@ def write_config(opt_ml: Path, hyperparameters: dict[str, str], instance_type: s
     config_dir = paths.config_dir
     config_dir.mkdir(parents=True, exist_ok=True)
     files = {
-        "hyperparameters.json": hyperparameters,
+        "hyperparameters.json": hp,
         "resourceconfig.json": resource_config(instance_type),
         "inputdataconfig.json": channels,
     }
@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-type", default="local_gpu", help="as SDK local mode reports it")
     args = parser.parse_args(argv)
     try:
-        hyperparameters = encode_hyperparameters({"recipe": args.recipe, **parse_assignments(args.hp)})
-        check_no_secrets("hyperparameter", hyperparameters)
-        written = write_config(args.opt_ml, hyperparameters, args.instance_type)
+        hp = hyperparameters(args.recipe, args.hp)
+        check_no_secrets("hyperparameter", hp)
+        written = write_config(args.opt_ml, hp, args.instance_type)
     except (ValueError, FileNotFoundError) as err:
         print(f"local_opt_ml: error: {err}", file=sys.stderr)
         return 2

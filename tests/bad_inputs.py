@@ -201,6 +201,11 @@ CATALOGUE = [
         "reward_kwargs: must map reward names to option mappings",
     ),
     BadInput(
+        "reward_option_misspelt",
+        _hyperparameters(rewards='["keywords"]', reward_kwargs='{"keywords": {"max_repeat": 2}}'),
+        "reward_kwargs: unknown option 'max_repeat' of reward 'keywords' (did you mean 'max_repeats'?)",
+    ),
+    BadInput(
         "contract_key_as_hyperparameter",
         _hyperparameters(dataset_path="/data/mine.jsonl"),
         "remove hyperparameter `dataset_path`: in this container it comes from the `train` channel",

@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from grpo_rlvr import config as config_module
-from grpo_rlvr.config import ConfigError, load_config, parse_overrides
+from grpo_rlvr import data, evaluate
+from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr.overrides import parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 BAKED = ["qwen2.5-0.5b-gsm8k-seed", "qwen2.5-0.5b-gsm8k", "smoke-cpu"]
@@ -61,14 +63,16 @@ def test_gpu_recipe_generates_with_colocated_vllm_and_fits_the_longest_prompt() 
 
 def test_typed_and_string_overrides_give_the_same_config(tmp_path: Path) -> None:
     typed = {"learning_rate": 3e-5, "lora_target_modules": ["q_proj", "v_proj"], "use_peft": True,
-             "reward_kwargs": {"gsm8k_format": {"strict": 1}}, "max_completion_length": None}  # fmt: skip
+             "rewards": ["keywords"], "reward_kwargs": {"keywords": {"max_repeats": 1}},
+             "max_completion_length": None}  # fmt: skip
     strings = ["learning_rate=3e-5", "lora_target_modules=[q_proj, v_proj]", "use_peft=true",
-               'reward_kwargs={"gsm8k_format": {"strict": 1}}', "max_completion_length=null"]  # fmt: skip
+               "rewards=[keywords]", 'reward_kwargs={"keywords": {"max_repeats": 1}}',
+               "max_completion_length=null"]  # fmt: skip
     a, b = load_config(recipe(tmp_path), typed), load_config(recipe(tmp_path), strings)
     assert a.resolved() == b.resolved()
     assert a.training.learning_rate == 3e-5 and a.model.lora_target_modules == ["q_proj", "v_proj"]
     assert a.training.max_completion_length is None
-    assert a.rewards.reward_kwargs == {"gsm8k_format": {"strict": 1}}
+    assert a.rewards.reward_kwargs == {"keywords": {"max_repeats": 1}}
 
 
 def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path) -> None:
@@ -265,3 +269,54 @@ def test_user_reward_module_registers_once_and_its_rewards_resolve(tmp_path: Pat
         config_module._LOADED_REWARD_MODULES.discard(module.resolve())
     err = error(tmp_path, {"reward_module": str(tmp_path / "missing.py")})
     assert err.key == "reward_module" and "missing.py" in str(err)
+
+
+def test_a_mistyped_reward_option_is_named_like_a_mistyped_key(tmp_path: Path) -> None:
+    """`**kwargs` takes TRL's columns, so a reward would swallow a typo: options are checked by name."""
+    key_err = error(tmp_path, {"learning_rat": 1e-5})
+    option_err = error(tmp_path, {"rewards": ["keywords"], "reward_kwargs": {"keywords": {"max_repeat": 2}}})
+    assert str(key_err) == "learning_rat: unknown key (did you mean 'learning_rate'?)"
+    assert option_err.key == "reward_kwargs"
+    assert str(option_err).startswith(
+        "reward_kwargs: unknown option 'max_repeat' of reward 'keywords' (did you mean 'max_repeats'?)"
+    )
+    assert "'min_other_words'" in str(option_err)  # the options it does take
+    err = error(tmp_path, {"reward_kwargs": {"gsm8k_format": {"strict": 1}}})
+    assert err.key == "reward_kwargs" and "its options: none" in str(err)
+    err = error(tmp_path, {"reward_kwargs": {"gsm8k_format": {"prompt_format": {}}}})  # the recipe's, bound
+    assert err.key == "reward_kwargs" and "unknown option 'prompt_format'" in str(err)
+    ok = load_config(
+        recipe(tmp_path), {"rewards": ["keywords"], "reward_kwargs": {"keywords": {"max_repeats": 2}}}
+    )
+    assert ok.reward_funcs[0].keywords == {"max_repeats": 2}
+
+
+def test_a_user_reward_option_is_checked_against_its_signature(tmp_path: Path) -> None:
+    module = tmp_path / "scaled.py"
+    module.write_text(
+        "def scaled(completions, *, scale=1.0, **kwargs):\n    return [scale] * len(completions)\n"
+    )
+    try:
+        values = {"reward_module": str(module), "rewards": ["scaled"]}
+        config = load_config(recipe(tmp_path, **values), {"reward_kwargs": {"scaled": {"scale": 2.0}}})
+        assert config.reward_funcs[0](["a"]) == [2.0]
+        err = error(tmp_path, {"reward_kwargs": {"scaled": {"scal": 2.0}}}, **values)
+        assert "unknown option 'scal' of reward 'scaled' (did you mean 'scale'?)" in str(err)
+    finally:
+        from grpo_rlvr.rewards import REGISTRY
+
+        REGISTRY.pop("scaled", None)
+        config_module._LOADED_REWARD_MODULES.discard(module.resolve())
+
+
+def test_a_home_relative_data_path_is_a_local_file_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gsm8k_dir: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    err = error(tmp_path, {"dataset_path": "~/d.jsonl"})
+    assert err.key == "dataset_path" and "~/d.jsonl does not exist" in str(err)
+    (tmp_path / "d.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text().split("\n", 1)[0] + "\n")
+    assert load_config(recipe(tmp_path), {"dataset_path": "~/d.jsonl"}).data.dataset_path == "~/d.jsonl"
+    rows, report = data.load_examples("~/d.jsonl")  # read from the home folder, never asked of the hub
+    assert len(rows) == 1 and report.kept == 1
+    assert evaluate.load_eval_examples("~/d.jsonl")[1]["split"] is None  # a local file has no hub split

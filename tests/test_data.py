@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grpo_rlvr import data
+from grpo_rlvr import data, prompt_format
 from grpo_rlvr.cli import main as cli
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
@@ -42,7 +42,7 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
         assert prompt.count("#### The final answer is ") == k
         assert prompt.endswith("Question: What is 1+1?\nSolution: Let's think step by step.")
     two = data.build_prompt("Q?", 2)
-    q0 = data.EXEMPLARS[0][0]
+    q0 = prompt_format.EXEMPLARS[0][0]
     assert two.startswith(f"Question: {q0}\nSolution: Let's think step by step. ")
     assert "\n#### The final answer is 12\n\nQuestion: " in two
     assert data.build_prompt("Q?", 8) == data.build_prompt("Q?", 8)  # fixed, no randomness
@@ -55,8 +55,8 @@ def test_exemplars_are_disjoint_from_gsm8k_and_well_formed() -> None:
     for split in ("train", "test"):
         with (GSM8K / f"{split}.jsonl").open() as f:
             questions |= {json.loads(line)["question"].strip() for line in f}
-    assert len(data.EXEMPLARS) == data.MAX_SHOTS
-    for q, a in data.EXEMPLARS:
+    assert len(prompt_format.EXEMPLARS) == data.MAX_SHOTS
+    for q, a in prompt_format.EXEMPLARS:
         assert q not in questions
         data.gold_from_solution(a)  # each exemplar has a readable gold
 

@@ -17,7 +17,7 @@ from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 from test_launch import LAUNCH
 from transformers import AutoModelForCausalLM
 
-from grpo_rlvr import train
+from grpo_rlvr import checkpoints, cli, train
 from grpo_rlvr.sagemaker import Paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_example_recipe_trains_two_steps_and_logs_its_reward(
     recipe: str, reward: str, tmp_path: Path, tiny_model: str, capsys: pytest.CaptureFixture
 ) -> None:
     argv = ["--recipe", f"recipes/{recipe}.yaml", "max_steps=2", "disable_tqdm=true", *_outputs(tmp_path)]
-    assert train.main(argv) == 0
+    assert cli.main(["train", *argv]) == 0
     assert capsys.readouterr().out.count(f"'rewards/{reward}/mean'") == 2  # the log line of each step
     summary = json.loads((tmp_path / "model" / train.SUMMARY_NAME).read_text())
     assert summary["global_step"] == 2
@@ -144,7 +144,9 @@ def test_a_column_the_reward_reads_missing_from_one_row_fails_before_the_model_l
     broken = tmp_path / "rows.jsonl"
     broken.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
-    code = train.main(["--recipe", f"recipes/{recipe}.yaml", f"dataset_path={broken}", *_outputs(tmp_path)])
+    code = cli.main(
+        ["train", "--recipe", f"recipes/{recipe}.yaml", f"dataset_path={broken}", *_outputs(tmp_path)]
+    )
 
     assert code == 2
     assert f"reward {reward} reads column(s) ['{column}'], missing from the data" in capsys.readouterr().err
@@ -182,7 +184,7 @@ def test_make_smoke_trains_through_the_launcher_into_opt_ml_smoke(tmp_path: Path
     assert summary["recipe"] == "smoke-cpu" and summary["global_step"] == 6
     assert summary["config"]["data"]["dataset_path"] == str(smoke.data_dir / "train")  # from the channel
     assert summary["config"]["training"]["output_dir"] == str(smoke.checkpoint_dir)
-    assert train.is_complete(smoke.checkpoint_dir / "checkpoint-6")
+    assert checkpoints.is_complete(smoke.checkpoint_dir / "checkpoint-6")
     assert not stale.exists() and beside.read_text() == "mine"
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from bad_inputs import CATALOGUE, SMOKE_HYPERPARAMETERS, BadInput, make_tree
 
-from grpo_rlvr import config, launch, train
+from grpo_rlvr import checkpoints, config, launch, train
+from grpo_rlvr.overrides import override_args, parse_overrides
 from grpo_rlvr.sagemaker import Paths, Resources
 
 LAUNCH = [str(Path(sys.executable).with_name("grpo-rlvr")), "launch"]  # the real console script
@@ -85,7 +86,7 @@ def test_override_args_read_back_as_the_same_values() -> None:
         "lora_dropout": None,
         "logging_dir": "a b: c",
     }
-    assert config.parse_overrides(launch.override_args(typed)) == typed
+    assert parse_overrides(override_args(typed)) == typed
 
 
 def test_training_processes_get_the_config_the_launcher_validated(tmp_path: Path, tiny_model: str) -> None:
@@ -96,7 +97,7 @@ def test_training_processes_get_the_config_the_launcher_validated(tmp_path: Path
         "use_cpu": True,
     }
     in_process = config.load_config("smoke-cpu", typed).resolved()
-    child = config.load_config("smoke-cpu", launch.override_args(typed)).resolved()
+    child = config.load_config("smoke-cpu", override_args(typed)).resolved()
     assert child == in_process
     assert in_process["training"]["learning_rate"] == 5e-06
     assert in_process["model"]["lora_target_modules"] == ["q_proj", "v_proj"]
@@ -317,7 +318,7 @@ def test_sigterm_checkpoints_then_a_restart_resumes(
     code, output = first.finish(timeout=120)
     assert time.monotonic() - sent < 120, "past SageMaker's grace"
     assert code == 128 + signal.SIGTERM, output[-3000:]
-    checkpoint = train.latest_complete_checkpoint(paths.checkpoint_dir)
+    checkpoint = checkpoints.latest_complete_checkpoint(paths.checkpoint_dir)
     assert checkpoint is not None
     step = int(checkpoint.name.split("-")[1])
     assert 3 <= step < 30
@@ -406,7 +407,7 @@ def test_two_nodes_sigterm_checkpoints_on_every_node(
     for code, output in (launcher.finish(timeout=120) for launcher in launchers):
         assert code == 128 + signal.SIGTERM, output[-3000:]
     assert time.monotonic() - sent < 120
-    checkpoints = [train.latest_complete_checkpoint(paths.checkpoint_dir) for paths in (main, other)]
+    checkpoints = [checkpoints.latest_complete_checkpoint(paths.checkpoint_dir) for paths in (main, other)]
     assert checkpoints[0] is not None and checkpoints[1] is not None
     assert checkpoints[0].name == checkpoints[1].name
     step = _trained_on_both_nodes(checkpoints[0])

@@ -196,3 +196,35 @@ def test_dry_run_needs_neither_boto3_nor_the_sagemaker_sdk(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["TrainingJobName"] == "grpo-rlvr-test-1"
+
+
+# name -> is it a credential; the container's masking and this script's refusal must agree on each.
+SECRET_NAMES = {
+    "HF_TOKEN": True,
+    "hub_token": True,
+    "AWS_SECRET_ACCESS_KEY": True,
+    "AWS_ACCESS_KEY_ID": True,
+    "WANDB_API_KEY": True,
+    "MLFLOW_TRACKING_PASSWORD": True,
+    "GIT_CREDENTIALS": True,
+    "db_passwd": True,
+    "SSH_PRIVATE_KEY": True,
+    "max_new_tokens": False,
+    "tokenizer_name": False,
+    "HF_TOKEN_SECRET_ID": False,  # where the secret is kept, not the secret
+    "learning_rate": False,
+}
+
+
+@pytest.mark.parametrize(("name", "secret"), SECRET_NAMES.items())
+def test_one_secret_rule_for_the_container_and_the_job_request(name: str, secret: bool) -> None:
+    from grpo_rlvr.redact import Redactor
+
+    value = "a-value-long-enough"
+    assert (Redactor.from_env({name: value}).text(f"log {value}") == "log ***") is secret
+    assert (Redactor([]).hyperparameters({name: value})[name] == "***") is secret
+    if secret:
+        with pytest.raises(ValueError, match="looks like a credential"):
+            launch.check_no_secrets("hyperparameter", {name: value})
+    else:
+        launch.check_no_secrets("hyperparameter", {name: value})

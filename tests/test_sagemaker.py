@@ -9,7 +9,8 @@ import pytest
 from bad_inputs import make_tree, write_json
 
 from grpo_rlvr import sagemaker
-from grpo_rlvr.sagemaker import ContractError, Paths, Redactor, Resources
+from grpo_rlvr.redact import Redactor
+from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
 
 @pytest.mark.parametrize(
@@ -176,3 +177,10 @@ def test_hyperparameter_echo_masks_secret_keys_and_values() -> None:
     )
     assert echoed == {"hub_token": "***", "run_name": "x-***", "tags": ["***"], "lr": 1e-5}
     assert json.dumps(echoed).count("***") == 3
+
+
+@pytest.mark.parametrize("value", ["3", "1e-6", "true", "null", '"q"', "[1]", "True", "no", "a b", ""])
+def test_strings_are_sent_so_they_decode_as_the_same_strings(value: str) -> None:
+    sent = sagemaker.encode_hyperparameters({"run_name": value, "n": 3, "xs": ["a"], "on": True})
+    assert all(isinstance(v, str) for v in sent.values())
+    assert sagemaker.decode_hyperparameters(sent) == {"run_name": value, "n": 3, "xs": ["a"], "on": True}

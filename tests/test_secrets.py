@@ -12,7 +12,8 @@ import pytest
 from bad_inputs import make_tree
 
 from grpo_rlvr import launch
-from grpo_rlvr.sagemaker import Paths, Redactor
+from grpo_rlvr.redact import Redactor
+from grpo_rlvr.sagemaker import Paths
 
 SECRETS = {
     "HF_TOKEN": "hf_PlantedTokenValue0123456789",

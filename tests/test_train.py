@@ -15,8 +15,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+from grpo_rlvr import checkpoints, cli, train
 from grpo_rlvr import config as config_module
-from grpo_rlvr import train
 from grpo_rlvr.config import load_config
 from grpo_rlvr.rewards import REGISTRY
 
@@ -207,7 +207,7 @@ def test_resume_starts_after_the_newest_complete_checkpoint(
     checkpoints = tmp_path / "checkpoints"
     summary, _ = run(2)
     assert summary["resumed_from"] is None
-    assert all(train.is_complete(checkpoints / f"checkpoint-{n}") for n in (1, 2))
+    assert all(checkpoints.is_complete(checkpoints / f"checkpoint-{n}") for n in (1, 2))
 
     (checkpoints / "checkpoint-2" / "optimizer.pt").unlink()  # as if killed while writing it
     summary, logged = run(3)
@@ -223,13 +223,13 @@ def test_checkpoint_completeness_needs_the_marker_and_every_listed_file(tmp_path
     checkpoint = tmp_path / "checkpoint-5"
     checkpoint.mkdir()
     (checkpoint / "trainer_state.json").write_text("{}")
-    assert not train.is_complete(checkpoint)  # no marker: written before the save finished
-    (checkpoint / train.CHECKPOINT_MARKER).write_text(json.dumps({"files": {"trainer_state.json": 2}}))
-    assert train.is_complete(checkpoint)
-    assert train.latest_complete_checkpoint(tmp_path) == checkpoint
+    assert not checkpoints.is_complete(checkpoint)  # no marker: written before the save finished
+    (checkpoint / checkpoints.CHECKPOINT_MARKER).write_text(json.dumps({"files": {"trainer_state.json": 2}}))
+    assert checkpoints.is_complete(checkpoint)
+    assert checkpoints.latest_complete_checkpoint(tmp_path) == checkpoint
     (checkpoint / "trainer_state.json").write_text("{}  ")  # truncated or rewritten since
-    assert not train.is_complete(checkpoint)
-    assert train.latest_complete_checkpoint(tmp_path) is None
+    assert not checkpoints.is_complete(checkpoint)
+    assert checkpoints.latest_complete_checkpoint(tmp_path) is None
 
 
 def test_a_save_that_fails_leaves_no_model_that_looks_complete(
@@ -266,14 +266,14 @@ def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
 ) -> None:
     before = signal.getsignal(signal.SIGTERM)
     recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=20, **LORA)
-    with pytest.raises(train.TrainingInterrupted) as stopped:
+    with pytest.raises(checkpoints.TrainingInterrupted) as stopped:
         train.run(load_config(recipe), [SigtermAt(2)])
 
     # The flag is raised after step 2's checks ran, so the stop lands at the end of step 3.
     assert stopped.value.step == 3
     assert stopped.value.checkpoint == tmp_path / "checkpoints" / "checkpoint-3"
-    assert train.is_complete(stopped.value.checkpoint)
-    assert train.latest_complete_checkpoint(tmp_path / "checkpoints") == stopped.value.checkpoint
+    assert checkpoints.is_complete(stopped.value.checkpoint)
+    assert checkpoints.latest_complete_checkpoint(tmp_path / "checkpoints") == stopped.value.checkpoint
     assert not (tmp_path / "model").exists()
     assert signal.getsignal(signal.SIGTERM) is before
 
@@ -354,7 +354,7 @@ def test_two_cpu_processes_resume_from_their_checkpoint(
     first = run_two_ranks(recipe, tmp_path, "max_steps=1")
     assert [r["step"] for r in first] == [1, 1]
     checkpoint = tmp_path / "checkpoints" / "checkpoint-1"
-    assert train.is_complete(checkpoint) and (checkpoint / "rng_state_1.pth").is_file()
+    assert checkpoints.is_complete(checkpoint) and (checkpoint / "rng_state_1.pth").is_file()
 
     resumed = run_two_ranks(recipe, tmp_path, "max_steps=2")
     assert [(r["step"], r["resumed_from"]) for r in resumed] == [(2, str(checkpoint))] * 2
@@ -401,7 +401,7 @@ def test_recipe_errors_fail_before_any_model_loads(
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_model)
     recipe = toy_recipe(tmp_path, "builtin:tiny-qwen2", toy_data, toy_reward, **bad)
-    assert train.main(["--recipe", str(recipe)]) == 2
+    assert cli.main(["train", "--recipe", str(recipe)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model").exists()
 
@@ -416,7 +416,7 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
         f"output_dir={opt_ml / 'checkpoints'}", f"model_dir={opt_ml / 'model'}",
         f"summary_dir={opt_ml / 'output' / 'data'}", "max_steps=2", "save_steps=2", "disable_tqdm=true",
     ]  # fmt: skip
-    assert train.main(argv) == 0
+    assert cli.main(["train", *argv]) == 0
     assert f"model: {opt_ml / 'model'} (step 2)" in capsys.readouterr().out
     summary = json.loads((opt_ml / "model" / "run_summary.json").read_text())
     assert summary["data"]["train_rows"] == 64 and set(summary["rewards"]) == {
@@ -424,7 +424,7 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
         "gsm8k_correctness",
     }
     assert summary["config"]["data"]["num_shots"] == 2
-    assert train.is_complete(opt_ml / "checkpoints" / "checkpoint-2")
+    assert checkpoints.is_complete(opt_ml / "checkpoints" / "checkpoint-2")
 
 
 @pytest.mark.parametrize("merge", [True, False], ids=["merged-model", "adapter-only"])
@@ -472,7 +472,7 @@ def test_print_config_shows_the_resolved_recipe_and_trains_nothing(
     recipe = make_recipe(
         tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B", num_shots=3, hub_token="hf_abcdefgh123"
     )
-    assert train.main(["--recipe", str(recipe), "--print-config", "learning_rate=2e-5"]) == 0
+    assert cli.main(["train", "--recipe", str(recipe), "--print-config", "learning_rate=2e-5"]) == 0
     printed = capsys.readouterr().out
     resolved = json.loads(printed)
     assert resolved["data"]["num_shots"] == 3 and resolved["training"]["learning_rate"] == 2e-5
@@ -484,9 +484,9 @@ def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     def stopped(*_: Any) -> None:
-        raise train.TrainingInterrupted(7, tmp_path / "checkpoint-7")
+        raise checkpoints.TrainingInterrupted(7, tmp_path / "checkpoint-7")
 
     monkeypatch.setattr(train, "run", stopped)
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
-    assert train.main(["--recipe", str(recipe)]) == 128 + signal.SIGTERM
+    assert cli.main(["train", "--recipe", str(recipe)]) == 128 + signal.SIGTERM
     assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err

@@ -34,6 +34,8 @@ import re
 from fractions import Fraction
 from typing import NamedTuple
 
+from grpo_rlvr.prompt_format import DEFAULT
+
 Number = int | Fraction  # exact: integers stay int, decimals and fractions are Fractions
 
 # Line starts that matter: an invented follow-up problem (`Question:`, `Q:`, `Problem:`) ends the graded
@@ -41,7 +43,7 @@ Number = int | Fraction  # exact: integers stay int, decimals and fractions are 
 _LINE_START = re.compile(r"\n[ \t]*(?:(?P<cont>Question|Q|Problem)|A)[ \t]*:", re.ASCII)
 _SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "</s>")  # end-of-text left in the text
 # Other markers are found with `str.find` on a literal (C speed) and confirmed by an anchored regex.
-_CANONICAL = "#### The final answer is"
+_CANONICAL = DEFAULT.canonical  # "#### The final answer is": the answer line the format reward asks for
 _HASHES_TAIL = re.compile(r"[ \t]*(?P<canon>the[ \t]+final[ \t]+answer[ \t]+is)?", re.IGNORECASE | re.ASCII)
 _PHRASE = re.compile(r"answer[ \t]+is", re.IGNORECASE | re.ASCII)
 _BOXED = re.compile(r"\\boxed[ \t]*\{", re.ASCII)
@@ -125,7 +127,7 @@ def answer_segment(completion: str) -> str:
     return completion[: _scan_lines(completion)[0]]
 
 
-def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, bool]]:
+def _markers(text: str, answer_lines: list[int], canonical_line: str = _CANONICAL) -> list[tuple[int, bool]]:
     """(position right after a final-answer marker, whether it is the canonical form), in any order.
 
     `#` and `\\` are rare: finding them first (a memchr, nearly free) spares a full scan for `####` and
@@ -135,14 +137,17 @@ def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, bool]]:
     i = text.find("#")
     i = text.find("####", i) if i != -1 else -1
     while i != -1:
-        if text.startswith(_CANONICAL, i):  # the trained form, spelled exactly: skip the regex
-            found.append((i + len(_CANONICAL), True))
+        if text.startswith(canonical_line, i):  # the trained form, spelled exactly: skip the regex
+            found.append((i + len(canonical_line), True))
         else:
             tail = _HASHES_TAIL.match(text, i + 4)
-            found.append((tail.end(), tail["canon"] is not None))
+            found.append((tail.end(), tail["canon"] is not None and canonical_line == _CANONICAL))
         i = text.find("####", i + 4)
     # "answer is" / "Answer is", except inside the canonical lines already read.
-    canonical_nswer = {end - len(_CANONICAL) + _CANONICAL.index("nswer") for end, canon in found if canon}
+    nswer = canonical_line.find("nswer")
+    canonical_nswer = (
+        {end - len(canonical_line) + nswer for end, canon in found if canon} if nswer != -1 else set()
+    )
     i = text.find("nswer")
     while i != -1:
         if i not in canonical_nswer:
@@ -160,13 +165,14 @@ def _markers(text: str, answer_lines: list[int]) -> list[tuple[int, bool]]:
     return found
 
 
-def extract(completion: str) -> Answer:
-    """Read a completion's final answer under the module's rules."""
+def extract(completion: str, canonical_line: str = _CANONICAL) -> Answer:
+    """Read a completion's final answer under the module's rules; `canonical_line` is the prompt format's
+    answer line up to the number (`PromptFormat.canonical`)."""
     end, answer_lines = _scan_lines(completion)
     segment = completion[:end]
     found: Number | None = None
     canonical = False
-    for start, is_canonical in _markers(segment, answer_lines):
+    for start, is_canonical in _markers(segment, answer_lines, canonical_line):
         plain = _PLAIN_INTEGER.match(segment, start, start + _WINDOW)
         if plain is not None:  # the common case, read without the general parser
             value = int(plain[1])
@@ -185,17 +191,17 @@ def extract(completion: str) -> Answer:
     return NO_ANSWER if found is None else Answer(found, canonical, "")
 
 
-_last_batch: tuple[list[str], list[Answer]] = ([], [])
+_last_batch: tuple[str, list[str], list[Answer]] = ("", [], [])
 
 
-def extract_all(completions: list[str]) -> list[Answer]:
+def extract_all(completions: list[str], canonical_line: str = _CANONICAL) -> list[Answer]:
     """`extract` for a batch. TRL scores the same batch with each reward in turn and every GSM8K reward
     reads the answers, so the last batch is remembered (compared by value, so a changed list is re-read)."""
     global _last_batch
-    texts, answers = _last_batch
-    if texts != completions:
-        texts, answers = list(completions), [extract(c) for c in completions]
-        _last_batch = (texts, answers)
+    read_as, texts, answers = _last_batch
+    if texts != completions or read_as != canonical_line:
+        texts, answers = list(completions), [extract(c, canonical_line) for c in completions]
+        _last_batch = (canonical_line, texts, answers)
     return answers
 
 

@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write rows with `extracted` and `correct` here")
     p.set_defaults(func=_grade)
 
-    from grpo_rlvr.evaluate import BACKENDS, MAX_NEW_TOKENS
+    from grpo_rlvr.evaluate import BACKENDS
+    from grpo_rlvr.prompt_format import MAX_NEW_TOKENS
 
     p = sub.add_parser("evaluate", help="greedy GSM8K accuracy with 95%% intervals, tables and a plot")
     which = p.add_mutually_exclusive_group(required=True)
@@ -171,12 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
         "See docs/sagemaker-training.md.",
     )
     # REMAINDER: a stray argument becomes the launcher's failure file, not an argparse exit without one.
-    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value", help="over hyperparameters")
+    p.add_argument(
+        "overrides", nargs=argparse.REMAINDER, metavar="key=value", help="over hyperparameters (as for train)"
+    )
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("train", help="GRPO training from a recipe plus key=value overrides")
     p.add_argument("--recipe", required=True, help="recipe YAML file, or a baked recipe name")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe keys to override (YAML values)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="recipe keys to override (YAML values: rewards=[a,b])",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=_train)
 

@@ -4,18 +4,19 @@ A recipe's keys are TRL's own `GRPOConfig` and `ModelConfig` fields plus this mo
 run dataclasses, like open-r1's recipes. Every value goes through one `HfArgumentParser` over all five
 dataclasses as a command line (`--key=value`), so argparse type-checks each value exactly as TRL's
 scripts would, and a key no dataclass owns is an error, never silently ignored. Overrides come as typed
-values (SageMaker hyperparameters, decoded by the launcher) or as `key=value` strings (the CLI; values
-read as YAML, so `rewards=[a,b]` is a list). Recipes and overrides are read with YAML 1.2 booleans
-(only true/false): `save_strategy: no` is the string "no", as TRL expects, not YAML 1.1's False.
+values (SageMaker hyperparameters, decoded by the launcher) or as `key=value` strings, read by
+`overrides.parse_overrides` (YAML values, so `rewards=[a,b]` is a list). Recipes and overrides are read
+with YAML 1.2 scalars (only true/false are booleans): `save_strategy: no` is the string "no", as TRL
+expects.
 
 `report_to` takes one integration or a list (`report_to: [mlflow, tensorboard]`). With
 $MLFLOW_TRACKING_URI set, mlflow joins whatever the recipe reports to, unless the recipe or an override
 says `report_to: none` explicitly: then nothing is reported, MLflow included.
 
-Checks that need no model run here too: the model path, the rewards (after loading a user reward
-module), the group size against the batch and the shot count; each failure is a `ConfigError` naming
-the key to fix. What needs the data (reward columns, prompt lengths) is checked by `train.run` before
-it loads the model.
+Checks that need no model run here too: the model path, the rewards and their options (after loading a
+user reward module), the prompt format, the group size against the batch and the shot count; each
+failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
+is checked by `train.run` before it loads the model.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ import json
 import os
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from grpo_rlvr.data import GSM8K_HUB_ID, MAX_SHOTS
-from grpo_rlvr.evaluate import MAX_NEW_TOKENS
-from grpo_rlvr.sagemaker import MASK, Redactor, is_secret_name
+from grpo_rlvr.data import GSM8K_HUB_ID
+from grpo_rlvr.files import is_local_path, local_path
+from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
+from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
+from grpo_rlvr.redact import MASK, Redactor, is_secret_name
 from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
 
 if TYPE_CHECKING:
@@ -47,24 +50,7 @@ REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DEFAULT_OUTPUT_DIR = "outputs/checkpoints"
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_BOOL_TAG = "tag:yaml.org,2002:bool"
 NO_REPORTING = (None, "none", [], ["none"])  # explicit `report_to` values that turn every reporter off
-
-
-class RecipeLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, never YAML 1.1's yes/no/on/off/y/n.
-
-    TRL's string settings take "no" (`save_strategy: no`), which YAML 1.1 would read as False.
-    """
-
-
-RecipeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-RecipeLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 
 class ConfigError(ValueError):
@@ -73,6 +59,24 @@ class ConfigError(ValueError):
     def __init__(self, key: str | None, message: str) -> None:
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest known name, else nothing: every "unknown" message ends so."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _json_mapping(key: str, value: dict | str | None) -> dict:
+    """A mapping setting, given as a mapping (recipe) or as JSON text (a command line)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(key, f"not a JSON object: {err.msg}") from err
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(key, f"must be a mapping, got {value!r}")
+    return value or {}
 
 
 @dataclass
@@ -104,8 +108,16 @@ class DataArguments:
     max_val_samples: int | None = field(
         default=None, metadata={"help": "use only the first N validation rows"}
     )
+    prompt_format: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "prompt template fields over the default: question_label, solution_label, "
+            "solution_prefix, answer_line, exemplars (JSON on the command line)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        self.prompt_format = _json_mapping("prompt_format", self.prompt_format) or None
         if not 0 <= self.num_shots <= MAX_SHOTS:
             raise ConfigError("num_shots", f"must be between 0 and {MAX_SHOTS}, got {self.num_shots}")
         if not 0 <= self.val_fraction < 1:
@@ -131,13 +143,9 @@ class RewardArguments:
     reward_module: str | None = field(default=None, metadata={"help": "a Python file that registers rewards"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.reward_kwargs, str):
-            try:
-                self.reward_kwargs = json.loads(self.reward_kwargs)
-            except json.JSONDecodeError as err:
-                raise ConfigError("reward_kwargs", f"not a JSON object: {err.msg}") from err
+        self.reward_kwargs = _json_mapping("reward_kwargs", self.reward_kwargs) or None
         kwargs = self.reward_kwargs or {}
-        if not isinstance(kwargs, dict) or not all(isinstance(v, dict) for v in kwargs.values()):
+        if not all(isinstance(v, dict) for v in kwargs.values()):
             raise ConfigError(
                 "reward_kwargs", "must map reward names to option mappings, e.g. {name: {k: v}}"
             )
@@ -192,6 +200,7 @@ class RunConfig:
     rewards: RewardArguments
     run: RunArguments
     reward_funcs: list = field(default_factory=list, repr=False)  # resolved from `rewards`
+    prompt_format: PromptFormat = DEFAULT  # from `data.prompt_format`
 
     def resolved(self) -> dict[str, Any]:
         """Plain JSON settings, secrets masked: secret-named keys, and env secret values anywhere."""
@@ -210,13 +219,17 @@ class RunConfig:
         return Redactor.from_env(os.environ).value(mask(plain))
 
 
+def recipe_folders() -> list[Path]:
+    """Where baked recipes (and `accelerate/` configs) are looked up: $GRPO_RLVR_RECIPES, then recipes/."""
+    return [*([Path(os.environ[RECIPES_ENV])] if os.environ.get(RECIPES_ENV) else []), REPO_RECIPES]
+
+
 def find_recipe(recipe: str | Path) -> Path:
-    """A recipe file path, or a baked name looked up in $GRPO_RLVR_RECIPES, then the repo's recipes/."""
-    path = Path(recipe)
+    """A recipe file path, or a baked name looked up in `recipe_folders()`."""
+    path = local_path(recipe)
     if path.is_file():
         return path
-    folders = [Path(os.environ[RECIPES_ENV])] if os.environ.get(RECIPES_ENV) else []
-    folders.append(REPO_RECIPES)
+    folders = recipe_folders()
     for folder in folders:
         for candidate in (folder / f"{recipe}.yaml", folder / str(recipe)):
             if candidate.is_file():
@@ -235,22 +248,6 @@ def read_recipe(path: Path) -> dict[str, Any]:
     return values
 
 
-def parse_overrides(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
-    """Typed overrides pass through; `key=value` strings have their value read as YAML (1.2 booleans)."""
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    parsed = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(None, f"override {item!r} is not key=value")
-        try:
-            parsed[key.strip()] = yaml.load(raw, Loader=RecipeLoader) if raw.strip() else ""
-        except yaml.YAMLError:
-            parsed[key.strip()] = raw
-    return parsed
-
-
 def load_config(
     recipe: str | Path, overrides: Mapping[str, Any] | Sequence[str] = (), *, num_processes: int | None = None
 ) -> RunConfig:
@@ -261,7 +258,10 @@ def load_config(
     that only those processes may train with.
     """
     path = find_recipe(recipe)
-    values = {**read_recipe(path), **parse_overrides(overrides)}
+    try:
+        values = {**read_recipe(path), **parse_overrides(overrides)}
+    except NotKeyValue as err:
+        raise ConfigError(None, f"override {err.item!r} is not key=value") from err
     values.setdefault("output_dir", DEFAULT_OUTPUT_DIR)
     reporting_off = "report_to" in values and values["report_to"] in NO_REPORTING
     if reporting_off:
@@ -312,8 +312,7 @@ def _parse(
     for key, value in values.items():
         action = actions.get(key)
         if action is None:
-            close = difflib.get_close_matches(str(key), actions, n=1)
-            raise ConfigError(str(key), "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(str(key), "unknown key" + did_you_mean(str(key), actions))
         if value is None:
             if type(None) not in typing.get_args(hints[key]):
                 raise ConfigError(key, "may not be null")
@@ -386,9 +385,10 @@ def _check(config: RunConfig) -> None:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
     for key in ("dataset_path", "val_dataset_path"):
         source = getattr(config.data, key)
-        if source and source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+        if source and is_local_path(source) and not local_path(source).exists():
             raise ConfigError(key, f"{source} does not exist")
-    funcs = config.reward_funcs = reward_functions(config.rewards)
+    config.prompt_format = prompt_format(config.data)
+    funcs = config.reward_funcs = reward_functions(config.rewards, config.prompt_format)
     if config.run.eval_at_end and not (config.data.val_dataset_path or config.data.val_fraction):
         raise ConfigError("eval_at_end", "needs validation rows: set val_dataset_path or val_fraction")
     if config.run.eval_shots is None:
@@ -420,23 +420,49 @@ def _check_model_path(name: str | None) -> None:
                 "model_name_or_path", f"unknown built-in {name!r}; available: {BUILTIN_PREFIX}{TINY_NAME}"
             )
         return
-    path = Path(name).expanduser()
+    path = local_path(name)
     if path.exists():
         if not (path / "config.json").is_file():
             raise ConfigError(
                 "model_name_or_path", f"{name} has no config.json: not a transformers model folder"
             )
-    elif name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name):
+    elif is_local_path(name) or not _HUB_ID.fullmatch(name):
         raise ConfigError(
             "model_name_or_path", f"local path {name} does not exist (a hub id looks like org/name)"
         )
 
 
+def prompt_format(data: DataArguments) -> PromptFormat:
+    """The recipe's `prompt_format` over the default, checked, and read back by the extractor."""
+    from grpo_rlvr.answers import extract
+
+    settings = data.prompt_format or {}
+    fields = [f.name for f in dataclasses.fields(PromptFormat)]
+    for name in settings:
+        if name not in fields:
+            raise ConfigError("prompt_format", f"unknown field {name!r}" + did_you_mean(name, fields))
+    try:
+        chosen = PromptFormat.from_settings(settings)
+        chosen.check()
+    except (TypeError, ValueError) as err:
+        raise ConfigError("prompt_format", str(err)) from err
+    probe = chosen.answer_line.format(1234)
+    answer = extract(probe, chosen.canonical)
+    if answer.value != 1234 or not answer.canonical:
+        raise ConfigError("prompt_format", f"answer_line: the extractor cannot read the number in {probe!r}")
+    if data.num_shots > len(chosen.exemplars):
+        raise ConfigError(
+            "num_shots", f"{data.num_shots} shots but prompt_format has {len(chosen.exemplars)} exemplars"
+        )
+    return chosen
+
+
 _LOADED_REWARD_MODULES: set[Path] = set()  # a module registers its rewards once per process
 
 
-def reward_functions(rewards: RewardArguments) -> list:
-    """Registry names -> reward callables, after a user reward module (if any) has registered its own."""
+def reward_functions(rewards: RewardArguments, prompt_format: PromptFormat = DEFAULT) -> list:
+    """Registry names -> reward callables, after a user reward module (if any) has registered its own;
+    every `reward_kwargs` option must be one the reward takes."""
     from grpo_rlvr import rewards as registry
     from grpo_rlvr.rewards.user import load_reward_module
 
@@ -448,6 +474,17 @@ def reward_functions(rewards: RewardArguments) -> list:
             raise ConfigError("reward_module", str(err)) from err
         _LOADED_REWARD_MODULES.add(module)
     try:
-        return registry.resolve(rewards.rewards, rewards.reward_kwargs)
+        funcs = registry.resolve(rewards.rewards, rewards.reward_kwargs, prompt_format)
     except ValueError as err:
         raise ConfigError("rewards", str(err)) from err
+    for name, options in (rewards.reward_kwargs or {}).items():
+        known = registry.reward_options(registry.REGISTRY[name])
+        for option in options:
+            if option not in known:
+                raise ConfigError(
+                    "reward_kwargs",
+                    f"unknown option {option!r} of reward {name!r}"
+                    + did_you_mean(option, known)
+                    + f"; its options: {known or 'none'}",
+                )
+    return funcs

@@ -21,58 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from grpo_rlvr.answers import format_number, parse_number
+from grpo_rlvr.files import is_local_path, local_path
+from grpo_rlvr.prompt_format import DEFAULT, MAX_SHOTS, PromptFormat
 
 GSM8K_HUB_ID = "openai/gsm8k"
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
-SOLUTION_PREFIX = "Let's think step by step."
-ANSWER_LINE = "#### The final answer is {}"
-MAX_SHOTS = 8
-
-# Our own worked examples (written for this project, not taken from GSM8K, so they can never overlap
-# its test split). Always used in this order: k shots = the first k.
-EXEMPLARS: tuple[tuple[str, str], ...] = (
-    (
-        "A baker makes 24 muffins in the morning and 18 in the afternoon. He sells 30 of them. "
-        "How many muffins are left?",
-        "He makes 24 + 18 = 42 muffins.\nAfter selling 30, 42 - 30 = 12 muffins are left.\n#### 12",
-    ),
-    (
-        "Maya reads 15 pages of her book every day. Her book has 240 pages. How many days does "
-        "she need to finish it?",
-        "She needs 240 / 15 = 16 days.\n#### 16",
-    ),
-    (
-        "A shirt costs $25 and is on sale for 20% off. Tom buys 3 shirts on sale. How much does he pay?",
-        "The discount is 25 * 0.2 = $5 per shirt.\nEach shirt costs 25 - 5 = $20.\n"
-        "Three shirts cost 3 * 20 = $60.\n#### 60",
-    ),
-    (
-        "The temperature was 4 degrees at noon and dropped 11 degrees by midnight. What was the "
-        "temperature at midnight?",
-        "At midnight it was 4 - 11 = -7 degrees.\n#### -7",
-    ),
-    (
-        "A farm has 1,250 chickens. Each chicken lays 5 eggs a week. How many eggs does the farm "
-        "collect in 2 weeks?",
-        "In one week the chickens lay 1250 * 5 = 6250 eggs.\nIn two weeks they lay 6250 * 2 = "
-        "12500 eggs.\n#### 12,500",
-    ),
-    (
-        "Lena has 3 boxes with 8 pencils each. She gives 5 pencils to each of her 2 friends. How "
-        "many pencils does she keep?",
-        "She has 3 * 8 = 24 pencils.\nShe gives away 5 * 2 = 10 pencils.\nShe keeps 24 - 10 = 14 "
-        "pencils.\n#### 14",
-    ),
-    (
-        "A car uses 6 liters of fuel for every 100 km. How many liters does it use for a 350 km trip?",
-        "The trip is 350 / 100 = 3.5 times 100 km.\nIt uses 3.5 * 6 = 21 liters.\n#### 21",
-    ),
-    (
-        "Sam splits a 3 kg bag of rice equally into 4 jars. How many kilograms of rice go in each jar?",
-        "Each jar gets 3 / 4 = 0.75 kg.\n#### 0.75",
-    ),
-)
-
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's calculator annotations: `<<48/2=24>>`
 
 
@@ -109,23 +62,36 @@ def gold_from_solution(solution: str) -> str:
     return format_number(value)
 
 
-def training_solution(solution: str) -> str:
+def training_solution(solution: str, prompt_format: PromptFormat = DEFAULT) -> str:
     """A GSM8K solution in the format the model is trained to write (calculator notes removed)."""
     reasoning = _CALCULATOR.sub("", solution.rpartition("####")[0]).strip()
-    return f"{SOLUTION_PREFIX} {reasoning}\n{ANSWER_LINE.format(gold_from_solution(solution))}"
+    answer = prompt_format.answer_line.format(gold_from_solution(solution))
+    return f"{_labelled(prompt_format.solution_prefix, reasoning)}\n{answer}"
+
+
+def _labelled(label: str, text: str) -> str:
+    """`label text`, or either alone when the other is empty (a format may drop the solution prefix)."""
+    return " ".join(part for part in (label, text) if part)
 
 
 @functools.cache
-def _shots(num_shots: int) -> str:
+def _shots(num_shots: int, prompt_format: PromptFormat) -> str:
     """The first k worked examples, built once per k (every prompt of a dataset repeats them)."""
-    return "".join(f"Question: {q}\nSolution: {training_solution(a)}\n\n" for q, a in EXEMPLARS[:num_shots])
+    f = prompt_format
+    return "".join(
+        f"{_labelled(f.question_label, q)}\n{_labelled(f.solution_label, training_solution(a, f))}\n\n"
+        for q, a in f.exemplars[:num_shots]
+    )
 
 
-def build_prompt(question: str, num_shots: int) -> str:
+def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
     """k fixed worked examples, then the question, ending where the model's solution begins."""
-    if not 0 <= num_shots <= MAX_SHOTS:
-        raise ValueError(f"num_shots must be between 0 and {MAX_SHOTS}, got {num_shots}")
-    return f"{_shots(num_shots)}Question: {question.strip()}\nSolution: {SOLUTION_PREFIX}"
+    limit = min(MAX_SHOTS, len(prompt_format.exemplars))
+    if not 0 <= num_shots <= limit:
+        raise ValueError(f"num_shots must be between 0 and {limit}, got {num_shots}")
+    f = prompt_format
+    question_line = _labelled(f.question_label, question.strip())
+    return f"{_shots(num_shots, f)}{question_line}\n{_labelled(f.solution_label, f.solution_prefix)}"
 
 
 def _example(row: Any) -> dict[str, Any]:
@@ -201,9 +167,8 @@ def load_examples(
 ) -> tuple[list[dict[str, Any]], LoadReport]:
     """Load rows from a local file/folder or a hub dataset id and validate them."""
     report = LoadReport()
-    path = Path(source)
-    if path.exists() or str(source).startswith((".", "/")):
-        raw = [pair for f in data_files(path) for pair in _raw_rows(f, report)]
+    if is_local_path(source):
+        raw = [pair for f in data_files(local_path(source)) for pair in _raw_rows(f, report)]
     else:  # a hub id such as openai/gsm8k (needs network; never taken in tests)
         from datasets import load_dataset
 
@@ -222,11 +187,16 @@ def load_examples(
     return examples, report
 
 
-def add_prompts(examples: list[dict[str, Any]], num_shots: int) -> list[dict[str, Any]]:
+def add_prompts(
+    examples: list[dict[str, Any]], num_shots: int, prompt_format: PromptFormat = DEFAULT
+) -> list[dict[str, Any]]:
     """Give every question row its k-shot prompt; prepared prompt rows are used as they are."""
     if num_shots and any("prompt" in e for e in examples):
         raise DataError(f"num_shots={num_shots} applies to question rows; set num_shots: 0 for prompt rows")
-    return [e if "prompt" in e else {**e, "prompt": build_prompt(e["question"], num_shots)} for e in examples]
+    return [
+        e if "prompt" in e else {**e, "prompt": build_prompt(e["question"], num_shots, prompt_format)}
+        for e in examples
+    ]
 
 
 def split_train_val(

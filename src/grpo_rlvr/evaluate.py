@@ -2,8 +2,9 @@
 
 The result this project starts from ("11% -> 41% on 100 samples") read the last integer of prompt +
 1,024 greedy tokens, on 10-50 rows, and scored base and tuned models differently. Here every model gets
-the same prompts (`data.build_prompt`), greedy decoding that stops where the answer ends (EOS or the
-start of an invented next `Question:`), the extractor training and `grade` use (`grading.grade_one`,
+the same prompts (`data.build_prompt` in the run's `PromptFormat`), greedy decoding that stops where the
+answer ends (EOS or the start of an invented next question, the format's stop string),
+the extractor training and `grade` use (`grading.grade_one`,
 which also cuts any invented continuation), the whole split unless `limit` says otherwise, and a 95%
 Wilson interval next to every accuracy.
 
@@ -27,14 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from grpo_rlvr.data import (
     DATA_SUFFIXES,
     GSM8K_HUB_ID,
-    MAX_SHOTS,
-    SOLUTION_PREFIX,
     DataError,
     add_prompts,
+    build_prompt,
     load_examples,
     write_jsonl,
 )
+from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.grading import grade_one, wilson_interval
+from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
@@ -43,10 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOP_STRINGS = ("\nQuestion:",)  # our prompts' next-problem marker: where an invented problem begins
 BACKENDS = ("hf", "vllm")
 HF_BATCH_SIZE = 16
-MAX_NEW_TOKENS = 512  # GSM8K solutions need ~100-300 tokens; `truncated` in metrics.json says if not
 PREDICTIONS, METRICS, TABLE, PLOT, TIMING = (
     "predictions.jsonl",
     "metrics.json",
@@ -82,7 +82,7 @@ class ModelSpec:
     def check_paths(self) -> None:
         """Fail before any model loads (not an hour into a comparison) when a local path is missing."""
         for name in (self.model, self.adapter):
-            if name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+            if name and is_local_path(name) and not local_path(name).exists():
                 raise FileNotFoundError(f"model path does not exist: {name}")
 
 
@@ -102,9 +102,9 @@ class Generator(Protocol):
     def generate(self, prompts: list[str]) -> list[Generation]: ...
 
 
-def cut_at_stop(text: str) -> str:
+def cut_at_stop(text: str, stop_strings: Sequence[str] = DEFAULT.stop_strings) -> str:
     """Text before the first stop string (vLLM leaves it out too, so both backends agree)."""
-    cuts = [i for i in (text.find(s) for s in STOP_STRINGS) if i >= 0]
+    cuts = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
     return text[: min(cuts)] if cuts else text
 
 
@@ -130,7 +130,14 @@ def load_merged(spec: ModelSpec, dtype: Any) -> tuple[Any, Any]:
 class HFGenerator:
     """transformers `generate()`: left-padded batches, longest prompts first so padding stays small."""
 
-    def __init__(self, spec: ModelSpec, *, batch_size: int | None, max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        batch_size: int | None,
+        max_new_tokens: int,
+        stop: Sequence[str] = DEFAULT.stop_strings,
+    ) -> None:
         import torch
         from transformers import GenerationConfig
 
@@ -148,10 +155,11 @@ class HFGenerator:
             num_beams=1,
             repetition_penalty=1.0,
             max_new_tokens=max_new_tokens,
-            stop_strings=list(STOP_STRINGS),
+            stop_strings=list(stop),
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=self.tokenizer.pad_token_id,
         )
+        self.stop = tuple(stop)
         self.info = {
             "device": device,
             "dtype": str(dtype).removeprefix("torch."),
@@ -185,7 +193,7 @@ class HFGenerator:
             while ids and ids[-1] == self.tokenizer.pad_token_id:
                 ids = ids[:-1]
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        completion = cut_at_stop(text)
+        completion = cut_at_stop(text, self.stop)
         finish = "stop" if eos_at is not None or completion != text else "length"
         return Generation(completion, prompt_tokens, len(ids), finish)
 
@@ -193,7 +201,14 @@ class HFGenerator:
 class VLLMGenerator:
     """vLLM on a GPU: greedy (`temperature=0`) with the same stop strings; it schedules batches itself."""
 
-    def __init__(self, spec: ModelSpec, *, batch_size: int | None, max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        batch_size: int | None,
+        max_new_tokens: int,
+        stop: Sequence[str] = DEFAULT.stop_strings,
+    ) -> None:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as err:
@@ -208,14 +223,15 @@ class VLLMGenerator:
         # 0.45 of the GPU: with --compare the first engine's memory may not be fully back yet.
         limits = {"max_num_seqs": batch_size} if batch_size else {}
         self.llm = LLM(model=path, seed=0, gpu_memory_utilization=0.45, **limits)
-        self.params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop=list(STOP_STRINGS))
+        self.stop = tuple(stop)
+        self.params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop=list(stop))
         self.info = {"device": "cuda", "dtype": "auto", "max_num_seqs": batch_size}
 
     def generate(self, prompts: list[str]) -> list[Generation]:
         outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
         return [
             Generation(
-                cut_at_stop(o.outputs[0].text),
+                cut_at_stop(o.outputs[0].text, self.stop),
                 len(o.prompt_token_ids),
                 len(o.outputs[0].token_ids),
                 "length" if o.outputs[0].finish_reason == "length" else "stop",
@@ -224,10 +240,16 @@ class VLLMGenerator:
         ]
 
 
-def make_generator(spec: ModelSpec, backend: str, batch_size: int | None, max_new_tokens: int) -> Generator:
+def make_generator(
+    spec: ModelSpec,
+    backend: str,
+    batch_size: int | None,
+    max_new_tokens: int,
+    stop: Sequence[str] = DEFAULT.stop_strings,
+) -> Generator:
     """The one place a backend is chosen (tests replace it with scripted generators)."""
     cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[backend]
-    return cls(spec, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    return cls(spec, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
 
 
 def parse_shots(text: str) -> list[int]:
@@ -261,8 +283,8 @@ def load_eval_examples(
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
     source = str(source or GSM8K_HUB_ID)
-    path = Path(source)
-    local = path.exists() or source.startswith((".", "/"))  # load_examples' rule for local vs hub
+    path = local_path(source)
+    local = is_local_path(source)  # load_examples' rule for local vs hub
     split_file = next((f for f in (path / f"{split}{s}" for s in DATA_SUFFIXES) if f.is_file()), None)
     if path.is_dir() and split_file:
         source = str(split_file)
@@ -348,7 +370,7 @@ def render_table(metrics: dict[str, Any]) -> str:
         + (f" from `{data['source']}`" if data["source"] else "")
         + (f" (split {data['split']})" if data["split"] else "")
         + f"; greedy decoding, at most {dec['max_new_tokens']} new tokens, stopping at EOS or a new "
-        f"`Question:`; backend {metrics['backend']}. Intervals: 95% Wilson.",
+        f"`{dec['stop'][0].strip()}`; backend {metrics['backend']}. Intervals: 95% Wilson.",
         "",
         "| model | shots | accuracy | correct / n | 95% interval |",
         "|---|---:|---:|---:|---|",
@@ -415,11 +437,13 @@ def evaluate_examples(
     max_new_tokens: int = MAX_NEW_TOKENS,
     compare_base_trained: bool = False,
     data_info: dict[str, Any] | None = None,
+    prompt_format: PromptFormat = DEFAULT,
 ) -> dict[str, Any]:
     """Evaluate every model at every shot count on `examples` (rows with `question` + gold answer).
 
     Writes predictions.jsonl, metrics.json, results.md, accuracy_vs_shots.png and timing.json to
     `out_dir` and returns the metrics. `compare_base_trained` needs exactly two models (base, trained).
+    Prompts, stop strings and the canonical answer line come from `prompt_format` (the training run's).
     """
     from accelerate.utils.memory import clear_device_cache
 
@@ -436,7 +460,8 @@ def evaluate_examples(
             f"batch size and max new tokens must be at least 1, got {batch_size}, {max_new_tokens}"
         )
     shots = sorted(set(shots))
-    prompted = {k: add_prompts(list(examples), k) for k in shots}
+    prompted = {k: add_prompts(list(examples), k, prompt_format) for k in shots}
+    stop = prompt_format.stop_strings
     if any(not isinstance(e["prompt"], str) for e in prompted[shots[0]]):
         raise DataError("evaluate needs question rows or text prompts (chat prompts are not supported)")
     missing = [i for i, e in enumerate(examples) if "final_answer" not in e]
@@ -448,7 +473,7 @@ def evaluate_examples(
     rows: list[dict[str, Any]] = []
     model_info, seconds = [], {}
     for spec in specs:
-        generator = make_generator(spec, backend, batch_size, max_new_tokens)
+        generator = make_generator(spec, backend, batch_size, max_new_tokens, stop)
         model_info.append(
             {"label": spec.label, "model": spec.model, "adapter": spec.adapter} | generator.info
         )
@@ -468,7 +493,7 @@ def evaluate_examples(
                         "completion_tokens": gen.completion_tokens,
                         "finish": gen.finish,
                         "completion": gen.completion,
-                        **grade_one(gen.completion, gold),
+                        **grade_one(gen.completion, gold, prompt_format),
                         "gold": gold,
                     }
                 )
@@ -479,10 +504,10 @@ def evaluate_examples(
     results = summarize(rows, labels, shots)
     metrics: dict[str, Any] = {
         "data": {"source": None, "split": None, **(data_info or {}), "examples": len(examples)},
-        "prompt": f"data.build_prompt: the first k project-written worked examples, then "
-        f"'Question: …\\nSolution: {SOLUTION_PREFIX}'",
+        "prompt": "data.build_prompt: the first k worked examples, then "
+        + repr(build_prompt("…", 0, prompt_format)),
         "backend": backend,
-        "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "stop": list(STOP_STRINGS)},
+        "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "stop": list(stop)},
         "models": model_info,
         "versions": package_versions(),
         "results": results,

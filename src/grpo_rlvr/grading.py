@@ -11,6 +11,7 @@ from typing import Any
 
 from grpo_rlvr.answers import Number, extract, format_number, parse_number, same_number
 from grpo_rlvr.data import gold_from_solution
+from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -24,9 +25,9 @@ def gold_value(gold: Any) -> Number:
     return value
 
 
-def grade_one(completion: str, gold: Any) -> dict[str, Any]:
+def grade_one(completion: str, gold: Any, prompt_format: PromptFormat = DEFAULT) -> dict[str, Any]:
     """`extracted` (canonical text or None) and `correct` for one completion."""
-    answer = extract(completion)
+    answer = extract(completion, prompt_format.canonical)
     return {
         "extracted": None if answer.value is None else format_number(answer.value),
         "correct": same_number(answer.value, gold_value(gold)),

@@ -6,6 +6,9 @@ with no command) ends here. The launcher owns what no training process can: the 
 training in this very process; more start `accelerate launch` with a config from `recipes/accelerate/`,
 each process running `grpo-rlvr train --recipe R key=value ...`.
 
+Importing this module loads neither torch nor TRL (it reads checkpoints through `checkpoints.py`):
+validating a recipe loads TRL's config classes, and only a single-process run imports `train`.
+
 Exit codes: 0 success; 1 training failed; 2 an input needs fixing (hyperparameter, channel, config
 JSON, recipe, data); 143 (130) stopped by SIGTERM (SIGINT) after saving what could be saved.
 """
@@ -29,13 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
 from sagemaker_training import SM_EFA_RDMA_INSTANCES
 
-from grpo_rlvr import config, sagemaker, tiny, train
+from grpo_rlvr import config, sagemaker, signals, tiny
+from grpo_rlvr.checkpoints import (
+    SUMMARY_NAME,
+    TrainingInterrupted,
+    checkpoint_step,
+    latest_complete_checkpoint,
+)
 from grpo_rlvr.data import DataError
-from grpo_rlvr.sagemaker import ContractError, Paths, Redactor, Resources
+from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides
+from grpo_rlvr.redact import Redactor
+from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
 log = logging.getLogger("grpo_rlvr.launch")
 
@@ -89,13 +98,16 @@ class Plan:
 def make_plan(
     paths: Paths, cli_overrides: Sequence[str], redactor: Redactor
 ) -> tuple[Plan, config.RunConfig]:
-    """Read the contract, then validate recipe + overrides (before any model loads)."""
+    """Read the contract, then validate recipe + overrides (before any model loads).
+
+    Hyperparameters arrive as SageMaker's strings (`sagemaker.decode_value`); launch arguments are
+    `key=value` text in the grammar `grpo-rlvr train` reads (`overrides.parse_overrides`).
+    """
     hyperparameters = sagemaker.read_hyperparameters(paths)
-    for item in cli_overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ContractError(f"write launch arguments as key=value, not {item!r}")
-        hyperparameters[key] = sagemaker.decode_value(value)
+    try:
+        hyperparameters |= parse_overrides(cli_overrides)
+    except NotKeyValue as err:
+        raise ContractError(f"write launch arguments as key=value, not {err.item!r}") from err
     log.info("hyperparameters: %s", json.dumps(redactor.hyperparameters(hyperparameters)))
     sagemaker.check_no_contract_keys(hyperparameters)
     resources = sagemaker.read_resources(paths)
@@ -107,10 +119,17 @@ def make_plan(
         # Every host has its own /opt/ml/checkpoints: each needs a whole checkpoint to resume from.
         overrides.setdefault("save_on_each_node", True)
     accelerate_name = None if accelerate_config is None else str(accelerate_config)
-    plan = Plan(recipe, overrides, resources, torch.cuda.device_count(), accelerate_name)
+    plan = Plan(recipe, overrides, resources, gpu_count(), accelerate_name)
     if plan.processes > 1 or accelerate_name is not None:
         accelerate_config_path(plan.accelerate_config)  # a wrong name fails now, not after the model loads
     return plan, config.load_config(plan.recipe, overrides, num_processes=plan.processes)
+
+
+def gpu_count() -> int:
+    """GPUs on this host, as training will see them."""
+    import torch
+
+    return torch.cuda.device_count()
 
 
 # --- distribution ------------------------------------------------------------------------------------
@@ -176,8 +195,7 @@ def accelerate_config_path(name: str | None) -> Path:
     if Path(chosen).suffix in (".yaml", ".yml"):
         candidates = [Path(chosen)]
     else:
-        roots = [Path(os.environ[config.RECIPES_ENV])] if os.environ.get(config.RECIPES_ENV) else []
-        candidates = [root / "accelerate" / f"{chosen}.yaml" for root in [*roots, config.REPO_RECIPES]]
+        candidates = [root / "accelerate" / f"{chosen}.yaml" for root in config.recipe_folders()]
     for path in candidates:
         if path.is_file():
             return path
@@ -186,26 +204,6 @@ def accelerate_config_path(name: str | None) -> Path:
         f"fix hyperparameter `{ACCELERATE_CONFIG_KEY}`: no accelerate config {chosen!r}; "
         f"known: {', '.join(known) or 'none'}"
     )
-
-
-def override_args(overrides: Mapping[str, Any]) -> list[str]:
-    """`key=value` arguments that `grpo-rlvr train` (values read as YAML) turns back into the same values.
-
-    Non-strings go as JSON (a subset of YAML's flow style); a string goes as it is unless YAML would read
-    it as something else ("yes", "3", "null"), then JSON-quoted.
-    """
-    args = []
-    for key, value in overrides.items():
-        plain = isinstance(value, str) and _yaml_reads_back(value)
-        args.append(f"{key}={value if plain else json.dumps(value)}")
-    return args
-
-
-def _yaml_reads_back(text: str) -> bool:
-    try:
-        return bool(text.strip()) and yaml.safe_load(text) == text
-    except yaml.YAMLError:
-        return False
 
 
 def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: int) -> list[str]:
@@ -239,25 +237,23 @@ def run_children(command: list[str], env: Mapping[str, str]) -> tuple[int, int |
                 os.killpg(child.pid, signal.SIGTERM)
 
     # The handler goes in first: a signal between the start and the handler would orphan the group.
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        child = subprocess.Popen(command, env=dict(env), start_new_session=True)
-        if received:
-            os.killpg(child.pid, signal.SIGTERM)
-        while True:
-            try:
-                code = child.wait(timeout=1.0)
-                break
-            except subprocess.TimeoutExpired:
-                if received and time.monotonic() - received[0][1] > STOP_GRACE_S:
-                    log.error("processes still running %d s after SIGTERM: killing them", STOP_GRACE_S)
-                    os.killpg(child.pid, signal.SIGKILL)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if child is not None:
-            with suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)  # stragglers of the group
+    with signals.handling(forward):
+        try:
+            child = subprocess.Popen(command, env=dict(env), start_new_session=True)
+            if received:
+                os.killpg(child.pid, signal.SIGTERM)
+            while True:
+                try:
+                    code = child.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if received and time.monotonic() - received[0][1] > STOP_GRACE_S:
+                        log.error("processes still running %d s after SIGTERM: killing them", STOP_GRACE_S)
+                        os.killpg(child.pid, signal.SIGKILL)
+        finally:
+            if child is not None:
+                with suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)  # stragglers of the group
     return code, received[0][0] if received else None
 
 
@@ -343,13 +339,13 @@ def error_from_output(text: str) -> str | None:
 def interrupted_reason(signum: int, checkpoint_dir: Path) -> str:
     """The failure reason of a stopped run: what a restart resumes from."""
     name = signal.Signals(signum).name
-    checkpoint = train.latest_complete_checkpoint(checkpoint_dir)
+    checkpoint = latest_complete_checkpoint(checkpoint_dir)
     if checkpoint is None:
         return (
             f"stopped by {name} before any checkpoint was complete: a new start trains from step 0\n"
             f"(no complete checkpoint in {checkpoint_dir})"
         )
-    step = checkpoint.name.rpartition("-")[2]
+    step = checkpoint_step(checkpoint)
     return (
         f"stopped by {name}: start again with the same checkpoint location to resume from step {step}\n"
         f"checkpoint: {checkpoint}"
@@ -389,12 +385,8 @@ def _stop_on_signals() -> Iterator[None]:
     def stop(signum: int, _frame: object) -> None:
         raise Stopped(signum)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with signals.handling(stop):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int | None]:
@@ -423,7 +415,7 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
         return code
 
     try:
-        sagemaker.clear_stale_results(paths, train.SUMMARY_NAME)
+        sagemaker.clear_stale_results(paths, SUMMARY_NAME)
         plan, run_config = make_plan(paths, cli_overrides, redactor)
         r = plan.resources
         log.info(
@@ -431,12 +423,14 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
             plan.recipe, plan.processes, plan.gpus, len(r.hosts), r.current_host, r.rank,
         )  # fmt: skip
         if plan.processes == 1:
+            from grpo_rlvr import train  # torch, transformers and TRL: only where this process trains
+
             train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
         code, forwarded = _run_distributed(plan, run_config)
     except Stopped as stop:
         return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
-    except train.TrainingInterrupted:
+    except TrainingInterrupted:
         return fail(128 + signal.SIGTERM, interrupted_reason(signal.SIGTERM, paths.checkpoint_dir))
     except BAD_INPUT_ERRORS as err:
         return fail(EXIT_BAD_INPUT, str(err))
@@ -449,8 +443,8 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
         error = error_from_output(output.stderr_tail())
         reason = f"training failed: a training process exited with code {code}"
         return fail(EXIT_FAILED, f"{reason}: {error}" if error else reason)
-    if r.rank == 0 and not (paths.model_dir / train.SUMMARY_NAME).is_file():
-        return fail(EXIT_FAILED, f"training failed: it exited 0 but wrote no {train.SUMMARY_NAME}")
+    if r.rank == 0 and not (paths.model_dir / SUMMARY_NAME).is_file():
+        return fail(EXIT_FAILED, f"training failed: it exited 0 but wrote no {SUMMARY_NAME}")
     return EXIT_OK
 
 

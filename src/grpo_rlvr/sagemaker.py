@@ -14,14 +14,15 @@ Every problem found here is a `ContractError` whose first line says what to fix.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grpo_rlvr.data import DATA_SUFFIXES, DataError, data_files
+from grpo_rlvr.files import write_atomic
+from grpo_rlvr.redact import Redactor
 
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -118,8 +119,11 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
 
 
 def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
-    """What a job sends: strings stay as they are, anything else as JSON (`decode_value` reads it back)."""
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    """What a job sends, as the SDKs do: anything but a string as JSON; a string as it is, unless
+    `decode_value` would read it as something else ("3", "true", "null"), then JSON-quoted."""
+    return {
+        str(k): v if isinstance(v, str) and decode_value(v) == v else json.dumps(v) for k, v in values.items()
+    }
 
 
 def decode_value(raw: Any) -> Any:
@@ -232,68 +236,6 @@ def check_no_contract_keys(hyperparameters: Mapping[str, Any]) -> None:
             raise ContractError(f"remove hyperparameter `{key}`: in this container it comes from {source}")
 
 
-# --- secrets ---------------------------------------------------------------------------------------
-
-SECRET_ENV_NAMES = frozenset(
-    {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"}
-)
-# Other credentials people pass the same way (WANDB_API_KEY, MLFLOW_TRACKING_PASSWORD, ...).
-SECRET_NAME = re.compile(r"(_TOKEN|_SECRET|_SECRET_KEY|_PASSWORD|_API_KEY|_ACCESS_KEY_ID)$", re.IGNORECASE)
-MIN_SECRET_LENGTH = 8  # shorter values are no credential, and masking them would garble ordinary text
-MASK = "***"
-
-
-def is_secret_name(name: str) -> bool:
-    return name.upper() in SECRET_ENV_NAMES or bool(SECRET_NAME.search(name))
-
-
-class Redactor:
-    """Masks every secret value found in the environment, in text and in raw bytes (child output)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
-        self._secrets = sorted(values, key=len, reverse=True)  # longest first: one may contain another
-        self._secret_bytes = [s.encode() for s in self._secrets]
-        self._longest = max(map(len, self._secret_bytes), default=0)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Redactor:
-        return cls(value for name, value in env.items() if is_secret_name(name))
-
-    def text(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
-
-    def bytes(self, data: bytes) -> bytes:
-        for secret in self._secret_bytes:
-            data = data.replace(secret, MASK.encode())
-        return data
-
-    def split_safe(self, data: bytes) -> tuple[bytes, bytes]:
-        """(redacted bytes safe to emit, tail to hold back because it may be the start of a secret)."""
-        data = self.bytes(data)
-        for hold in range(min(len(data), self._longest - 1), 0, -1):
-            tail = data[-hold:]
-            if any(s.startswith(tail) for s in self._secret_bytes):
-                return data[:-hold], tail
-        return data, b""
-
-    def value(self, value: Any) -> Any:
-        """A (decoded) value with secrets masked inside any string, list or dict."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
-        return value
-
-    def hyperparameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Hyperparameters fit to echo: values of secret-named keys masked whole, env secrets anywhere."""
-        return {k: MASK if is_secret_name(k) else self.value(v) for k, v in values.items()}
-
-
 # --- failure file ----------------------------------------------------------------------------------
 
 
@@ -303,10 +245,7 @@ def write_failure(paths: Paths, reason: str, redactor: Redactor) -> str:
     limit = FAILURE_LIMIT - 1  # and the newline
     if len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."
-    paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = paths.failure_file.with_name(f".failure.{os.getpid()}")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, paths.failure_file)
+    write_atomic(paths.failure_file, text + "\n")
     return text
 
 

@@ -3,8 +3,9 @@
 `make smoke`, the tests and the CPU benchmarks need a real model directory without a hub. Recipes name
 it `builtin:tiny-qwen2`; it is built once (seeded, so byte-identical weights every time) into the cache
 folder and then loaded like any local checkpoint. The tokenizer is a byte-level BPE trained with
-Qwen2's own normalizer and pre-tokenizer on our worked examples, then wrapped in `Qwen2Tokenizer`, so
-that transformers' Qwen2 loader rebuilds exactly the pipeline it was trained with.
+Qwen2's own normalizer and pre-tokenizer on our worked examples in the default prompt format
+(`prompt_format.DEFAULT`), then wrapped in `Qwen2Tokenizer`, so that transformers' Qwen2 loader
+rebuilds exactly the pipeline it was trained with.
 
 Processes that start together (torchrun ranks, parallel tests) share the cache: one builds under a file
 lock while the others wait, then find the finished folder.
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
 TINY_NAME = "tiny-qwen2"
-TINY_VERSION = 1  # bump when the recipe below changes, so caches are rebuilt
+TINY_VERSION = 1  # bump when the recipe below or the default prompt format changes, so caches are rebuilt
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -71,9 +72,11 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
 
 
 def _corpus() -> list[str]:
-    from grpo_rlvr.data import EXEMPLARS, build_prompt, training_solution
+    """Every worked example as the default prompt format writes it, then numbers."""
+    from grpo_rlvr.data import build_prompt, training_solution
+    from grpo_rlvr.prompt_format import DEFAULT, MAX_SHOTS
 
-    texts = [build_prompt(q, 8) + " " + training_solution(a) for q, a in EXEMPLARS]
+    texts = [build_prompt(q, MAX_SHOTS) + " " + training_solution(a) for q, a in DEFAULT.exemplars]
     texts += [" ".join(str(n) for n in range(i, i + 50)) for i in range(0, 2000, 50)]
     return texts
 

@@ -2,10 +2,10 @@
 
 Invariants this module keeps:
 - Nothing that can be checked without a model fails after the model has loaded.
-- Resuming uses the newest COMPLETE checkpoint in `output_dir`: a checkpoint counts once every process
-  has finished writing it and the main process has listed its files and sizes in a marker
-  (`CHECKPOINT_MARKER`). Nothing in `output_dir` is ever deleted here; only transformers' own
-  `save_total_limit` rotation does (on SageMaker a local delete deletes the S3 copy too).
+- Resuming uses the newest COMPLETE checkpoint in `output_dir` (`checkpoints.py`: a checkpoint counts
+  once every process has finished writing it and the main process has listed its files in a marker).
+  Nothing in `output_dir` is ever deleted here; only transformers' own `save_total_limit` rotation does
+  (on SageMaker a local delete deletes the S3 copy too).
 - SIGTERM sets a flag; at the next step end every process agrees to save a checkpoint and stop, and
   `run` raises `TrainingInterrupted` without writing a model.
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
@@ -47,30 +47,29 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
 from grpo_rlvr import data as gsm8k_data
+from grpo_rlvr import signals
+from grpo_rlvr.checkpoints import (
+    SUMMARY_NAME,
+    TrainingInterrupted,
+    checkpoint_step,
+    is_complete,
+    latest_complete_checkpoint,
+    mark_complete,
+)
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
+from grpo_rlvr.files import write_atomic
+from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
 
-SUMMARY_NAME = "run_summary.json"
-CHECKPOINT_MARKER = "grpo_rlvr_complete.json"
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM stopped training: a checkpoint was written at `step`; no model was written."""
-
-    def __init__(self, step: int, checkpoint: str | Path | None) -> None:
-        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (stopped before training)"
-        super().__init__(f"training stopped by SIGTERM at step {step}; resume from {where}")
-        self.step = step
-        self.checkpoint = Path(checkpoint) if checkpoint else None
 
 
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
@@ -87,7 +86,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
             padding_side="left", truncation_side="left",
         )  # fmt: skip
-        train_rows, val_rows, data_info = prepare_data(config.data, tokenizer, args.seed)
+        train_rows, val_rows, data_info = prepare_data(
+            config.data, tokenizer, args.seed, config.prompt_format
+        )
 
         # Rewards: registry names -> callables; every column they read must be in every row.
         funcs = config.reward_funcs
@@ -119,7 +120,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
-            raise TrainingInterrupted(int(Path(resume).name.rpartition("-")[2]) if resume else 0, resume)
+            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume)
         log.info("training from %s", resume or "step 0")
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.requested:
@@ -164,7 +165,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 # --- data and rewards --------------------------------------------------------------------------------
 
 
-def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, list, dict[str, Any]]:
+def prepare_data(
+    data: DataArguments, tokenizer: Any, seed: int, prompt_format: PromptFormat
+) -> tuple[list, list, dict[str, Any]]:
     """Training and validation rows with prompts; over-long prompts dropped (counted) or failing."""
     rows, report = gsm8k_data.load_examples(
         data.dataset_path, hub_config=data.dataset_config, split=data.dataset_split
@@ -184,7 +187,7 @@ def prepare_data(data: DataArguments, tokenizer: Any, seed: int) -> tuple[list, 
     def with_prompts(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         if not part:
             return part, 0
-        prompted = gsm8k_data.add_prompts(part, data.num_shots)
+        prompted = gsm8k_data.add_prompts(part, data.num_shots, prompt_format)
         return gsm8k_data.enforce_prompt_limit(
             prompted, tokenizer, data.max_prompt_tokens, data.prompt_length_policy
         )
@@ -248,6 +251,7 @@ def evaluate_at_end(config: RunConfig, rows: list[dict[str, Any]], full_model: b
         backend="vllm" if config.training.use_vllm else "hf",
         max_new_tokens=config.run.eval_max_new_tokens,
         data_info={"source": source, "split": hub_split, "limit": config.run.eval_limit},
+        prompt_format=config.prompt_format,
     )  # fmt: skip
     keep = ("shots", "n", "correct", "accuracy", "ci95")
     return {"dir": str(out_dir), "results": [{k: r[k] for k in keep} for r in metrics["results"]]}
@@ -323,37 +327,6 @@ def use_plain_cpu_device(args: GRPOConfig) -> None:
 # --- checkpoints and graceful stop --------------------------------------------------------------------
 
 
-def _files(folder: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(folder)): p.stat().st_size
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != CHECKPOINT_MARKER
-    }
-
-
-def is_complete(checkpoint: Path) -> bool:
-    """True when the marker exists and every file it lists is there with the size it had."""
-    try:
-        listed = json.loads((checkpoint / CHECKPOINT_MARKER).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return bool(listed) and all(
-        (checkpoint / name).is_file() and (checkpoint / name).stat().st_size == size
-        for name, size in listed.items()
-    )
-
-
-def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest `checkpoint-N` that is complete; incomplete ones are logged and left alone."""
-    folder = Path(output_dir)
-    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True):
-        if is_complete(checkpoint):
-            return checkpoint
-        log.warning("skipping incomplete checkpoint %s", checkpoint)
-    return None
-
-
 def check_checkpoint(checkpoint: str | Path) -> None:
     if not is_complete(Path(checkpoint)):
         raise ConfigError("resume_from_checkpoint", f"{checkpoint} is not a complete checkpoint")
@@ -365,10 +338,7 @@ class MarkCompleteCheckpoints(TrainerCallback):
     def on_save(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> None:
         PartialState().wait_for_everyone()  # DeepSpeed writes per-rank shards
         if args.should_save:
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            tmp = checkpoint / f".{CHECKPOINT_MARKER}.tmp"
-            tmp.write_text(json.dumps({"step": state.global_step, "files": _files(checkpoint)}))
-            os.replace(tmp, checkpoint / CHECKPOINT_MARKER)
+            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
 
 
 class GracefulStop(TrainerCallback):
@@ -386,11 +356,8 @@ class GracefulStop(TrainerCallback):
             log.warning("not the main thread: SIGTERM is left to the caller")
             yield
             return
-        previous = signal.signal(signal.SIGTERM, self.request)
-        try:
+        with signals.handling(self.request, (signal.SIGTERM,)):
             yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
     def on_step_end(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> Any:
         if _any_process(self.requested):
@@ -475,10 +442,7 @@ def write_summary(summary: dict[str, Any], model_dir: Path, summary_dir: Path) -
     """`run_summary.json` into summary_dir, then into model_dir last, atomically: the completion marker."""
     text = json.dumps(summary, indent=2, default=str) + "\n"
     for folder in (summary_dir, model_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{SUMMARY_NAME}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / SUMMARY_NAME)
+        write_atomic(folder / SUMMARY_NAME, text)
 
 
 # --- entry points -------------------------------------------------------------------------------------
@@ -502,10 +466,3 @@ def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -
             f"summary: {config.run.summary_dir}"
         )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`grpo-rlvr train ARGS` as a function: the one command line lives in `grpo_rlvr.cli`."""
-    from grpo_rlvr.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

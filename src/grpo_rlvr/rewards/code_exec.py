@@ -437,7 +437,7 @@ def code_exec(
     max_processes: int = Limits.max_processes,
     max_file_mb: int = Limits.max_file_mb,
     max_output_bytes: int = Limits.max_output_bytes,
-    **_: object,
+    **_columns: object,  # TRL passes every dataset column; options are checked by name in config
 ) -> list[float]:
     """Score each completion's code against its row's tests, `workers` sandboxes at a time."""
     check_sandbox()

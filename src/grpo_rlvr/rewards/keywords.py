@@ -69,7 +69,7 @@ def keywords(
     min_other_words: int = 5,
     max_density: float = 0.5,
     max_chars: int = 20_000,
-    **_: object,
+    **_columns: object,  # TRL passes every dataset column; options are checked by name in config
 ) -> list[float]:
     """Share of each row's required terms used in prose; 0 for stuffing."""
     return [

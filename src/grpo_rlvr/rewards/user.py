@@ -18,9 +18,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from grpo_rlvr.rewards import REGISTRY, RewardFunc, register
-
-TRL_ARGUMENTS = frozenset({"prompts", "completions", "completion_ids", "trainer_state"})
+from grpo_rlvr.rewards import REGISTRY, TRL_ARGUMENTS, RewardFunc, register
 
 
 class RewardModuleError(ValueError):

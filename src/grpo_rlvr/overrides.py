@@ -1,0 +1,94 @@
+"""`key=value`: the one grammar for recipe values given as text, and its inverse.
+
+`grpo-rlvr train`, `grpo-rlvr launch`, `scripts/launch_sagemaker.py --hp` and `scripts/local_opt_ml.py
+--hp` all read `key=value` here, so the same text gives the same value on every route. A value reads as
+YAML, the language of the recipes themselves, with YAML 1.2 scalars: only true/false are booleans
+(`save_strategy=no` is the string "no", as TRL expects, not YAML 1.1's False) and `1e-6` is a number.
+So `rewards=[a, b]` is a list, `reward_kwargs={keywords: {max_repeats: 2}}` a mapping, `max_steps=3`
+a number and `run_name='"3"'` the string "3". An empty value is the empty string; text YAML cannot
+read stays the text it is.
+
+Needs PyYAML and nothing else, so the job scripts run from a plain checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 scalars: only true/false are booleans, and `1e-6` is a float.
+
+    TRL's string settings take "no" (`save_strategy: no`), which YAML 1.1 would read as False.
+    """
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# YAML 1.1 needs a dot and a signed exponent (`1.0e-6`); YAML 1.2 also reads `1e-6` and `3e5`.
+RecipeLoader.add_implicit_resolver(
+    _FLOAT_TAG, re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+class NotKeyValue(ValueError):
+    """An argument that is not `key=value`; `item` is the argument as given."""
+
+    def __init__(self, item: str) -> None:
+        super().__init__(f"{item!r} is not key=value")
+        self.item = item
+
+
+def split_assignment(item: str) -> tuple[str, str]:
+    """`key=value` -> (key, raw value text), split at the first `=`."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise NotKeyValue(item)
+    return key.strip(), raw
+
+
+def read_value(raw: str) -> Any:
+    """One value's text as the recipe would read it (see the module docstring)."""
+    if not raw.strip():
+        return ""
+    try:
+        return yaml.load(raw, Loader=RecipeLoader)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_overrides(overrides: Mapping[str, Any] | Iterable[str]) -> dict[str, Any]:
+    """Typed overrides pass through; `key=value` strings are read by `read_value`."""
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, raw = split_assignment(item)
+        parsed[key] = read_value(raw)
+    return parsed
+
+
+def override_args(overrides: Mapping[str, Any]) -> list[str]:
+    """`key=value` arguments that `parse_overrides` turns back into the same typed values.
+
+    Non-strings go as JSON (a subset of YAML's flow style); a string goes as it is unless it would read
+    back as something else ("3", "null", "[a]"), then JSON-quoted.
+    """
+    args = []
+    for key, value in overrides.items():
+        plain = isinstance(value, str) and bool(value.strip()) and read_value(value) == value
+        args.append(f"{key}={value if plain else json.dumps(value)}")
+    return args

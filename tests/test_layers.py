@@ -1,0 +1,83 @@
+"""Imports run down the layers: no cycle among the package's modules, and the launcher starts without
+torch, transformers or TRL (it imports them only where it must)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "grpo_rlvr"
+HEAVY = {"torch", "trl", "transformers", "accelerate", "datasets", "peft"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    # A subpackage is one concept: its registry and the plugins that register into it are one node.
+    return ".".join(name.split(".")[:2])
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    """Every grpo_rlvr module imported anywhere in the file (also inside functions), except for typing."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []  # typing-only imports are no dependency
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {".".join(n.split(".")[:2]) for n in found if n.startswith("grpo_rlvr.")}
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        graph.setdefault(name, set())
+        graph[name] |= _imports(ast.parse(path.read_text(encoding="utf-8")))
+    return {name: {d for d in deps if d in graph and d != name} for name, deps in graph.items()}
+
+
+def test_the_module_graph_has_no_cycle() -> None:
+    graph = _graph()
+    assert len(graph) > 10
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != "open", " -> ".join([*path, node, dep])
+            if dep not in state:
+                visit(dep, [*path, node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_low_layers_do_not_import_high_ones() -> None:
+    graph = _graph()
+    assert not graph["grpo_rlvr.config"] & {"grpo_rlvr.evaluate", "grpo_rlvr.sagemaker", "grpo_rlvr.train"}
+    assert "grpo_rlvr.cli" not in graph["grpo_rlvr.train"]
+    for low in ("grpo_rlvr.redact", "grpo_rlvr.files", "grpo_rlvr.prompt_format", "grpo_rlvr.overrides"):
+        assert not graph[low], f"{low} imports {graph[low]}"
+    assert graph["grpo_rlvr.checkpoints"] <= {"grpo_rlvr.files"}
+
+
+def test_importing_the_launcher_loads_no_torch_trl_or_transformers() -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import grpo_rlvr.launch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "grpo_rlvr.launch" in imported and "grpo_rlvr.checkpoints" in imported
+    assert not {name.split(".")[0] for name in imported} & HEAVY
