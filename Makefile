@@ -1,18 +1,29 @@
-# Every target runs with the project venv (`.ci/run` creates it); override PY to use another interpreter.
-PY ?= .venv/bin/python
+# Every target runs with the project environment, .venv, which `make test` and `make smoke` create or
+# refresh from docker/requirements.lock whenever it or pyproject.toml changes (scripts/dev_env.py).
+# Override PY to use another interpreter as it is.
+PYTHON ?= python3.11
+VENV := .venv
+PY ?= $(VENV)/bin/python
 BIN := $(dir $(PY))
+ENV_STAMP := $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.synced)
 IMAGE ?= grpo-rlvr:latest
 OPT_ML ?= opt_ml
 RECIPE ?= qwen2.5-0.5b-gsm8k
-# GSM8K from ../shared when present (no hub needed), else from the Hugging Face hub.
-DATA_SOURCE ?= $(if $(wildcard ../shared/data/gsm8k/train.jsonl),../shared/data/gsm8k/train.jsonl,openai/gsm8k)
+# GSM8K as shipped with the package (src/grpo_rlvr/gsm8k_data, MIT): no hub needed. Any prepare source works.
+DATA_SOURCE ?= builtin:gsm8k
 LOCK ?= docker/requirements.lock
 ECR_REPOSITORY ?= grpo-rlvr
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 EVAL_ARGS ?=
 LAUNCH_ARGS ?= --help
 
-.PHONY: build lock data train smoke test lint bench eval push launch
+.PHONY: build lock env data train smoke test lint bench eval push launch
+
+env: $(ENV_STAMP) ## create or refresh .venv with the lock's versions (CPU torch where pip's find-links has it)
+
+$(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
+	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
+	@touch $@
 
 build: ## the training image
 	docker build -t $(IMAGE) .
@@ -22,38 +33,46 @@ lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.12 (no 
 		--python-platform x86_64-manylinux_2_28 --python-version 3.12 \
 		--generate-hashes --custom-compile-command "make lock" --quiet --output-file $(LOCK)
 
-data: ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker would lay them out
+data: $(ENV_STAMP) ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker would lay them out
+	$(PY) scripts/local_opt_ml.py --check --recipe $(RECIPE)
 	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --out $(OPT_ML)/input/data
 	$(PY) scripts/local_opt_ml.py --opt-ml $(OPT_ML) --recipe $(RECIPE)
 
 train: ## GPU training in the image, with the mlflow service
 	docker compose up --exit-code-from train train
 
-smoke: ## CPU end-to-end GRPO run through the container's launcher, on real GSM8K rows, in $(OPT_ML)/smoke
+# A run that left output/failure (interrupted, or failed) resumes from its checkpoints, as the failure
+# file says; otherwise, or with FRESH=1, the smoke tree is cleared first.
+smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher, on real GSM8K rows, in $(OPT_ML)/smoke
 	$(if $(strip $(OPT_ML)),,$(error OPT_ML is empty: refusing to clear /smoke))
-	rm -rf -- "$(OPT_ML)/smoke"
-	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --out "$(OPT_ML)/smoke/input/data"
+	@if [ -f "$(OPT_ML)/smoke/output/failure" ] && [ "$(FRESH)" != 1 ]; then \
+		echo "smoke: resuming the stopped run in $(OPT_ML)/smoke (FRESH=1 starts over)"; \
+		find "$(OPT_ML)/smoke" -mindepth 1 -maxdepth 1 ! -name checkpoints -exec rm -rf -- {} +; \
+	else \
+		echo "smoke: a fresh run in $(OPT_ML)/smoke"; rm -rf -- "$(OPT_ML)/smoke"; \
+	fi
+	$(PY) -m grpo_rlvr.cli prepare --source $(DATA_SOURCE) --val-fraction 0 --out "$(OPT_ML)/smoke/input/data"
 	$(PY) scripts/local_opt_ml.py --opt-ml "$(OPT_ML)/smoke" --recipe smoke-cpu --instance-type local
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
 
-test:
+test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest
 
-lint:
+lint: $(ENV_STAMP) ## ruff, hadolint, shellcheck
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(BIN)hadolint --failure-threshold error Dockerfile
 	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh
 
-bench: ## CPU benchmark of the training step
+bench: $(ENV_STAMP) ## CPU benchmark of the training step
 	$(PY) bench/cpu.py
 
-eval: ## evaluate a model, e.g. make eval EVAL_ARGS="--model opt_ml/model ..."
+eval: $(ENV_STAMP) ## evaluate a model, e.g. make eval EVAL_ARGS="--model opt_ml/model ..."
 	$(PY) -m grpo_rlvr.cli evaluate $(EVAL_ARGS)
 
 push: ## build tag -> ECR (creates the repository if missing)
 	scripts/push_ecr.sh --image $(IMAGE) --repository $(ECR_REPOSITORY) --tag $(TAG)
 
-launch: ## SageMaker training job, e.g. make launch LAUNCH_ARGS="--image-uri ... --dry-run"
+launch: $(ENV_STAMP) ## SageMaker training job, e.g. make launch LAUNCH_ARGS="--image-uri ... --dry-run"
 	$(PY) scripts/launch_sagemaker.py $(LAUNCH_ARGS)

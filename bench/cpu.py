@@ -26,7 +26,7 @@ import transformers
 from measure import machine_info, on_one_core
 from overhead import bench_overhead
 from prompts import bench_prompts
-from rewards import bench_gsm8k_rewards
+from rewards import ADVERSARIAL_TARGET_S, bench_adversarial, bench_gsm8k_rewards
 from rewards_code import bench_code_exec
 from startup import bench_startup
 
@@ -43,6 +43,7 @@ def run_sections(args: argparse.Namespace) -> dict[str, Any]:
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
         "rewards": lambda: {
             "gsm8k_one_core": on_one_core(bench_gsm8k_rewards, args.reward_completions),
+            "adversarial_mb_s": on_one_core(bench_adversarial),
             "code_exec": {
                 "completions": args.code_completions,
                 "workers": args.code_workers,
@@ -67,9 +68,13 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     if r := results.get("rewards"):
         rate = r["gsm8k_one_core"]["completions_per_s"]
         verdict = "met" if rate >= REWARD_TARGET else "NOT met"
+        worst, seconds = max(r["adversarial_mb_s"].items(), key=lambda item: item[1])
+        adversarial = "met" if seconds <= ADVERSARIAL_TARGET_S else "NOT met"
         rows += [
             ("GSM8K rewards (format+correctness), 1 core", f"{rate:,.0f} compl/s",
              f"target >= {REWARD_TARGET:,}/s: {verdict}"),
+            ("GSM8K rewards, worst adversarial 1 MB text", f"{seconds:.2f} s",
+             f"target <= {ADVERSARIAL_TARGET_S:g} s: {adversarial} ({worst})"),
             (f"code_exec, {r['code_exec']['workers']} sandboxes",
              f"{r['code_exec']['completions_per_s']:.1f} compl/s", "a sandboxed process per completion"),
         ]  # fmt: skip

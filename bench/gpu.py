@@ -66,12 +66,19 @@ QWEN2_5_0_5B: dict[str, Any] = {
 SPEED_SETTINGS = {
     "training": ("use_vllm", "vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode",
                  "num_generations", "max_completion_length", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "steps_per_generation", "num_iterations", "beta",
+                 "gradient_accumulation_steps", "steps_per_generation", "num_iterations", "beta", "loss_type",
                  "gradient_checkpointing", "bf16", "torch_compile", "generation_kwargs"),
     "model": ("use_peft", "load_in_4bit", "lora_r", "lora_target_modules", "dtype", "attn_implementation"),
-    "data": ("num_shots", "max_prompt_tokens"),
+    "data": ("num_shots", "prompt_format", "end_tokens", "stop_at_answer", "max_prompt_tokens"),
 }  # fmt: skip
 GIB = 2**30
+# Qwen2.5's chat format for plain conversations (its default system turn included, for prompt length).
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. "
+    "You are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def build_tokenizer(vocab_size: int = QWEN2_5_0_5B["vocab_size"]) -> Any:
@@ -84,6 +91,7 @@ def build_tokenizer(vocab_size: int = QWEN2_5_0_5B["vocab_size"]) -> Any:
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in tiny["model"]["merges"]]
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.chat_template = CHAT_TEMPLATE  # the seed recipe (a) writes chat prompts
     return tokenizer
 
 

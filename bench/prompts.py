@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from grpo_rlvr import data
 from grpo_rlvr.tiny import resolve_model_path
 
-GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+GSM8K_TRAIN = data.packaged_gsm8k("train")
 
 
 def bench_prompts(

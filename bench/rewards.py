@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-from grpo_rlvr.answers import parse_number
-from grpo_rlvr.data import gold_from_solution, training_solution
+from grpo_rlvr.answers import extract, parse_number
+from grpo_rlvr.data import gold_from_solution, packaged_gsm8k, training_solution
 from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 BATCH = 256  # completions scored per reward call, as in a GRPO step (prompts x generations)
+CANON = "#### The final answer is"
+# ~1 MB texts shaped to make a backtracking answer regex take minutes; graded within ADVERSARIAL_TARGET_S.
+ADVERSARIAL = {
+    "hashes": "####" * 250_000,
+    "digits_commas": ("1," * 500_000),
+    "answer_lines": (f"{CANON} 1,000,000,000,000\n" * 30_000)[:1_000_000],
+    "mixed": ("#### 1,2,3,4,5 answer is \\boxed{ 9" * 40_000)[:1_000_000],
+    "near_miss": ("#### The final answer is " + "9" * 1000 + ",") * 900,
+}
+ADVERSARIAL_TARGET_S = 1.0
 
 
 def _completions(n: int) -> tuple[list[str], list[str]]:
@@ -59,6 +68,18 @@ def bench_gsm8k_rewards(n: int = 200_000) -> dict[str, float]:
         "seconds": seconds,
         "completions_per_s": n / seconds,
     }
+
+
+def grade_seconds(text: str) -> float:
+    """Seconds the extractor takes on one completion (both GSM8K rewards read it once per batch)."""
+    start = time.perf_counter()
+    extract(text)
+    return time.perf_counter() - start
+
+
+def bench_adversarial() -> dict[str, float]:
+    """Seconds to grade each adversarial megabyte: the answer regexes' worst case."""
+    return {name: grade_seconds(text) for name, text in ADVERSARIAL.items()}
 
 
 if __name__ == "__main__":

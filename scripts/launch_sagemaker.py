@@ -48,6 +48,51 @@ def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
             )
 
 
+# The trainer prints each logging step as a dict line, values as strings:
+#   {'loss': '0.0123', 'grad_norm': '0.51', ..., 'reward': '0.75', ..., 'step_time': '1.9'}
+# SageMaker reads these from the job's log into the console's charts and CloudWatch.
+LOGGED_METRICS = {
+    "train:reward": "reward",
+    "train:reward_std": "reward_std",
+    "train:loss": "loss",
+    "train:grad_norm": "grad_norm",
+    "train:learning_rate": "learning_rate",
+    "train:step_time_s": "step_time",
+    "train:completion_length": "completions/mean_length",
+}
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """One MetricDefinition per logged key: `'key': 'number'` (the quote before the key keeps
+    `loss` from matching `train_loss`)."""
+    return [
+        {"Name": name, "Regex": f"'{key}': '?(-?[0-9.]+(?:e[-+]?[0-9]+)?)"}
+        for name, key in LOGGED_METRICS.items()
+    ]
+
+
+def check_recipe(recipe: str, items: list[str]) -> None:
+    """Validate the recipe and overrides as the job's `grpo-rlvr train` will, before anything is paid for.
+
+    Raises the ConfigError train would print. A mistyped recipe name fails before torch and TRL load;
+    keys need TRL's settings, so from a plain checkout without the training stack only the job checks them.
+    """
+    from grpo_rlvr import config
+    from grpo_rlvr.cli import quiet_notices
+    from grpo_rlvr.sagemaker import check_no_contract_keys
+
+    overrides = parse_overrides(items)
+    check_no_contract_keys(overrides)
+    config.find_recipe(recipe)
+    quiet_notices()
+    try:
+        from trl import GRPOConfig  # noqa: F401  (trl imports lazily: this loads the training stack)
+    except (ImportError, RuntimeError) as err:
+        print(f"note: recipe keys are checked when the job starts, not here ({err})", file=sys.stderr)
+        return
+    config.load_config(recipe, overrides)
+
+
 def _channel(name: str, s3_uri: str) -> dict[str, Any]:
     if not s3_uri.startswith("s3://"):
         raise ValueError(f"channel {name}: expected an s3:// URI, got {s3_uri!r}")
@@ -76,10 +121,11 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         environment["HF_TOKEN_SECRET_ID"] = args.hf_token_secret_id
     check_no_secrets("hyperparameter", hp)
     check_no_secrets("environment variable", environment)
+    check_recipe(args.recipe, args.hp)
 
     output_path = args.output_path.rstrip("/")
-    channels = [_channel("train", args.train)]
-    channels += [_channel(name, uri) for name, uri in (("val", args.val), ("rewards", args.rewards)) if uri]
+    named = (("train", args.train), ("val", args.val), ("rewards", args.rewards))
+    channels = [_channel(name, uri) for name, uri in named if uri]
     max_run = int(args.max_run_hours * 3600)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_run}
     if args.spot:
@@ -91,9 +137,13 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
     request: dict[str, Any] = {
         "TrainingJobName": args.job_name,
         "RoleArn": args.role,
-        "AlgorithmSpecification": {"TrainingImage": args.image_uri, "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {
+            "TrainingImage": args.image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metric_definitions(),
+        },
         "HyperParameters": hp,
-        "InputDataConfig": channels,
+        **({"InputDataConfig": channels} if channels else {}),
         "OutputDataConfig": {"S3OutputPath": output_path},
         "ResourceConfig": {
             "InstanceType": args.instance_type,
@@ -133,19 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--image-uri", required=True, help="ECR image URI (printed by scripts/push_ecr.sh)")
     parser.add_argument("--role", required=True, help="SageMaker execution role ARN")
-    parser.add_argument("--train", required=True, help="s3:// prefix of the train channel")
+    parser.add_argument(
+        "--train", help="s3:// prefix of the train channel (default: the GSM8K shipped in the image)"
+    )
     parser.add_argument("--val", help="s3:// prefix of the val channel")
     parser.add_argument("--rewards", help="s3:// prefix of the rewards channel (user reward modules)")
     parser.add_argument("--output-path", required=True, help="s3:// prefix for model.tar.gz and output")
     parser.add_argument("--checkpoint-s3-uri", help="default: OUTPUT_PATH/JOB_NAME/checkpoints")
-    parser.add_argument("--job-name", default=f"grpo-rlvr-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument(
+        "--job-name", default=f"grpo-rlvr-{time.strftime('%Y%m%d-%H%M%S')}", help="default: grpo-rlvr-<time>"
+    )
     parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name baked into the image")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="non-secret env")
-    parser.add_argument("--instance-type", default="ml.g6e.xlarge")
-    parser.add_argument("--instance-count", type=int, default=1)
+    parser.add_argument("--instance-type", default="ml.g6e.xlarge", help="training instance type")
+    parser.add_argument("--instance-count", type=int, default=1, help="hosts; >1 trains across them")
     parser.add_argument("--volume-size", type=int, default=100, help="GB of EBS per instance")
-    parser.add_argument("--max-run-hours", type=float, default=24.0)
+    parser.add_argument("--max-run-hours", type=float, default=24.0, help="stop the job after this long")
     parser.add_argument("--spot", action=argparse.BooleanOptionalAction, default=True, help="managed spot")
     parser.add_argument("--max-wait-hours", type=float, default=48.0, help="spot: run time plus waiting")
     parser.add_argument("--mlflow-tracking-arn", help="SageMaker MLflow tracking server ARN (or any URI)")

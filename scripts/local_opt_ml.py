@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_sagemaker import check_no_secrets, hyperparameters  # puts src/ on sys.path
+from launch_sagemaker import check_no_secrets, check_recipe, hyperparameters  # puts src/ on sys.path
 
 from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths
 
@@ -73,7 +73,7 @@ def write_config(opt_ml: Path, hp: dict[str, str], instance_type: str) -> list[P
     return [config_dir / name for name in files]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -81,10 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name (hyperparameter)")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--instance-type", default="local_gpu", help="as SDK local mode reports it")
-    args = parser.parse_args(argv)
+    parser.add_argument("--check", action="store_true", help="only validate the recipe and overrides")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         hp = hyperparameters(args.recipe, args.hp)
         check_no_secrets("hyperparameter", hp)
+        check_recipe(args.recipe, args.hp)
+        if args.check:
+            return 0
         written = write_config(args.opt_ml, hp, args.instance_type)
     except (ValueError, FileNotFoundError) as err:
         print(f"local_opt_ml: error: {err}", file=sys.stderr)

@@ -8,14 +8,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
-
 
 @pytest.fixture(scope="session")
 def gsm8k_dir() -> Path:
-    """The real GSM8K JSONL files, read from ../shared beside the repo (never copied into it)."""
-    assert (GSM8K_DIR / "train.jsonl").is_file(), f"GSM8K is missing: expected {GSM8K_DIR}/train.jsonl"
-    return GSM8K_DIR
+    """The real GSM8K JSONL files: the copy shipped with the package, checked against its SHA256SUMS."""
+    from grpo_rlvr.data import packaged_gsm8k
+
+    return packaged_gsm8k("train").parent
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +24,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from grpo_rlvr.tiny import resolve_model_path
 
     return resolve_model_path("builtin:tiny-qwen2")
+
+
+# Qwen's chat format (ChatML) for plain conversations: the tiny tokenizer has no chat template of its own.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chat_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model whose tokenizer has a ChatML chat template (`<|im_end|>` closes every turn)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("chat-model") / "model"
+    shutil.copytree(tiny_model, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(out)
+    return str(out)

@@ -1,12 +1,18 @@
 """The answer rules, case by case: one table, every row a completion and the scores it must get."""
 
-import time
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from grpo_rlvr.answers import extract, format_number, parse_number
+from grpo_rlvr.data import gold_from_solution, training_solution
 from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from final_answer import gsm8k_rows, reasoning_phrase_completions
+from rewards import ADVERSARIAL, grade_seconds
 
 CANON = "#### The final answer is"
 
@@ -81,6 +87,18 @@ CASES = [
     (f"{CANON} 5\nQ: next one\nA: 6", "5", 0.5, 1.0),
     # prose that mentions "answer is" without a number does not block a real answer
     (f"The answer is not obvious.\n{CANON} 9", "9", 0.5, 1.0),
+    # the final answer decides: "answer is N" in the reasoning is a step, not a competing answer
+    (f"The answer is 5 apples per box.\nSo 4 boxes hold 4 * 5 = 20.\n{CANON} 20", "20", 0.5, 1.0),
+    (f"The final answer is 5 only for the first part.\n{CANON} 20", "20", 0.5, 1.0),
+    ("So the answer is 5 for now.\n#### 20", "20", 0.0, 1.0),
+    ("The answer is 5 apples per box.\n#### 20\n#### The final answer is 20", "20", 0.5, 1.0),
+    # … but hedging on the answer line, answers after it and explicit answer marks before it still do
+    (f"The answer is 5 apples per box.\n{CANON} 5 or 20", "20", 0.0, 0.0),
+    (f"The answer is 5.\n{CANON} 20\nThe answer is 5", "20", 0.0, 0.0),
+    (f"The answer is 5.\n{CANON} 20. The answer is 5", "20", 0.0, 0.0),
+    (f"The answer is 5.\n#### 5\n{CANON} 20", "20", 0.0, 0.0),
+    (f"A: 5\n{CANON} 20", "20", 0.0, 0.0),
+    (f"\\boxed{{5}}\n{CANON} 20", "20", 0.0, 0.0),
 ]
 
 
@@ -142,24 +160,17 @@ def test_extract_says_why_there_is_no_answer() -> None:
     assert extract("no answer here").reason == "no final answer"
 
 
-ADVERSARIAL = {
-    "hashes": "####" * 250_000,
-    "digits_commas": ("1," * 500_000),
-    "answer_lines": (f"{CANON} 1,000,000,000,000\n" * 30_000)[:1_000_000],
-    "mixed": ("#### 1,2,3,4,5 answer is \\boxed{ 9" * 40_000)[:1_000_000],
-    "near_miss": ("#### The final answer is " + "9" * 1000 + ",") * 900,
-}
-
-
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
-def test_megabyte_of_adversarial_text_is_graded_quickly(name: str) -> None:
+def test_adversarial_text_costs_grow_linearly(name: str) -> None:
     text = ADVERSARIAL[name]
     assert len(text) >= 900_000
-    start = time.perf_counter()
-    gsm8k_format([text])
-    gsm8k_correctness([text], final_answer=["1"])
-    # Generous bound for a loaded 2-core CI machine; a backtracking regex takes minutes here.
-    assert time.perf_counter() - start < 1.0
+
+    def best(t: str) -> float:
+        return min(grade_seconds(t) for _ in range(3))
+
+    # 10x the text: a linear scan costs ~10x, a backtracking regex 100x or more. The absolute target
+    # (a megabyte within ADVERSARIAL_TARGET_S) is measured by `make bench`, not asserted on a shared machine.
+    assert best(text) / best(text[: len(text) // 10]) < 40
 
 
 def test_a_phrase_that_starts_a_calculation_is_not_an_answer() -> None:
@@ -168,3 +179,22 @@ def test_a_phrase_that_starts_a_calculation_is_not_an_answer() -> None:
     assert gsm8k_correctness([text], final_answer=["120"]) == [1.0]
     assert gsm8k_format([text]) == [0.5]
     assert extract("The answer is 15 gallons * 8 = 120").value is None
+
+
+def test_answer_phrases_in_gsm8k_reasoning_no_longer_compete_with_the_answer_line() -> None:
+    # Real GSM8K train solutions with "So the answer is 24 clips for this part." after a step.
+    completions, golds = reasoning_phrase_completions(gsm8k_rows("train")[:600])
+    assert len(completions) >= 550 and all("answer is" in c.split("\n#### ")[0] for c in completions)
+    assert gsm8k_correctness(completions, final_answer=golds) == [1.0] * len(completions)
+    assert gsm8k_format(completions) == [0.5] * len(completions)
+    # The same phrase after the answer line, with another number, is hedging: nothing scores.
+    hedged = [f"{c}\nThe answer is {int(float(g)) + 1}." for c, g in zip(completions, golds, strict=True)]
+    assert gsm8k_correctness(hedged, final_answer=golds) == [0.0] * len(hedged)
+
+
+def test_every_gsm8k_gold_solution_grades_correct() -> None:
+    rows = gsm8k_rows("train") + gsm8k_rows("test")
+    golds = [gold_from_solution(r["answer"]) for r in rows]
+    assert len(rows) == 8792
+    for completions in ([r["answer"] for r in rows], [training_solution(r["answer"]) for r in rows]):
+        assert gsm8k_correctness(completions, final_answer=golds) == [1.0] * len(rows)

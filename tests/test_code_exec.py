@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import select
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,10 +38,8 @@ def fenced(code: str, tag: str = "python") -> str:
 
 
 def assert_healthy() -> None:
-    """The sandbox still runs a correct program promptly, and no sandboxed process outlived its run."""
-    start = time.monotonic()
+    """The sandbox still runs a correct program, and no sandboxed process outlived its run."""
     assert run_program(SQUARE, SQUARE_TESTS, FAST).score() == 1.0
-    assert time.monotonic() - start < 1.5
     assert sandbox_processes() == []
 
 
@@ -97,9 +98,7 @@ def test_bad_tests_are_a_data_error(tests: str) -> None:
 
 def test_parallel_workers_keep_order() -> None:
     completions = [fenced(SQUARE if i % 2 else "def square(x):\n    return 0\n") for i in range(8)]
-    start = time.monotonic()
     assert code_exec(completions, [SQUARE_TESTS] * 8, workers=4) == [0.2, 1.0] * 4
-    assert time.monotonic() - start < 5
 
 
 def test_example_tasks_are_solvable() -> None:
@@ -138,11 +137,11 @@ def test_hostile_program_is_contained(program: str, statuses: set[str]) -> None:
 
 
 def test_megabytes_of_output_do_not_hang_or_fill_memory() -> None:
-    start = time.monotonic()
-    verdict = run_program("import sys\nsys.stdout.write('x' * (50 << 20))\n" + SQUARE, SQUARE_TESTS, FAST)
+    # A timeout a loaded machine cannot miss: a hang still ends as "timeout", not "passed".
+    patient = Limits(timeout=60.0)
+    verdict = run_program("import sys\nsys.stdout.write('x' * (50 << 20))\n" + SQUARE, SQUARE_TESTS, patient)
     assert verdict.status == "passed"  # printing is allowed; it is only capped
-    assert len(verdict.output) == FAST.max_output_bytes
-    assert time.monotonic() - start < FAST.timeout
+    assert len(verdict.output) == patient.max_output_bytes
     assert_healthy()
 
 
@@ -207,3 +206,34 @@ def test_no_network() -> None:
         assert readable == [], "the sandboxed program reached the listener"
     assert "net" in ISOLATION
     assert_healthy()
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Two busy processes (bounded to 120 s even if the test dies) competing for the cores."""
+    burn = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
+    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for proc in burners:
+            proc.kill()
+            proc.wait()
+
+
+THREADED = [
+    # a thread started and joined by the program, then by the function under test, then a pool
+    "import threading\nresults = []\nt = threading.Thread(target=results.append, args=(1,))\n"
+    "t.start()\nt.join()\n" + SQUARE,
+    "import threading\ndef square(x):\n    out = []\n"
+    "    t = threading.Thread(target=lambda: out.append(x * x))\n"
+    "    t.start()\n    t.join()\n    return out[0]\n",
+    "from concurrent.futures import ThreadPoolExecutor\ndef square(x):\n"
+    "    with ThreadPoolExecutor(2) as pool:\n        return pool.submit(pow, x, 2).result()\n",
+]
+
+
+@pytest.mark.parametrize("program", THREADED)
+def test_threaded_program_scores_one_every_time_under_load(cpu_load: None, program: str) -> None:
+    verdicts = [run_program(program, SQUARE_TESTS, Limits(timeout=20.0)) for _ in range(20)]
+    assert [v.status for v in verdicts] == ["passed"] * 20

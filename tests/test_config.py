@@ -51,6 +51,14 @@ def test_seed_recipe_is_the_published_setup() -> None:
     )
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.num_train_epochs) == (16, 2, 2)
     assert (d.num_shots, d.max_prompt_tokens, d.prompt_length_policy) == (8, 1536, "fail")
+    # TRL 0.18's GRPO as the published run had it, the trained head and embeddings, double quantization
+    assert (t.beta, t.loss_type, t.mask_truncated_completions, t.num_generations) == (0.04, "bnpo", False, 8)
+    assert (m.lora_modules_to_save, m.use_bnb_nested_quant) == (["lm_head", "embed_tokens"], True)
+    assert (config.prompt_format.chat, d.end_tokens, d.val_fraction) == (True, ["<|im_end|>"], 0.1)
+    # 256 completions per optimizer step on the published 8 GPUs
+    eight = load_config("qwen2.5-0.5b-gsm8k-seed", num_processes=8).training
+    assert eight.per_device_train_batch_size * eight.gradient_accumulation_steps * 8 == 256
+    assert "tf32: true" in (REPO / "recipes" / "qwen2.5-0.5b-gsm8k-seed.yaml").read_text()
 
 
 def test_gpu_recipe_generates_with_colocated_vllm_and_fits_the_longest_prompt() -> None:

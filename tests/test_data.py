@@ -9,8 +9,9 @@ import pytest
 
 from grpo_rlvr import data, prompt_format
 from grpo_rlvr.cli import main as cli
+from grpo_rlvr.data import packaged_gsm8k
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 ROW = {"question": "Ann has 2 pens and buys 3. How many?", "answer": "2+3=<<2+3=5>>5\n#### 5"}
 
 
@@ -48,6 +49,26 @@ def test_prompt_has_k_shots_in_the_documented_format() -> None:
     assert data.build_prompt("Q?", 8) == data.build_prompt("Q?", 8)  # fixed, no randomness
     with pytest.raises(ValueError):
         data.build_prompt("Q?", 9)
+
+
+def test_chat_prompt_has_the_same_shots_as_turns_each_answer_closed_by_the_end_token(chat_model: str) -> None:
+    from transformers import AutoTokenizer
+
+    for k in (0, 2, 8):
+        messages = data.build_chat_prompt(" What is 1+1? ", k)
+        assert [m["role"] for m in messages] == ["user", "assistant"] * k + ["user"]
+        assert [m["content"] for m in messages[1::2]] == [
+            data.training_solution(a) for _, a in prompt_format.EXEMPLARS[:k]
+        ]
+        assert messages[-1] == {"role": "user", "content": "What is 1+1?"}
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    rows = data.add_prompts(
+        [{"question": "Q?", "answer": "#### 1"}], 2, prompt_format.PromptFormat(chat=True)
+    )
+    text = tokenizer.apply_chat_template(rows[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    assert text.count("#### The final answer is ") == 2 and text.count(" is 12<|im_end|>") == 1
+    assert text.endswith("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n")
+    assert data.prompt_lengths(rows, tokenizer) == [len(tokenizer(text)["input_ids"])]
 
 
 def test_exemplars_are_disjoint_from_gsm8k_and_well_formed() -> None:
@@ -216,3 +237,41 @@ def test_prepare_fails_on_missing_path_and_unreadable_parquet(
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
     assert cli(["prepare", "--source", str(tmp_path / "x.parquet"), "--out", str(tmp_path)]) == 2
     assert "not a readable Parquet file" in capsys.readouterr().err
+
+
+# --- where GSM8K comes from -------------------------------------------------------------------------
+
+
+def test_packaged_gsm8k_is_the_default_and_complete(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli(["prepare", "--out", str(tmp_path)]) == 0  # no --source: the copy shipped with the package
+    assert "loaded builtin:gsm8k: 7473 rows, none dropped" in capsys.readouterr().out
+    test, _ = data.load_examples("builtin:gsm8k", split="test")
+    assert len(test) == 1319
+    with pytest.raises(data.DataError, match="has the splits test, train, not 'validation'"):
+        data.load_examples("builtin:gsm8k", split="validation")
+
+
+def test_a_damaged_packaged_copy_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "gsm8k_data"
+    copy.mkdir()
+    for name in ("SHA256SUMS", "test.jsonl", "train.jsonl"):
+        (copy / name).write_bytes((GSM8K / name).read_bytes())
+    with (copy / "test.jsonl").open("a") as f:
+        f.write('{"question": "an extra row", "answer": "#### 1"}\n')
+    monkeypatch.setattr(data, "PACKAGED_GSM8K_DIR", copy)
+    data.packaged_gsm8k.cache_clear()
+    try:
+        with pytest.raises(data.DataError, match=r"test.jsonl does not match its SHA256SUMS entry"):
+            data.load_examples("builtin:gsm8k", split="test")
+        assert len(data.load_examples("builtin:gsm8k", split="train")[0]) == 7473  # untouched file is fine
+    finally:
+        data.packaged_gsm8k.cache_clear()
+
+
+def test_a_hub_id_without_a_hub_fails_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    # The tests run with HF_HUB_OFFLINE=1 (conftest), as on a machine without network.
+    assert cli(["prepare", "--source", "openai/gsm8k", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "openai/gsm8k is a dataset hub id, but HF_HUB_OFFLINE is set: use builtin:gsm8k" in err
+    assert not Path("unused").exists()

@@ -159,18 +159,20 @@ def _local_opt_ml(opt_ml: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(ROOT / "scripts" / "local_opt_ml.py"), "--opt-ml", str(opt_ml), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # it validates the recipe as train does: torch and TRL load
     )
 
 
 def test_local_opt_ml_writes_what_sagemaker_would(tmp_path: Path) -> None:
     for channel in ("train", "val"):
         (tmp_path / "input" / "data" / channel).mkdir(parents=True)
-    result = _local_opt_ml(tmp_path, "--recipe", "smoke-cpu", "--hp", "max_steps=3", "--hp", 'tags=["a"]')
+    result = _local_opt_ml(
+        tmp_path, "--recipe", "smoke-cpu", "--hp", "max_steps=3", "--hp", 'rewards=["gsm8k_format"]'
+    )
     assert result.returncode == 0, result.stderr
     config = tmp_path / "input" / "config"
     hyperparameters = json.loads((config / "hyperparameters.json").read_text())
-    assert hyperparameters == {"recipe": "smoke-cpu", "max_steps": "3", "tags": '["a"]'}
+    assert hyperparameters == {"recipe": "smoke-cpu", "max_steps": "3", "rewards": '["gsm8k_format"]'}
     resources = json.loads((config / "resourceconfig.json").read_text())
     assert resources["current_host"] == "algo-1" and resources["hosts"] == ["algo-1"]
     assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"train", "val"}

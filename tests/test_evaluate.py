@@ -13,9 +13,10 @@ from PIL import Image
 
 from grpo_rlvr import evaluate
 from grpo_rlvr.cli import main
+from grpo_rlvr.data import packaged_gsm8k
 from grpo_rlvr.evaluate import Generation, HFGenerator, ModelSpec, evaluate_examples
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 FAST = ("--max-new-tokens", "4")  # a random model's completions need not be long
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A model that answers, then invents a next problem whose answer (7) must never be graded.
@@ -89,7 +90,7 @@ def test_compare_writes_table_json_and_png_with_both_series(
         (trained, 2, 3),
     ]
     assert metrics["models"][1]["adapter"] == adapter
-    assert metrics["data"]["source"].endswith("gsm8k/test.jsonl") and metrics["data"]["limit"] == 3
+    assert metrics["data"]["source"] == str(GSM8K / "test.jsonl") and metrics["data"]["limit"] == 3
     assert metrics["decoding"] == {"greedy": True, "max_new_tokens": 4, "stop": ["\nQuestion:"]}
     assert set(metrics["versions"]) >= {"torch", "transformers", "peft"}
     comparison = metrics["comparison"]

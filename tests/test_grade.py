@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from grpo_rlvr.data import gold_from_solution
+from grpo_rlvr.data import gold_from_solution, packaged_gsm8k
 from grpo_rlvr.grading import gold_value
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 
 FORMS = {
     "hashes": "#### {}",

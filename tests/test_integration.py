@@ -186,6 +186,19 @@ def test_make_smoke_trains_through_the_launcher_into_opt_ml_smoke(tmp_path: Path
     assert summary["config"]["training"]["output_dir"] == str(smoke.checkpoint_dir)
     assert checkpoints.is_complete(smoke.checkpoint_dir / "checkpoint-6")
     assert not stale.exists() and beside.read_text() == "mine"
+    # A healthy run says why its rewards are 0, and shows no alarming notice.
+    output = done.stdout + done.stderr
+    assert "builtin:tiny-qwen2 is a random model: it scores 0 on GSM8K" in output
+    for alarming in ("kernels-community", "unable to detect", "validation rows are not used", "WARNING"):
+        assert alarming not in output, alarming
+
+    # A stopped run leaves output/failure saying "start again to resume": `make smoke` again resumes.
+    smoke.failure_file.write_text("stopped")
+    again = _make_smoke(str(opt_ml))
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "smoke: resuming the stopped run" in again.stdout
+    assert f"training from {smoke.checkpoint_dir / 'checkpoint-6'}" in again.stdout + again.stderr
+    assert not smoke.failure_file.exists()
 
 
 def test_make_smoke_refuses_an_empty_opt_ml() -> None:

@@ -82,6 +82,14 @@ def _assert_valid(request: dict[str, Any]) -> None:
     assert not _constraint_errors(request, input_shape)
 
 
+def test_without_train_the_job_uses_the_data_shipped_in_the_image(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in BASE_ARGS if a not in ("--train", "s3://bucket/gsm8k/train/")]
+    assert launch.main([*args, "--dry-run"]) == 0
+    request = json.loads(capsys.readouterr().out)
+    _assert_valid(request)
+    assert "InputDataConfig" not in request  # nothing to upload: the recipe's builtin:gsm8k stands
+
+
 def test_full_request_passes_botocore_validation(capsys: pytest.CaptureFixture[str]) -> None:
     request = _dry_run(
         capsys,
@@ -105,14 +113,20 @@ def test_full_request_passes_botocore_validation(capsys: pytest.CaptureFixture[s
 
 
 def test_hyperparameters_are_strings_that_decode_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    hp = _dry_run(capsys, "--hp", "learning_rate=1e-6", "--hp", 'targets=["q_proj"]', "--hp", "x={}")[
-        "HyperParameters"
-    ]
+    hp = _dry_run(
+        capsys,
+        "--hp",
+        "learning_rate=1e-6",
+        "--hp",
+        'lora_target_modules=["q_proj"]',
+        "--hp",
+        "reward_kwargs={}",
+    )["HyperParameters"]
     assert all(isinstance(v, str) for v in hp.values())
     assert hp["recipe"] == "qwen2.5-0.5b-gsm8k"
     assert json.loads(hp["learning_rate"]) == 1e-6
-    assert json.loads(hp["targets"]) == ["q_proj"]
-    assert json.loads(hp["x"]) == {}
+    assert json.loads(hp["lora_target_modules"]) == ["q_proj"]
+    assert json.loads(hp["reward_kwargs"]) == {}
 
 
 def test_managed_spot_with_checkpoints(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,16 +1,15 @@
 """The GSM8K rewards on every real gold solution, and the registry."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from grpo_rlvr.answers import parse_number
-from grpo_rlvr.data import gold_from_solution, training_solution
+from grpo_rlvr.data import gold_from_solution, packaged_gsm8k, training_solution
 from grpo_rlvr.rewards import REGISTRY, required_columns, resolve
 from grpo_rlvr.rewards.gsm8k import gsm8k_correctness, gsm8k_format
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 
 
 def _all_rows() -> list[dict]:

@@ -108,6 +108,20 @@ def test_channels_map_to_recipe_keys(tmp_path: Path) -> None:
     }
 
 
+def test_without_a_train_channel_the_recipe_data_stands(tmp_path: Path) -> None:
+    from grpo_rlvr import config
+
+    paths = Paths(make_tree(tmp_path))
+    (paths.data_dir / "train" / "data.jsonl").unlink()
+    (paths.data_dir / "train").rmdir()
+    write_json(paths.config_dir / "inputdataconfig.json", {})
+    channels = sagemaker.read_channels(paths)
+    overrides = sagemaker.contract_overrides(paths, channels)
+    assert channels == {} and "dataset_path" not in overrides
+    # The shipped GSM8K: no hub and no upload needed for the default recipes.
+    assert config.load_config("smoke-cpu", overrides).data.dataset_path == "builtin:gsm8k"
+
+
 def test_channels_on_disk_without_inputdataconfig_and_fastfile(tmp_path: Path) -> None:
     paths = Paths(make_tree(tmp_path))
     (paths.config_dir / "inputdataconfig.json").unlink()  # docker compose mounts only the data

@@ -3,6 +3,7 @@ SIGTERM, two processes agree, and every recipe error fails before a model loads.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from grpo_rlvr.config import load_config
 from grpo_rlvr.rewards import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import launch_sagemaker  # noqa: E402
+
 TOY = "toy_sevens"
 # The toy task: a dense, verifiable reward a random policy scores ~0 on and a trained one ~1 on.
 TOY_REWARD = f'''
@@ -250,24 +254,28 @@ def test_a_save_that_fails_leaves_no_model_that_looks_complete(
     assert not (tmp_path / "output" / "run_summary.json").exists()
 
 
-class SigtermAt(TrainerCallback):
-    """Sends this process a real SIGTERM at the end of one step."""
+class SignalAt(TrainerCallback):
+    """Sends this process a real signal (SIGTERM by default) at the end of one step."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
         self.step = step
+        self.signum = signum
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signum)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT-ctrl-c"])
 def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
-    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+    signum: int, tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
 ) -> None:
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=20, **LORA)
     with pytest.raises(checkpoints.TrainingInterrupted) as stopped:
-        train.run(load_config(recipe), [SigtermAt(2)])
+        train.run(load_config(recipe), [SignalAt(2, signum)])
+    assert stopped.value.signum == signum
+    assert f"training stopped by {signal.Signals(signum).name} at step 3" in str(stopped.value)
 
     # The flag is raised after step 2's checks ran, so the stop lands at the end of step 3.
     assert stopped.value.step == 3
@@ -275,7 +283,7 @@ def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
     assert checkpoints.is_complete(stopped.value.checkpoint)
     assert checkpoints.latest_complete_checkpoint(tmp_path / "checkpoints") == stopped.value.checkpoint
     assert not (tmp_path / "model").exists()
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(signum) is before
 
 
 TWO_RANKS = """
@@ -384,6 +392,16 @@ BAD_RECIPES = [
         id="missing-reward-column",
     ),
     pytest.param(
+        {"prompt_format": {"chat": True}},
+        "prompt_format: chat needs a tokenizer with a chat template",
+        id="chat-without-template",
+    ),
+    pytest.param(
+        {"end_tokens": ["<|im_end|>", "<|not-a-token|>"]},
+        "end_tokens: '<|not-a-token|>' is",
+        id="end-token-not-one-token",
+    ),
+    pytest.param(
         {"eval_at_end": True, "val_fraction": 0.25},
         "eval_at_end: needs GSM8K validation rows (question + final_answer); 16 of 16 lack them",
         id="eval-at-end-on-prompt-rows",
@@ -417,8 +435,19 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
         f"summary_dir={opt_ml / 'output' / 'data'}", "max_steps=2", "save_steps=2", "disable_tqdm=true",
     ]  # fmt: skip
     assert cli.main(["train", *argv]) == 0
-    assert f"model: {opt_ml / 'model'} (step 2)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"model: {opt_ml / 'model'} (step 2)" in out
     summary = json.loads((opt_ml / "model" / "run_summary.json").read_text())
+    # What SageMaker charts: each metric definition the launcher sends matches these real log lines.
+    for metric in launch_sagemaker.metric_definitions():
+        values = [float(v) for v in re.findall(metric["Regex"], out)]
+        assert len(values) == 2, metric  # one per logging step
+    # The logged history and its curves, in the summary folder (/opt/ml/output/data in the container).
+    output_data = opt_ml / "output" / "data"
+    assert summary["files"] == {"log_history": "log_history.jsonl", "curves": "training_curves.png"}
+    history = [json.loads(line) for line in (output_data / "log_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "reward" in h] == [1, 2]
+    assert (output_data / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["data"]["train_rows"] == 64 and set(summary["rewards"]) == {
         "gsm8k_format",
         "gsm8k_correctness",
@@ -490,3 +519,189 @@ def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
     assert cli.main(["train", "--recipe", str(recipe)]) == 128 + signal.SIGTERM
     assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_run_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def stopped(*_: Any) -> None:
+        raise checkpoints.TrainingInterrupted(7, tmp_path / "checkpoint-7", signal.SIGINT)
+
+    monkeypatch.setattr(train, "run", stopped)
+    recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
+    assert cli.main(["train", "--recipe", str(recipe)]) == 130
+    assert "training stopped by SIGINT at step 7" in capsys.readouterr().err
+
+
+# --- stop at the answer -------------------------------------------------------------------------------
+
+# What a base model with shots writes: its answer, then an invented next problem (and never an EOS).
+ANSWER_THEN_INVENTION = (
+    " 3 + 4 = 7\n#### The final answer is 7\n\n"
+    "Question: Numbers: 8 9 10\nSolution: 8 + 9 + 10 = 27, and 27 + 1 = 28"
+)
+STOP_PROMPTS = [f"Numbers: {i} {i + 1} {i + 2}" for i in range(0, 64, 16)]
+STOP_RUN = {
+    **BASE,
+    "rewards": ["gsm8k_format"],
+    "per_device_train_batch_size": 8,
+    "num_generations": 4,
+    "max_completion_length": 40,  # the answer and the stop string take 17 tokens, the invention more
+    "mask_truncated_completions": True,
+    "max_steps": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def stop_prompts(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("stop") / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in STOP_PROMPTS))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def inventing_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model taught (full fine-tune on the prompts) to answer and then invent the next problem."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    batch = tokenizer([p + ANSWER_THEN_INVENTION for p in STOP_PROMPTS], return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3)
+    torch.manual_seed(0)
+    for _ in range(100):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    out = tmp_path_factory.mktemp("inventing")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def _one_step(tmp_path: Path, callbacks: list, **values: Any) -> dict[str, float]:
+    """One GRPO step; the step's logged metrics."""
+    history = History()
+    train.run(load_config(make_recipe(tmp_path, **{**STOP_RUN, **values})), [history, *callbacks])
+    return next(entry for entry in history.logs if "completions/clipped_ratio" in entry)
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_generate_stops_at_the_answer_and_a_stopped_completion_counts_as_finished(
+    stop: bool, tmp_path: Path, inventing_model: str, stop_prompts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import GenerationMixin
+
+    calls: list[tuple[Any, bool]] = []
+    generate = GenerationMixin.generate
+
+    def recording_generate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append((kwargs["generation_config"].stop_strings, kwargs.get("tokenizer") is not None))
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", recording_generate)
+    logged = _one_step(
+        tmp_path, [], model_name_or_path=inventing_model, dataset_path=stop_prompts, stop_at_answer=stop
+    )
+    assert calls == [(["\nQuestion:"], True) if stop else (None, False)]
+    if stop:  # ended at the stop string, with the EOS TRL reads as finished: kept in the loss
+        assert logged["completions/clipped_ratio"] <= 0.25
+        assert logged["completions/mean_terminated_length"] < 30
+        assert logged["completions/mean_length"] < 30
+    else:  # every completion runs on to max_completion_length and is masked out of the loss
+        assert logged["completions/clipped_ratio"] >= 0.75
+        assert logged["completions/mean_length"] >= 37
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_vllm_generation_gets_the_stop_and_a_stopped_completion_counts_as_finished(
+    stop: bool, tmp_path: Path, tiny_model: str, stop_prompts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM cannot run here: TRL's colocated vLLM path runs on a stand-in engine that writes
+    ANSWER_THEN_INVENTION and stops as vLLM does (at the token that completes a stop string, which
+    stays in `token_ids`; or at `max_tokens`)."""
+    from types import SimpleNamespace
+
+    from trl.generation import vllm_generation
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    script = tokenizer(ANSWER_THEN_INVENTION)["input_ids"]
+    sampling: list[dict[str, Any]] = []
+
+    class SamplingParams:
+        def __init__(self, **kwargs: Any) -> None:
+            sampling.append(kwargs)
+            self.stop, self.max_tokens = kwargs.get("stop") or [], kwargs["max_tokens"]
+
+    class LLM:
+        def generate(self, prompts: list[dict], sampling_params: SamplingParams, use_tqdm: bool) -> list:
+            ids = script[: sampling_params.max_tokens]
+            ends = [
+                n
+                for n in range(1, len(ids) + 1)
+                if any(s in tokenizer.decode(ids[:n]) for s in sampling_params.stop)
+            ]
+            ids = ids[: ends[0]] if ends else ids
+            logprobs = [{t: SimpleNamespace(logprob=-0.1, rank=1)} for t in ids]
+            completion = SimpleNamespace(token_ids=ids, logprobs=logprobs)
+            return [
+                SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[completion]) for p in prompts
+            ]
+
+    monkeypatch.setattr(vllm_generation, "SamplingParams", SamplingParams, raising=False)
+    monkeypatch.setattr(vllm_generation, "is_vllm_available", lambda: True)
+    monkeypatch.setattr(
+        vllm_generation.VLLMGeneration, "_init_vllm", lambda self: setattr(self, "llm", LLM())
+    )
+    monkeypatch.setattr(vllm_generation.VLLMGeneration, "sync_weights", lambda self: None)
+    logged = _one_step(
+        tmp_path,
+        [],
+        model_name_or_path=tiny_model,
+        dataset_path=stop_prompts,
+        use_vllm=True,
+        vllm_mode="colocate",
+        stop_at_answer=stop,
+    )
+    assert [s.get("stop") for s in sampling] == [["\nQuestion:"] if stop else None]
+    stopped_at = len(tokenizer(ANSWER_THEN_INVENTION.split("Question:")[0] + "Question:")["input_ids"])
+    if stop:  # the stop string's tokens, then the EOS that makes it finished
+        assert logged["completions/clipped_ratio"] == 0.0
+        assert logged["completions/mean_length"] == stopped_at + 1
+    else:
+        assert logged["completions/clipped_ratio"] == 1.0
+        assert logged["completions/mean_length"] == 40
+
+
+def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and_chat_prompts(
+    tmp_path: Path, chat_model: str, gsm8k_dir: Path
+) -> None:
+    """The seed recipe as published, on the tiny model, real GSM8K rows, one CPU step."""
+    history = History()
+    overrides = {
+        "model_name_or_path": chat_model,
+        "dataset_path": str(gsm8k_dir / "train.jsonl"),
+        "max_train_samples": 8,
+        "max_val_samples": 2,
+        "num_shots": 2,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "max_completion_length": 8,
+        "max_steps": 1,
+        "bf16": True,  # as on the GPU: bf16 weights and autocast (CPU autocast supports bf16)
+        "gradient_checkpointing": False,
+        "save_strategy": "no",
+        "report_to": "none",
+        "output_dir": str(tmp_path / "checkpoints"),
+        "model_dir": str(tmp_path / "model"),
+        "summary_dir": str(tmp_path / "output"),
+    }
+    config = load_config("qwen2.5-0.5b-gsm8k-seed", overrides)
+    summary = train.run(config, [history])
+
+    assert summary["global_step"] == 1 and summary["data"]["val_rows"] == 2  # the 90/10 split
+    assert history.series("kl") == [0.0]  # beta > 0: the reference model's KL is computed (0 at step 1)
+    end = AutoTokenizer.from_pretrained(chat_model).convert_tokens_to_ids("<|im_end|>")
+    generation = json.loads((tmp_path / "model" / "generation_config.json").read_text())
+    assert end in generation["eos_token_id"]  # the saved model stops at the chat end token
+    adapter = load_file(tmp_path / "model" / "adapter" / "adapter_model.safetensors")
+    assert any("lm_head" in k for k in adapter) and any("embed_tokens" in k for k in adapter)

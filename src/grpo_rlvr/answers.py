@@ -18,11 +18,15 @@ Rules (each has a row in tests/test_answers.py):
    - a malformed number where the answer should be: `4,2`, `1,20`, `1,2000`, `1.2.3`, `0,5`
      (never read as 42, 4 or 0.5);
    - several candidates on one answer line: `5 or 6`, `5, 6`, `5-6`, `5 to 6`, `4 2`, `2+3=5`;
-   - answer lines that disagree with each other (`#### 5` … `#### 6`): hedging is not rewarded,
-     while repeating the same answer is harmless.
+   - answer lines that disagree with each other (`#### 5` … `#### 6`, or `#### 6` then "The answer is
+     5" after it): hedging is not rewarded, while repeating the same answer is harmless.
    A phrase followed later on its line by `=` starts a calculation, not an answer, and is skipped
    ("the final answer is 15 gallons * 8 = 120 pints" is a step; its answer line comes after).
-5. **Bounded time.** Every regex is linear (no nested quantifiers), the number after a marker is read
+5. **The final answer decides.** Once a `####` line holds a number, an "answer is N" phrase before it
+   is reasoning ("So the answer is 5 apples per box." … `#### The final answer is 20` reads 20), not a
+   competing answer. Explicit answer marks (`A: N` lines, `\\boxed{N}`) and anything after the first
+   such `####` line still compete with it.
+6. **Bounded time.** Every regex is linear (no nested quantifiers), the number after a marker is read
    from a window of at most 64 characters, so a megabyte of `####`, digits and commas is graded in
    milliseconds.
 """
@@ -127,40 +131,47 @@ def answer_segment(completion: str) -> str:
     return completion[: _scan_lines(completion)[0]]
 
 
-def _markers(text: str, answer_lines: list[int], canonical_line: str = _CANONICAL) -> list[tuple[int, bool]]:
-    """(position right after a final-answer marker, whether it is the canonical form), in any order.
+# Kinds of final-answer marker: an `A:` line, a `####` line, an "answer is" phrase, `\\boxed{`.
+LINE, HASHES, PHRASE, BOXED = range(4)
 
-    `#` and `\\` are rare: finding them first (a memchr, nearly free) spares a full scan for `####` and
-    `\\boxed`; `A:` came from the line scan, so a typical completion costs one more full scan, for
-    `answer is`."""
-    found = [(a, False) for a in answer_lines]
+
+def _markers(
+    text: str, answer_lines: list[int], canonical_line: str = _CANONICAL
+) -> list[tuple[int, int, bool]]:
+    """(position right after a final-answer marker, its kind, whether it is the canonical form).
+
+    Lines, then `####` lines in text order, then phrases, then boxes: `extract` knows where the first
+    `####` line is before it meets a phrase. `#` and `\\` are rare: finding them first (a memchr, nearly
+    free) spares a full scan for `####` and `\\boxed`; `A:` came from the line scan, so a typical
+    completion costs one more full scan, for `answer is`."""
+    found = [(a, LINE, False) for a in answer_lines]
     i = text.find("#")
     i = text.find("####", i) if i != -1 else -1
     while i != -1:
         if text.startswith(canonical_line, i):  # the trained form, spelled exactly: skip the regex
-            found.append((i + len(canonical_line), True))
+            found.append((i + len(canonical_line), HASHES, True))
         else:
             tail = _HASHES_TAIL.match(text, i + 4)
-            found.append((tail.end(), tail["canon"] is not None and canonical_line == _CANONICAL))
+            found.append((tail.end(), HASHES, tail["canon"] is not None and canonical_line == _CANONICAL))
         i = text.find("####", i + 4)
     # "answer is" / "Answer is", except inside the canonical lines already read.
     nswer = canonical_line.find("nswer")
     canonical_nswer = (
-        {end - len(canonical_line) + nswer for end, canon in found if canon} if nswer != -1 else set()
+        {end - len(canonical_line) + nswer for end, _, canon in found if canon} if nswer != -1 else set()
     )
     i = text.find("nswer")
     while i != -1:
         if i not in canonical_nswer:
             phrase = _PHRASE.match(text, i - 1) if i else None
             if phrase:
-                found.append((phrase.end(), False))
+                found.append((phrase.end(), PHRASE, False))
         i = text.find("nswer", i + 5)
     i = text.find("\\")
     i = text.find("\\boxed", i) if i != -1 else -1
     while i != -1:
         boxed = _BOXED.match(text, i)
         if boxed:
-            found.append((boxed.end(), False))
+            found.append((boxed.end(), BOXED, False))
         i = text.find("\\boxed", i + 6)
     return found
 
@@ -172,7 +183,10 @@ def extract(completion: str, canonical_line: str = _CANONICAL) -> Answer:
     segment = completion[:end]
     found: Number | None = None
     canonical = False
-    for start, is_canonical in _markers(segment, answer_lines, canonical_line):
+    answer_line = -1  # where the marker of the first `####` line with a number ends (-1: none yet)
+    for start, kind, is_canonical in _markers(segment, answer_lines, canonical_line):
+        if kind == PHRASE and start < answer_line:
+            continue  # reasoning before the final answer line ("the answer is 5 per box"), not an answer
         plain = _PLAIN_INTEGER.match(segment, start, start + _WINDOW)
         if plain is not None:  # the common case, read without the general parser
             value = int(plain[1])
@@ -187,6 +201,8 @@ def extract(completion: str, canonical_line: str = _CANONICAL) -> Answer:
         if found is not None and value != found:
             return Answer(None, reason="conflicting answers")
         found = value
+        if kind == HASHES and answer_line < 0:
+            answer_line = start
         canonical = canonical or is_canonical
     return NO_ANSWER if found is None else Answer(found, canonical, "")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 
 from grpo_rlvr.files import write_atomic
@@ -22,11 +23,13 @@ SUMMARY_NAME = "run_summary.json"
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGTERM stopped training: a checkpoint was written at `step`; no model was written."""
+    """SIGTERM or SIGINT stopped training: a checkpoint was written at `step`; no model was written."""
 
-    def __init__(self, step: int, checkpoint: str | Path | None) -> None:
+    def __init__(self, step: int, checkpoint: str | Path | None, signum: int = signal.SIGTERM) -> None:
         where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (stopped before training)"
-        super().__init__(f"training stopped by SIGTERM at step {step}; resume from {where}")
+        name = signal.Signals(signum).name
+        super().__init__(f"training stopped by {name} at step {step}; resume from {where}")
+        self.signum = signum
         self.step = step
         self.checkpoint = Path(checkpoint) if checkpoint else None
 

@@ -1,9 +1,10 @@
-"""`grpo-rlvr`: one console script, a subcommand per job. Parsing only; the work lives in the modules."""
+"""`grpo-rlvr`: GRPO training with verifiable rewards, data preparation, grading and evaluation."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -121,21 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="validate a dataset and write train/ and val/ channels as JSONL")
-    p.add_argument("--source", default="openai/gsm8k", help="hub id, or a JSONL/JSON/Parquet file or folder")
-    p.add_argument("--hub-config", default="main")
+    p.add_argument(
+        "--source",
+        default=data.PACKAGED_GSM8K,
+        help=f"{data.PACKAGED_GSM8K} (shipped), a hub id, or a JSONL/JSON/Parquet file or folder",
+    )
+    p.add_argument("--hub-config", default="main", help="hub dataset configuration")
     p.add_argument("--split", default="train", help="hub split to read")
     p.add_argument("--out", type=Path, required=True, help="folder that receives train/ and val/")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of rows written to val/")
+    p.add_argument("--seed", type=int, default=42, help="seed of the train/val split")
     p.add_argument("--tokenizer", help="print prompt-token statistics with this tokenizer")
     p.add_argument("--shots", type=int, default=8, help="shots for the prompt statistics")
     p.add_argument("--show-problems", type=int, default=20, help="how many dropped rows to list")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("grade", help="grade any model's outputs against gold answers")
-    p.add_argument("file", type=Path)
-    p.add_argument("--completion-field", default="completion")
-    p.add_argument("--answer-field", default="answer")
+    p.add_argument("file", type=Path, help="JSONL file, one row per model output")
+    p.add_argument("--completion-field", default="completion", help="field holding the model's text")
+    p.add_argument("--answer-field", default="answer", help="field holding the gold answer or solution")
     p.add_argument("--out", type=Path, help="write rows with `extracted` and `correct` here")
     p.set_defaults(func=_grade)
 
@@ -149,13 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", nargs=2, metavar=("BASE", "TRAINED"), help="two models, each MODEL or MODEL+ADAPTER"
     )
     p.add_argument("--adapter", help="PEFT adapter folder, merged into --model")
-    p.add_argument("--data", help="JSONL/JSON/Parquet file or folder (default: hub openai/gsm8k)")
+    p.add_argument(
+        "--data",
+        help=f"JSONL/JSON/Parquet file or folder, or a hub id (default: {data.PACKAGED_GSM8K}, shipped)",
+    )
     p.add_argument("--split", default="test", help="hub split, or <split>.jsonl inside a --data folder")
     p.add_argument("--shots", default="0,2,4,8", help="comma-separated shot counts (0-8)")
     p.add_argument("--limit", type=int, help="evaluate only the first N questions (default: all)")
-    p.add_argument("--backend", choices=BACKENDS, default="hf")
+    p.add_argument("--backend", choices=BACKENDS, default="hf", help="generation with transformers or vLLM")
     p.add_argument("--batch-size", type=int, help="hf: prompts per generate() (16); vllm: max_num_seqs")
-    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="tokens generated per answer")
     p.add_argument(
         "--out",
         type=Path,
@@ -177,7 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_launch)
 
-    p = sub.add_parser("train", help="GRPO training from a recipe plus key=value overrides")
+    p = sub.add_parser(
+        "train",
+        help="GRPO training from a recipe plus key=value overrides",
+        description="GRPO training from a recipe plus key=value overrides. By default it writes checkpoints "
+        "to outputs/checkpoints, the adapter and merged model to outputs/model and run_summary.json to "
+        "outputs/summary, under the working directory (recipe keys output_dir, model_dir, summary_dir).",
+    )
     p.add_argument("--recipe", required=True, help="recipe YAML file, or a baked recipe name")
     p.add_argument(
         "overrides",
@@ -193,8 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_notices() -> None:
+    """Silence library notices that flag nothing wrong on a healthy run, before those libraries load.
+
+    bitsandbytes warns on every import on CPUs with AVX512-BF16 that an optional hub kernel for 4-bit
+    CPU matmuls is missing; its errors still show.
+    """
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_notices()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from grpo_rlvr.data import GSM8K_HUB_ID
+from grpo_rlvr.data import PACKAGED_GSM8K
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
@@ -84,7 +84,8 @@ class DataArguments:
     """Where the questions come from and how they become prompts."""
 
     dataset_path: str = field(
-        default=GSM8K_HUB_ID, metadata={"help": "hub id, or a JSONL/JSON/Parquet file or folder"}
+        default=PACKAGED_GSM8K,
+        metadata={"help": f"{PACKAGED_GSM8K} (shipped), a hub id, or a JSONL/JSON/Parquet file or folder"},
     )
     dataset_config: str = field(default="main", metadata={"help": "hub dataset config"})
     dataset_split: str = field(default="train", metadata={"help": "hub split for training"})
@@ -102,6 +103,16 @@ class DataArguments:
     prompt_length_policy: Literal["drop", "fail"] = field(
         default="drop", metadata={"help": "drop over-long prompts (counted) or fail the run"}
     )
+    end_tokens: list[str] | None = field(
+        default=None,
+        metadata={"help": "tokens that also end a completion, e.g. [<|im_end|>] with the chat format"},
+    )
+    stop_at_answer: bool = field(
+        default=True,
+        metadata={
+            "help": "end each completion where an invented next `Question:` begins, as evaluation does"
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "use only the first N training rows"}
     )
@@ -112,7 +123,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "prompt template fields over the default: question_label, solution_label, "
-            "solution_prefix, answer_line, exemplars (JSON on the command line)"
+            "solution_prefix, answer_line, exemplars, chat (JSON on the command line)"
         },
     )
 
@@ -278,12 +289,16 @@ def load_config(
 
 
 def _apply_cpu_defaults(values: dict[str, Any]) -> None:
-    """Without CUDA, default to a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept."""
+    """Without CUDA, default to a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept, except
+    `tf32`: transformers refuses it without an Ampere GPU, so a GPU recipe validates on a CPU host (the
+    launcher's) with it unset, and the GPU run applies it."""
     import torch
 
     if not torch.cuda.is_available():
         values.setdefault("use_cpu", True)
         values.setdefault("bf16", False)
+        if values.get("tf32"):
+            values["tf32"] = None
 
 
 def _parse(

@@ -12,7 +12,9 @@ A prompt longer than the limit is never cut: it is dropped and counted, or the r
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import random
 import re
 from collections import Counter
@@ -24,7 +26,9 @@ from grpo_rlvr.answers import format_number, parse_number
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.prompt_format import DEFAULT, MAX_SHOTS, PromptFormat
 
-GSM8K_HUB_ID = "openai/gsm8k"
+# GSM8K (MIT) ships inside the package, so no run needs a dataset hub; see gsm8k_data/README.md.
+PACKAGED_GSM8K = "builtin:gsm8k"
+PACKAGED_GSM8K_DIR = Path(__file__).with_name("gsm8k_data")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's calculator annotations: `<<48/2=24>>`
 
@@ -84,14 +88,33 @@ def _shots(num_shots: int, prompt_format: PromptFormat) -> str:
     )
 
 
-def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
-    """k fixed worked examples, then the question, ending where the model's solution begins."""
+def _check_shots(num_shots: int, prompt_format: PromptFormat) -> None:
     limit = min(MAX_SHOTS, len(prompt_format.exemplars))
     if not 0 <= num_shots <= limit:
         raise ValueError(f"num_shots must be between 0 and {limit}, got {num_shots}")
+
+
+def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
+    """k fixed worked examples, then the question, ending where the model's solution begins."""
+    _check_shots(num_shots, prompt_format)
     f = prompt_format
     question_line = _labelled(f.question_label, question.strip())
     return f"{_shots(num_shots, f)}{question_line}\n{_labelled(f.solution_label, f.solution_prefix)}"
+
+
+def build_chat_prompt(
+    question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT
+) -> list[dict[str, str]]:
+    """The same k worked examples as chat turns (question, solution), then the question.
+
+    TRL renders it with the tokenizer's chat template, which closes every assistant turn with its end
+    token (`<|im_end|>` for Qwen): the model learns from the shots to end its own answer with it."""
+    _check_shots(num_shots, prompt_format)
+    turns = []
+    for q, a in prompt_format.exemplars[:num_shots]:
+        solution = training_solution(a, prompt_format)
+        turns += [{"role": "user", "content": q}, {"role": "assistant", "content": solution}]
+    return [*turns, {"role": "user", "content": question.strip()}]
 
 
 def _example(row: Any) -> dict[str, Any]:
@@ -162,18 +185,58 @@ def _raw_rows(path: Path, report: LoadReport) -> list[tuple[str, Any]]:
     return pairs
 
 
+@functools.cache
+def packaged_gsm8k(split: str) -> Path:
+    """The shipped GSM8K split, checked against SHA256SUMS first: a damaged copy must not train."""
+    sums = dict(
+        reversed(line.split()) for line in (PACKAGED_GSM8K_DIR / "SHA256SUMS").read_text().splitlines()
+    )
+    name = f"{split}.jsonl"
+    if name not in sums:
+        raise DataError(
+            f"{PACKAGED_GSM8K} has the splits {', '.join(sorted(Path(n).stem for n in sums))}, not {split!r}"
+        )
+    path = PACKAGED_GSM8K_DIR / name
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    if digest != sums[name]:
+        raise DataError(
+            f"{path} does not match its SHA256SUMS entry ({digest}): reinstall grpo-rlvr to restore GSM8K"
+        )
+    return path
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it: then a hub id can only fail, so it fails at once."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_rows(source: str, hub_config: str, split: str) -> list[tuple[str, Any]]:
+    """Rows of a hub dataset, or one line saying why the hub cannot give them."""
+    remedy = f"use {PACKAGED_GSM8K} (shipped with the package), a local file or folder, or a mounted channel"
+    if hub_offline():
+        raise DataError(f"{source} is a dataset hub id, but HF_HUB_OFFLINE is set: {remedy}")
+    from datasets import load_dataset
+
+    try:
+        dataset = load_dataset(source, hub_config, split=split)
+    except (ConnectionError, OSError) as err:  # requests/httpx connection errors are OSErrors
+        raise DataError(
+            f"{source}: the dataset hub cannot be reached ({type(err).__name__}): {remedy}"
+        ) from err
+    return [(f"{source}[{split}]:row {i + 1}", row) for i, row in enumerate(dataset)]
+
+
 def load_examples(
     source: str | Path, *, hub_config: str = "main", split: str = "train"
 ) -> tuple[list[dict[str, Any]], LoadReport]:
-    """Load rows from a local file/folder or a hub dataset id and validate them."""
+    """Load rows from the packaged GSM8K, a local file/folder or a hub dataset id and validate them."""
     report = LoadReport()
-    if is_local_path(source):
+    if str(source) == PACKAGED_GSM8K:
+        raw = _raw_rows(packaged_gsm8k(split), report)
+    elif is_local_path(source):
         raw = [pair for f in data_files(local_path(source)) for pair in _raw_rows(f, report)]
-    else:  # a hub id such as openai/gsm8k (needs network; never taken in tests)
-        from datasets import load_dataset
-
-        dataset = load_dataset(str(source), hub_config, split=split)
-        raw = [(f"{source}[{split}]:row {i + 1}", row) for i, row in enumerate(dataset)]
+    else:  # a hub id such as openai/gsm8k (needs network)
+        raw = _hub_rows(str(source), hub_config, split)
     examples = []
     for where, row in raw:
         try:
@@ -190,11 +253,13 @@ def load_examples(
 def add_prompts(
     examples: list[dict[str, Any]], num_shots: int, prompt_format: PromptFormat = DEFAULT
 ) -> list[dict[str, Any]]:
-    """Give every question row its k-shot prompt; prepared prompt rows are used as they are."""
+    """Give every question row its k-shot prompt (text, or chat turns with `prompt_format.chat`);
+    prepared prompt rows are used as they are."""
     if num_shots and any("prompt" in e for e in examples):
         raise DataError(f"num_shots={num_shots} applies to question rows; set num_shots: 0 for prompt rows")
+    build = build_chat_prompt if prompt_format.chat else build_prompt
     return [
-        e if "prompt" in e else {**e, "prompt": build_prompt(e["question"], num_shots, prompt_format)}
+        e if "prompt" in e else {**e, "prompt": build(e["question"], num_shots, prompt_format)}
         for e in examples
     ]
 

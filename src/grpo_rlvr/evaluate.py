@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from grpo_rlvr.data import (
     DATA_SUFFIXES,
-    GSM8K_HUB_ID,
+    PACKAGED_GSM8K,
     DataError,
     add_prompts,
     build_prompt,
@@ -278,11 +278,11 @@ def load_eval_examples(
     """The examples to evaluate (the first `limit` in source order) and a record of where they came from.
 
     `split` picks the hub split, or the file `<split>.jsonl|.json|.parquet` inside a folder (such as
-    shared/data/gsm8k); a file, or a folder without such a file (a SageMaker channel), is used whole.
+    a copy of GSM8K); a file, or a folder without such a file (a SageMaker channel), is used whole.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
-    source = str(source or GSM8K_HUB_ID)
+    source = str(source or PACKAGED_GSM8K)
     path = local_path(source)
     local = is_local_path(source)  # load_examples' rule for local vs hub
     split_file = next((f for f in (path / f"{split}{s}" for s in DATA_SUFFIXES) if f.is_file()), None)

@@ -430,8 +430,8 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
         code, forwarded = _run_distributed(plan, run_config)
     except Stopped as stop:
         return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
-    except TrainingInterrupted:
-        return fail(128 + signal.SIGTERM, interrupted_reason(signal.SIGTERM, paths.checkpoint_dir))
+    except TrainingInterrupted as stopped:
+        return fail(128 + stopped.signum, interrupted_reason(stopped.signum, paths.checkpoint_dir))
     except BAD_INPUT_ERRORS as err:
         return fail(EXIT_BAD_INPUT, str(err))
     except Exception as err:

@@ -75,6 +75,7 @@ class PromptFormat:
     solution_prefix: str = "Let's think step by step."
     answer_line: str = "#### The final answer is {}"
     exemplars: tuple[tuple[str, str], ...] = EXEMPLARS  # (question, GSM8K solution ending `#### N`)
+    chat: bool = False  # the shots as chat turns (user question, assistant solution), not labelled text
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any] | None) -> PromptFormat:
@@ -105,6 +106,8 @@ class PromptFormat:
                 f"question_label: must be one of {list(NEXT_PROBLEM_LABELS)}, where grading cuts an "
                 f"invented next problem; got {self.question_label!r}"
             )
+        if not isinstance(self.chat, bool):
+            raise ValueError(f"chat: must be true or false, got {self.chat!r}")
         if not self.solution_label.strip():
             raise ValueError("solution_label: may not be empty")
         if self.answer_line.count(ANSWER_SLOT) != 1 or not self.answer_line.startswith(ANSWER_MARKER):

@@ -34,7 +34,7 @@ VAL_CHANNEL = "val"
 SAGEMAKER_OWN = re.compile(r"^(sagemaker_|_tuning_objective_metric$)")
 # Recipe keys the contract owns: they come from channels and the /opt/ml tree, never from a hyperparameter.
 CONTRACT_KEYS = {
-    "dataset_path": f"the `{TRAIN_CHANNEL}` channel",
+    "dataset_path": f"the `{TRAIN_CHANNEL}` channel (without one, the recipe's dataset_path)",
     "val_dataset_path": f"the `{VAL_CHANNEL}` channel",
     "model_dir": "/opt/ml/model",
     "output_dir": "/opt/ml/checkpoints",
@@ -179,8 +179,9 @@ def read_resources(paths: Paths) -> Resources:
 def read_channels(paths: Paths) -> dict[str, Path]:
     """Every channel (declared in inputdataconfig.json or present on disk), checked.
 
-    `train` is required and `val` optional; both must hold data files in File or FastFile mode. Other
-    channels (say `rewards` holding a reward module) need only exist.
+    `train` and `val` are optional (without `train` the recipe's `dataset_path` stands, by default the
+    GSM8K shipped with the package); when present both must hold data files in File or FastFile mode.
+    Other channels (say `rewards` holding a reward module) need only exist.
     """
     config_path = paths.config_dir / "inputdataconfig.json"
     declared = _read_json_object(config_path) or {}
@@ -197,11 +198,6 @@ def read_channels(paths: Paths) -> dict[str, Path]:
         if not folder.is_dir():
             raise ContractError(f"channel `{name}` is declared in {config_path} but {folder} does not exist")
         channels[name] = folder
-    if TRAIN_CHANNEL not in channels:
-        raise ContractError(
-            f"add a `{TRAIN_CHANNEL}` channel: no {paths.data_dir / TRAIN_CHANNEL} "
-            f"(the training data, {'/'.join(DATA_SUFFIXES)} files; see `grpo-rlvr prepare`)"
-        )
     for name in (TRAIN_CHANNEL, VAL_CHANNEL):
         if name in channels:
             _check_data_channel(name, channels[name])
@@ -220,13 +216,13 @@ def _check_data_channel(name: str, folder: Path) -> None:
 def contract_overrides(paths: Paths, channels: Mapping[str, Path]) -> dict[str, str]:
     """The recipe keys the container's layout decides: data from channels, results into /opt/ml."""
     overrides = {
-        "dataset_path": str(channels[TRAIN_CHANNEL]),
         "model_dir": str(paths.model_dir),
         "output_dir": str(paths.checkpoint_dir),
         "summary_dir": str(paths.output_data_dir),
     }
-    if VAL_CHANNEL in channels:
-        overrides["val_dataset_path"] = str(channels[VAL_CHANNEL])
+    for key, channel in (("dataset_path", TRAIN_CHANNEL), ("val_dataset_path", VAL_CHANNEL)):
+        if channel in channels:
+            overrides[key] = str(channels[channel])
     return overrides
 
 

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,10 @@ from grpo_rlvr.checkpoints import (
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.files import write_atomic
+from grpo_rlvr.history import write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
-from grpo_rlvr.tiny import resolve_model_path
+from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,6 @@ log = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
-EXIT_INTERRUPTED = 128 + signal.SIGTERM  # the shell's code for "terminated by SIGTERM"
 
 
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
@@ -78,14 +79,22 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     args = config.training
     resolved = config.resolved()  # before the trainer adjusts anything
     model_path = resolve_model_path(config.model.model_name_or_path)
+    if config.model.model_name_or_path.startswith(BUILTIN_PREFIX):
+        log.info(
+            "%s is a random model: it scores 0 on GSM8K, so rewards and loss of 0 are expected",
+            config.model.model_name_or_path,
+        )
+    if not torch.cuda.is_available():  # else DeepSpeed warns that it "was unable to detect" a GPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     model_dir, summary_dir = Path(config.run.model_dir), Path(config.run.summary_dir)
     stop = GracefulStop()
-    with stop.on_sigterm():
+    with stop.catching():
         # Data: validated rows, k-shot prompts, none cut.
         tokenizer = AutoTokenizer.from_pretrained(
             model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
             padding_side="left", truncation_side="left",
         )  # fmt: skip
+        end_ids = end_token_ids(config.data, config.prompt_format, tokenizer)
         train_rows, val_rows, data_info = prepare_data(
             config.data, tokenizer, args.seed, config.prompt_format
         )
@@ -106,8 +115,11 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         model = load_model(model_path, config.model, args)
         use_plain_cpu_device(args)
 
-        # Trainer
-        trainer = GRPOTrainer(
+        # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule
+        add_end_tokens(model, args, end_ids)
+        if config.data.stop_at_answer:
+            add_stop_rule(args, config.prompt_format.stop_strings)
+        trainer = StopAtAnswerTrainer(
             model=model,
             reward_funcs=funcs,
             args=args,
@@ -117,15 +129,16 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             peft_config=get_peft_config(config.model),
             callbacks=[MarkCompleteCheckpoints(), stop, *callbacks],
         )
+        match_saved_modules(trainer.model)
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
-            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume)
+            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume, stop.signum)
         log.info("training from %s", resume or "step 0")
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.requested:
             step = trainer.state.global_step
-            raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}")
+            raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}", stop.signum)
         # Every process says where it ended: on several hosts, each host's log shows they ran in step.
         accelerator = trainer.accelerator
         log.info(
@@ -152,6 +165,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     }
     if not trainer.is_world_process_zero():
         return summary
+    summary["files"] = write_history(trainer.state.log_history, summary_dir)  # in summary_dir
     write_summary(summary, model_dir, summary_dir)
     if eval_rows is not None:
         trainer.accelerator.free_memory()  # the policy, optimizer (and a colocated vLLM) make room
@@ -313,6 +327,20 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
     return model
 
 
+def match_saved_modules(model: torch.nn.Module) -> None:
+    """Fully trained modules (`lora_modules_to_save`) keep the dtype of the layer they copy.
+
+    For a quantized base TRL casts every trainable parameter to bf16 (meant for LoRA A/B), so the trained
+    copy of `lm_head` would be bf16 behind fp32 norms and fail in `generate` ("float != BFloat16")."""
+    for module in model.modules():
+        original, copies = getattr(module, "original_module", None), getattr(module, "modules_to_save", None)
+        if original is None or copies is None:
+            continue
+        dtype = next(original.parameters()).dtype
+        for copy in copies.values():
+            copy.to(dtype)
+
+
 def use_plain_cpu_device(args: GRPOConfig) -> None:
     """Give a multi-process CPU run the device `cpu`, not accelerate's `cpu:0`, so it can resume.
 
@@ -322,6 +350,95 @@ def use_plain_cpu_device(args: GRPOConfig) -> None:
     """
     if args.device.type == "cpu" and args.device.index is not None:
         args.__dict__["_setup_devices"] = torch.device("cpu")
+
+
+# --- generation: stop at the answer -------------------------------------------------------------------
+
+
+def end_token_ids(data: DataArguments, prompt_format: PromptFormat, tokenizer: Any) -> list[int]:
+    """The ids of the recipe's `end_tokens` (each must be one token), checked before the model loads."""
+    if prompt_format.chat and not tokenizer.chat_template:
+        raise ConfigError("prompt_format", "chat needs a tokenizer with a chat template; this one has none")
+    ids = []
+    for token in data.end_tokens or ():
+        encoded = tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ConfigError("end_tokens", f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
+        ids.append(encoded[0])
+    return ids
+
+
+def add_end_tokens(model: torch.nn.Module, args: GRPOConfig, ids: list[int]) -> None:
+    """TRL ends completions (and counts them finished) at the model's generation-config EOS ids: add
+    ours there; vLLM reads its end tokens from the model folder, so it gets them as `stop_token_ids`."""
+    if not ids:
+        return
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    model.generation_config.eos_token_id = [*eos, *(i for i in ids if i not in eos)]
+    if args.use_vllm:
+        args.generation_kwargs = {"stop_token_ids": ids, **(args.generation_kwargs or {})}
+
+
+def add_stop_rule(args: GRPOConfig, stop_strings: Sequence[str]) -> None:
+    """Training generation ends where evaluation's does (the prompt format's `stop_strings`), through
+    TRL's own `generation_kwargs`: vLLM's SamplingParams read `stop`, transformers' GenerationConfig
+    `stop_strings`. A value the recipe sets itself wins."""
+    key = "stop" if args.use_vllm else "stop_strings"
+    args.generation_kwargs = {key: list(stop_strings), **(args.generation_kwargs or {})}
+
+
+class StopAtAnswerTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer, where a completion that ended at a stop string counts as finished.
+
+    TRL counts a completion as finished only when its last token is an end token (EOS or pad): one that
+    stopped at a stop string would be counted in `completions/clipped_ratio` and, with
+    `mask_truncated_completions`, dropped from the loss, right answer and all. Such a completion ends here
+    with the tokenizer's EOS, as transformers' `generate` already ends every stopped row but the batch's
+    last (it pads finished rows, and the pad is EOS for Qwen); a vLLM sampling log-probability for that
+    token is unknown (None), which TRL's importance-sampling correction reads as "no correction".
+    transformers also needs the tokenizer to apply stop strings, and TRL does not pass it to `generate`.
+    Without stop strings in `generation_kwargs` this trainer is TRL's own.
+    """
+
+    @property
+    def stop_strings(self) -> list[str]:
+        stops = (self.args.generation_kwargs or {}).get("stop" if self.use_vllm else "stop_strings")
+        return [stops] if isinstance(stops, str) else list(stops or ())
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> tuple[list, list | None]:
+        with self._generate_with_tokenizer():
+            completion_ids, logprobs = super()._generate_single_turn(*args, **kwargs)
+        return self._end_at_stop(completion_ids, logprobs)
+
+    @contextmanager
+    def _generate_with_tokenizer(self) -> Iterator[None]:
+        """transformers' `generate` reads stop strings through the tokenizer: hand it over for one call."""
+        if self.use_vllm or not self.stop_strings:
+            yield
+            return
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        model.generate = partial(model.generate, tokenizer=self._tokenizer)
+        try:
+            yield
+        finally:
+            del model.generate
+
+    def _end_at_stop(self, completion_ids: list, logprobs: list | None) -> tuple[list, list | None]:
+        """End each completion that reached a stop string (and no end token) with EOS; others unchanged."""
+        stops, ends, pad = self.stop_strings, set(self.eos_token_ids), self._tokenizer.pad_token_id
+        for i, ids in enumerate(completion_ids):
+            if not stops or not ids or ids[-1] in ends:
+                continue
+            n = len(ids)
+            while n and ids[n - 1] == pad:  # transformers pads a stopped row when pad is not EOS
+                n -= 1
+            text = self._tokenizer.decode(ids[:n])
+            if any(stop in text for stop in stops):
+                completion_ids[i] = [*ids[:n], self._tokenizer.eos_token_id]
+                if logprobs is not None:
+                    logprobs[i] = [*logprobs[i][:n], None]
+        return completion_ids, logprobs
 
 
 # --- checkpoints and graceful stop --------------------------------------------------------------------
@@ -342,27 +459,31 @@ class MarkCompleteCheckpoints(TrainerCallback):
 
 
 class GracefulStop(TrainerCallback):
-    """SIGTERM sets a flag; at the next step end all processes save a checkpoint and stop together."""
+    """SIGTERM or SIGINT (Ctrl-C) sets a flag; at the next step end all processes save a checkpoint and
+    stop together."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int = signal.SIGTERM  # which one arrived (other processes learn only that one did)
 
-    def request(self, *_: Any) -> None:
+    def request(self, signum: int, _frame: Any) -> None:
         self.requested = True
+        self.signum = signum
 
     @contextmanager
-    def on_sigterm(self) -> Iterator[None]:
+    def catching(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
-            log.warning("not the main thread: SIGTERM is left to the caller")
+            log.warning("not the main thread: SIGTERM and SIGINT are left to the caller")
             yield
             return
-        with signals.handling(self.request, (signal.SIGTERM,)):
+        with signals.handling(self.request):
             yield
 
     def on_step_end(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> Any:
         if _any_process(self.requested):
             self.requested = True
-            log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
+            name = signal.Signals(self.signum).name
+            log.warning("%s: saving a checkpoint at step %d and stopping", name, state.global_step)
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -459,7 +580,7 @@ def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -
         summary = run(config)
     except TrainingInterrupted as stopped:
         print(f"grpo-rlvr train: {stopped}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + stopped.signum  # the shell's code for "terminated by" that signal
     if PartialState().is_main_process:
         print(
             f"model: {summary['model_dir']} (step {summary['global_step']}); "

@@ -4,30 +4,38 @@ Scores: 0.0 for no code, a syntax error, a program that raises or exits, a timeo
 tampering; `partial` (0.2) when the program runs but a test unit fails; 1.0 when every unit passes.
 
 Tests format (the `tests` column): a string of Python. Every top-level statement is one test unit,
-run in order in the program's namespace after the program. A top-level `assert` passes when its
-condition is truthy (the harness evaluates the condition itself, so `AssertionError` plays no part);
+run in order by the judge after the program ran. A top-level `assert` passes when its condition is
+truthy (the judge evaluates the condition itself, so `AssertionError` plays no part);
 any other statement (imports, helpers, loops) passes when it runs without raising. At least one
 top-level `assert` is required. `if __name__ == "__main__":` blocks in the program do not run.
 
-Isolation (see docs/rewards.md for what works where): scrubbed environment and `python -I -S -u`;
-new session; rlimits on CPU, address space, file size, processes, open files, core dumps; as root a
-dedicated unprivileged uid per concurrent run (leased with flock, swept with SIGKILL afterwards);
-where permitted, new mount and network namespaces with private tmpfs over /tmp, /var/tmp, /dev/shm,
-/root, /home, /run and /opt/ml (interpreter directories re-bound read-only-by-permission) and no
-network interface up. Output is read up to `max_output_bytes`, the rest drained and dropped.
+Two processes per run (see docs/rewards.md for what is isolated where). The *program's process*
+runs the completion and answers requests; the *judge* runs the tests and never runs program code.
+Every name the tests read that the program defines (builtins excepted) is fetched from the program's
+process: plain data (None, bool, int, float, complex, str, bytes, bytearray, tuple, list, set,
+frozenset, dict, range; subclasses read through their base type) crosses as tagged JSON and is
+rebuilt as fresh builtin objects; anything else (functions, classes, instances, generators) becomes
+a handle whose calls, attributes, items and iteration are forwarded, and which cannot be compared,
+hashed or truth-tested. So comparisons, `len`, `sorted`, `math` and `AssertionError` are the
+judge's own, and an object with a lying `__eq__` or `__bool__` fails. The tests and the per-run
+nonce reach the judge only after the fork, so the program never has them in memory; the verdict
+leaves on a pipe the program's process does not hold, from a judge it cannot ptrace (another uid as
+root; not dumpable). Builtins changed, a trace hook or a Python thread left running in the program's
+process still score 0: checked by that process itself, this can only lower a score.
 
-Threat model: the verdict is one line on a private pipe carrying a per-run nonce, written only after
-every unit ran; stdout and exit codes count for nothing, so `sys.exit`/`os._exit`/atexit tricks and
-printed "PASSED" lines score 0, and changing builtins, leaving a trace/profile hook or a live thread
-counts as tampering (0). The program shares its process with the harness, so code that introspects
-the harness (frames, gc, ctypes, /proc/self/mem) can read the nonce and forge a pass: this stops
-generic reward hacks, not an adversary who targets this harness. Objects with an always-true
-`__eq__` are not detected either.
+Kernel layers, each where permitted: scrubbed environment, `python -I -S -B -u`, new session,
+rlimits (CPU, address space, file size, processes, open files, core dumps), no_new_privs; a seccomp
+filter (no new sockets, no ptrace, io_uring, mount or namespace calls); as root a dedicated
+unprivileged uid pair per concurrent run (leased with flock, swept with SIGKILL afterwards); new
+mount, network and pid namespaces with private tmpfs over the writable dirs, the interpreter's dirs
+bound back read-only, no network interface up and a /proc showing only the run's processes.
+Output is read up to `max_output_bytes`, the rest drained and dropped.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import concurrent.futures
 import contextlib
 import fcntl
@@ -53,7 +61,8 @@ from grpo_rlvr.rewards import completion_text, register
 log = logging.getLogger(__name__)
 
 PARTIAL_REWARD = 0.2
-SANDBOX_UID_BASE = 64000  # root only: uids SANDBOX_UID_BASE .. +UID_POOL-1 run the programs
+SANDBOX_UID_BASE = 64000  # root only: uids SANDBOX_UID_BASE .. +UID_POOL-1 run the programs,
+# the next UID_POOL the judges (uid + UID_POOL)
 UID_POOL = 256
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home", "/run", "/opt/ml")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -114,6 +123,19 @@ def parse_tests(tests: str) -> tuple[tuple[str, str], ...]:
     return units
 
 
+@functools.lru_cache(maxsize=1024)
+def _test_names(tests: str) -> tuple[list[str], list[str]]:
+    """(names the tests read that the program may define, modules they import). Builtins are not
+    looked up in the program: a program cannot shadow `len` or `sorted` for the tests."""
+    tree = ast.parse(tests)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(dir(builtins))
+    imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imports |= {
+        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and not n.level
+    }
+    return sorted(names), sorted(imports)
+
+
 def _compiles(code: str) -> bool:
     try:
         compile(code, "<solution>", "exec", dont_inherit=True)
@@ -123,43 +145,58 @@ def _compiles(code: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# The child. `_sandbox_main` is shipped by source (`python -I -S -u -c`), so it is self-contained:
-# it imports nothing from this package and takes everything from the JSON payload on stdin.
+# The child. `_sandbox_main` is shipped by source (`python -I -S -B -u -c`), so it is self-contained:
+# it imports nothing from this package and reads everything from stdin, in two parts: the program
+# and limits first, the tests and the nonce only after the program's process has been forked off, so
+# they are never in its memory.
 
 
 def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
+    import _thread
     import builtins
+    import contextlib
     import ctypes
     import json
     import os
     import resource
+    import socket
+    import struct
     import sys
     import traceback
 
-    cfg = json.loads(sys.stdin.buffer.read())
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    write, exit_now, listdir = os.write, os._exit, os.listdir
-    gettrace, getprofile, compile_, eval_, exec_, bool_ = (
-        sys.gettrace, sys.getprofile, compile, eval, exec, bool)  # fmt: skip
-    nonce, result_fd, isolation = cfg["nonce"], cfg["result_fd"], []
     libc = ctypes.CDLL(None, use_errno=True)
+    ulong = ctypes.c_ulong
 
-    def report(status: str, passed: int = 0) -> None:
-        write(result_fd, f"{nonce} {status} {passed} {','.join(isolation)}\n".encode())
+    def read_exact(fd: int, n: int) -> bytes:
+        chunks = []
+        while n:
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                os._exit(4)
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def read_part() -> dict:
+        return json.loads(read_exact(0, int(read_exact(0, 10))))
+
+    cfg = read_part()
+    root, real_uid, real_gid = os.geteuid() == 0, os.getuid(), os.getgid()
+    isolation = []
 
     def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
         enc = [None if s is None else s.encode() for s in (src, target, fstype, data)]
-        if libc.mount(enc[0], enc[1], enc[2], flags, enc[3]) != 0:
+        if libc.mount(enc[0], enc[1], enc[2], ulong(flags), enc[3]) != 0:
             raise OSError(ctypes.get_errno(), f"mount {target}")
 
     def private_filesystem() -> None:
-        """Empty tmpfs over the writable/secret dirs; the interpreter's own dirs bound back in."""
-        ms_rec, ms_private, ms_bind = 0x4000, 0x40000, 0x1000
+        """Empty tmpfs over the writable/secret dirs; the interpreter's own dirs bound back in, and
+        every one of them read-only, so a program cannot change the stdlib that later runs import."""
+        ms_rdonly, ms_remount, ms_bind, ms_rec, ms_private = 0x1, 0x20, 0x1000, 0x4000, 0x40000
         mount(None, "/", None, ms_rec | ms_private, None)
         keep = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
         keep.add(os.path.dirname(os.path.realpath(sys.executable)))
+        keep = {p for p in keep if p != "/" and not any(p.startswith(q.rstrip("/") + "/") for q in keep)}
         fds = {p: os.open(p, os.O_PATH) for p in keep if any(p.startswith(h + "/") for h in cfg["hidden"])}
         for hidden in cfg["hidden"]:
             if os.path.isdir(hidden) and not os.path.islink(hidden):
@@ -168,16 +205,167 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
             os.makedirs(path, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", path, None, ms_bind | ms_rec, None)
             os.close(fd)
+        for path in keep:
+            if path not in fds:
+                mount(path, path, None, ms_bind | ms_rec, None)
+            mount(None, path, None, ms_remount | ms_bind | ms_rdonly, None)
         os.makedirs("/tmp/work", mode=0o777)
         os.chmod("/tmp/work", 0o777)
         os.chdir("/tmp/work")
 
-    clone_newns, clone_newnet, clone_newuser = 0x20000, 0x40000000, 0x10000000
-    uid, root, real_uid, real_gid = cfg["uid"], os.geteuid() == 0, os.getuid(), os.getgid()
-    flags = clone_newns | clone_newnet | (0 if root else clone_newuser)
+    def shed_userns() -> None:
+        """Not root: a nested user namespace, so no capability over the mounts made above remains."""
+        if not root and "net" in isolation and libc.unshare(clone_newuser) != 0:
+            os._exit(3)
+
+    def seccomp() -> bool:
+        """A BPF filter: no new sockets (no network, no Unix socket of the host, abstract or path),
+        socketpair only as SOCK_STREAM (asyncio's self-pipe), no ptrace/process_vm_*, io_uring,
+        mount/unshare/setns, keyrings, bpf, perf, userfaultfd; other architectures' calls kill."""
+        table = {  # machine: (AUDIT_ARCH, socketpair, denied syscall numbers)
+            "x86_64": (0xC000003E, 53, (41, 101, 310, 311, 425, 426, 427, 165, 166, 155, 272, 308,
+                                        248, 249, 250, 321, 298, 323, 304)),
+            "aarch64": (0xC00000B7, 199, (198, 117, 270, 271, 425, 426, 427, 40, 39, 41, 97, 268,
+                                          217, 218, 219, 280, 241, 282, 265)),
+        }  # fmt: skip
+        if os.uname().machine not in table:
+            return False
+        arch, socketpair, denied = table[os.uname().machine]
+        ld, jeq, jge, and_, ret = 0x20, 0x15, 0x35, 0x54, 0x06
+        allow, deny, kill = 0x7FFF0000, 0x00050000 | 1, 0x80000000  # deny = ERRNO(EPERM)
+        a = 5 + len(denied)  # index of the socketpair check; allow at a+4, deny at a+5
+        prog = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (ld, 0, 0, 0),
+                (jge, a + 5 - 5, 0, 0x40000000)]  # fmt: skip
+        prog += [(jeq, a + 5 - (6 + i), 0, nr) for i, nr in enumerate(denied)]
+        prog += [(jeq, 0, 3, socketpair), (ld, 0, 0, 24), (and_, 0, 0, 0xF), (jeq, 0, 1, 1),
+                 (ret, 0, 0, allow), (ret, 0, 0, deny)]  # fmt: skip
+        buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
+
+        class Fprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        fprog = Fprog(len(prog), ctypes.addressof(buf))
+        return libc.prctl(ulong(22), ulong(2), ctypes.byref(fprog), ulong(0), ulong(0)) == 0
+
+    def lockdown(uid: int | None) -> list[str]:
+        """The last steps before untrusted or test code runs: uid, no_new_privs, rlimits, seccomp."""
+        done = []
+        if uid is not None:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            done.append("uid")
+        libc.prctl(ulong(38), ulong(1), ulong(0), ulong(0), ulong(0))  # PR_SET_NO_NEW_PRIVS
+        for res, value in (
+            (resource.RLIMIT_CPU, cfg["cpu_seconds"]),
+            (resource.RLIMIT_AS, cfg["memory_mb"] << 20),
+            (resource.RLIMIT_FSIZE, cfg["max_file_mb"] << 20),
+            (resource.RLIMIT_NPROC, cfg["max_processes"]),
+            (resource.RLIMIT_NOFILE, 256),
+            (resource.RLIMIT_CORE, 0),
+        ):
+            resource.setrlimit(res, (value, value))
+        if seccomp():
+            done.append("seccomp")
+        return done
+
+    # -- values cross between the two processes as tagged JSON, never as objects ------------------
+
+    def encode(v: object, handle, depth: int = 0, key: bool = False) -> object:
+        """Plain data by value (subclasses read through their base type); anything else becomes a
+        handle (`handle(v)` -> int), except inside a set or a dict key, where it raises ValueError."""
+        if depth > 100:
+            raise ValueError("nested too deeply")
+        if v is None or v is True or v is False or type(v) is str:
+            return v
+        n = depth + 1
+        if isinstance(v, int):
+            v = int.__index__(v)
+            return v if -(1 << 62) < v < 1 << 62 else ["i", format(v, "x")]
+        if isinstance(v, float):
+            return ["f", float.hex(float.__float__(v))]
+        if isinstance(v, complex):
+            c = complex.__complex__(v)
+            return ["c", float.hex(c.real), float.hex(c.imag)]
+        if isinstance(v, str):
+            return str.__str__(v)
+        if isinstance(v, (bytes, bytearray)):
+            return ["ba" if isinstance(v, bytearray) else "b", bytes(memoryview(v)).hex()]
+        if isinstance(v, range):
+            return ["r", v.start, v.stop, v.step]
+        if isinstance(v, dict):
+            return ["d", [[encode(k, handle, n, True), encode(x, handle, n, key)] for k, x in dict.items(v)]]
+        for base, tag, in_key in (
+            (list, "l", key),
+            (tuple, "t", key),
+            (set, "s", True),
+            (frozenset, "fs", True),
+        ):
+            if isinstance(v, base):
+                return [tag, [encode(x, handle, n, in_key) for x in base.__iter__(v)]]
+        if key:
+            raise ValueError("not plain data")
+        return ["h", handle(v)]
+
+    def decode(x: object, handle, depth: int = 0) -> object:
+        """The inverse of `encode` into fresh objects of the builtin types; anything malformed raises."""
+        if depth > 100:
+            raise ValueError("nested too deeply")
+        if x is None or type(x) in (bool, int, str):
+            return x
+        if type(x) is not list or not x or type(x[0]) is not str:
+            raise ValueError("malformed value")
+        tag, args, n = x[0], x[1:], depth + 1
+        containers = {"l": list, "t": tuple, "s": set, "fs": frozenset}
+        if tag in containers and len(args) == 1 and type(args[0]) is list:
+            return containers[tag](decode(i, handle, n) for i in args[0])
+        if tag == "d" and len(args) == 1 and type(args[0]) is list:
+            return {decode(k, handle, n): decode(v, handle, n) for k, v in args[0]}
+        if tag == "r" and len(args) == 3 and all(type(a) is int for a in args):
+            return range(*args)
+        if tag == "h" and len(args) == 1 and type(args[0]) is int:
+            return handle(args[0])
+        if not args or any(type(a) is not str for a in args):
+            raise ValueError("malformed value")
+        build = {"i": lambda s: int(s, 16), "f": float.fromhex, "b": bytes.fromhex, "ba": bytearray.fromhex,
+                 "c": lambda re, im: complex(float.fromhex(re), float.fromhex(im))}  # fmt: skip
+        if tag not in build:
+            raise ValueError("malformed value")
+        return build[tag](*args)
+
+    def channel(sock: socket.socket, cap: int):
+        def send(msg: list) -> None:
+            data = json.dumps(msg).encode()
+            sock.sendall(struct.pack(">I", len(data)) + data)
+
+        def recv() -> list:
+            """One frame; EOFError when the peer is gone, ValueError when it is malformed."""
+            chunks, need, header = [], 4, True
+            while need:
+                chunk = sock.recv(min(need, 1 << 20))
+                if not chunk:
+                    raise EOFError
+                chunks.append(chunk)
+                need -= len(chunk)
+                if not need and header:
+                    need, header = struct.unpack(">I", b"".join(chunks))[0], False
+                    if need > cap:
+                        raise ValueError("frame too large")
+                    chunks = []
+            msg = json.loads(b"".join(chunks))
+            if type(msg) is not list or not msg:
+                raise ValueError("malformed frame")
+            return msg
+
+        return send, recv
+
+    # -- namespaces shared by both processes -------------------------------------------------------
+
+    clone_newns, clone_newnet, clone_newuser, clone_newpid = 0x20000, 0x40000000, 0x10000000, 0x20000000
+    flags = clone_newns | clone_newnet | clone_newpid | (0 if root else clone_newuser)
     if libc.unshare(flags) == 0:
         isolation.append("net")
-        if not root:  # map ourselves in, so files keep our uid, then shed the namespace's caps below
+        if not root:  # map ourselves in, so files keep our uid
             for name, text in (("setgroups", "deny"), ("uid_map", f"{real_uid} {real_uid} 1"),
                                ("gid_map", f"{real_gid} {real_gid} 1")):  # fmt: skip
                 with open(f"/proc/self/{name}", "w") as f:
@@ -187,62 +375,228 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
             isolation.append("fs")
         except OSError as e:
             print(f"sandbox: no private filesystem: {e}", file=sys.stderr)
-        if not root and libc.unshare(clone_newuser) != 0:  # nested userns: no caps over our mounts
-            exit_now(3)
-    if root:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        isolation.append("uid")
-    pr_set_no_new_privs = 38
-    libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0)
-    for res, value in (
-        (resource.RLIMIT_CPU, cfg["cpu_seconds"]),
-        (resource.RLIMIT_AS, cfg["memory_mb"] << 20),
-        (resource.RLIMIT_FSIZE, cfg["max_file_mb"] << 20),
-        (resource.RLIMIT_NPROC, cfg["max_processes"]),
-        (resource.RLIMIT_NOFILE, 256),
-        (resource.RLIMIT_CORE, 0),
-    ):
-        resource.setrlimit(res, (value, value))
+    for module in cfg["imports"]:  # what the tests import, loaded before the program could touch files
+        with contextlib.suppress(BaseException):
+            __import__(module)
 
-    snapshot = dict(vars(builtins))
+    def not_dumpable() -> None:
+        """PR_SET_DUMPABLE 0: a process of the same uid may not ptrace us or open /proc/<pid>/mem, fd."""
+        libc.prctl(ulong(4), ulong(0), ulong(0), ulong(0), ulong(0))
 
-    def untouched() -> bool:
-        now = vars(builtins)
-        return (
-            gettrace() is None
-            and getprofile() is None
-            and len(listdir("/proc/self/task")) == 1
-            and len(now) == len(snapshot)
-            and all(now.get(k) is v for k, v in snapshot.items())
-        )
+    not_dumpable()  # before the fork: the program starts running while the judge still sets up
+    judge_end, program_end = socket.socketpair()
+    child = os.fork()
+    if child == 0:
+        # -- the program's process: runs the untrusted code, answers the judge's requests ----------
+        judge_end.close()
+        fd = program_end.fileno()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.closerange(3, fd)  # the result pipe and the rest of stdin stay with the judge
+        os.closerange(fd + 1, 1 << 16)
+        mine = []
+        if "net" in isolation:  # pid 1 of a new pid namespace: a /proc that shows only this run
+            try:
+                if libc.unshare(clone_newns) != 0:
+                    raise OSError(ctypes.get_errno(), "unshare")
+                mount("proc", "/proc", "proc", 0x2 | 0x4 | 0x8, None)  # nosuid, nodev, noexec
+                mine.append("pid")
+            except OSError as e:
+                print(f"sandbox: no private /proc: {e}", file=sys.stderr)
+        shed_userns()
+        mine += lockdown(cfg["uid"])
+        send, recv = channel(program_end, 64 << 20)
+        handles: list = []
 
-    ns = {"__name__": "solution", "__builtins__": builtins}
+        def handle(v: object) -> int:
+            handles.append(v)
+            return len(handles) - 1
+
+        def reply(v: object) -> list:
+            try:
+                return ["ok", encode(v, handle)]
+            except Exception:  # too deep, or an element that is not plain data
+                return ["ok", ["h", handle(v)]]
+
+        snapshot = dict(vars(builtins))
+
+        def untouched() -> bool:
+            """Policy, checked by the program's own process, so it can only lower the score."""
+            now = vars(builtins)
+            return (
+                sys.gettrace() is None
+                and sys.getprofile() is None
+                and _thread._count() == 0  # Python threads still running (0 once every one is joined)
+                and len(now) == len(snapshot)
+                and all(now.get(k) is v for k, v in snapshot.items())
+            )
+
+        ns = {"__name__": "solution", "__builtins__": builtins}
+        try:
+            exec(compile(cfg["program"], "<solution>", "exec", dont_inherit=True), ns)
+            status = "ok" if untouched() else "tampered"
+        except BaseException:  # SystemExit and KeyboardInterrupt too: exiting early is a failure
+            traceback.print_exc()
+            status = "error"
+        send(["ready", status, mine])
+        while status == "ok":
+            try:
+                op, *args = recv()
+            except (EOFError, ValueError):
+                break
+            try:
+                if op == "names":
+                    answer = ["ok", ["d", [[n, reply(ns[n])[1]] for n in args[0] if n in ns]]]
+                elif op == "call":
+                    fn, pos, kw = handles[args[0]], args[1], args[2]
+                    answer = reply(fn(*[decode(a, handles.__getitem__) for a in pos],
+                                      **{k: decode(v, handles.__getitem__) for k, v in kw}))  # fmt: skip
+                elif op == "getattr":
+                    answer = reply(getattr(handles[args[0]], args[1]))
+                elif op == "getitem":
+                    answer = reply(handles[args[0]][decode(args[1], handles.__getitem__)])
+                elif op == "iter":
+                    answer = ["ok", ["h", handle(iter(handles[args[0]]))]]
+                elif op == "next":
+                    try:
+                        answer = reply(next(handles[args[0]]))
+                    except StopIteration:
+                        answer = ["stop"]
+                else:  # "finish"
+                    answer = ["ok", untouched()]
+                    status = "finished"
+            except BaseException as e:
+                try:
+                    answer = ["raise", type(e).__name__, str(e)[:1000]]
+                except BaseException:
+                    answer = ["raise", "Exception", ""]
+            send(answer)
+        os._exit(0)
+
+    # -- the judge: never runs program code; only values cross from the program's process ---------
+    program_end.close()
+    tests = read_part()  # only now: the forked program never had the tests or the nonce in memory
+    write, nonce, result_fd = os.write, tests["nonce"], tests["result_fd"]
+    shed_userns()
+    isolation += lockdown(cfg["judge_uid"])
+    not_dumpable()  # again: a change of uid resets it
+    send, recv = channel(judge_end, 64 << 20)
+    broken: list[str] = []  # "tampered" or "crashed", once the program's process misbehaved
+
+    def report(status: str, passed: int = 0) -> None:
+        write(result_fd, f"{nonce} {status} {passed} {','.join(isolation)}\n".encode())
+        os._exit(0)
+
+    class ProgramError(Exception):
+        """An exception of the program's that is not a builtin one (or one the iteration protocol
+        would misread: StopIteration raised from a call would silently end a test's loop)."""
+
+    def rebuild(name: str, message: str) -> Exception:
+        cls = getattr(builtins, name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, StopIteration):
+            try:
+                return cls(message)
+            except Exception:
+                pass
+        return ProgramError(f"{name}: {message}")
+
+    def request(*msg: object) -> object:
+        """One round trip; a reply that is not well-formed marks the run tampered, a lost peer crashed."""
+        if broken:
+            raise ProgramError("the program's process misbehaved")
+        try:
+            send(list(msg))
+            answer = recv()
+            if answer[0] == "ok" and len(answer) == 2:
+                return decode(answer[1], Remote)
+            if answer == ["stop"] and msg[0] == "next":
+                error: Exception = StopIteration()
+            elif answer[0] == "raise" and len(answer) == 3 and all(type(a) is str for a in answer[1:]):
+                error = rebuild(answer[1], answer[2])
+            else:
+                raise ValueError("malformed answer")
+        except (EOFError, OSError):
+            broken.append("crashed")
+            raise ProgramError("the program's process is gone") from None
+        except Exception:
+            broken.append("tampered")
+            raise ProgramError("the program's process misbehaved") from None
+        raise error
+
+    class Remote:
+        """An object of the program's that is not plain data: calls, attributes, items and iteration
+        go to the program's process; comparing it, testing its truth, hashing or sizing it raise."""
+
+        __slots__ = ("_id",)
+
+        def __init__(self, ident: int) -> None:
+            self._id = ident
+
+        def __getattr__(self, name: str) -> object:
+            return request("getattr", self._id, name)
+
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            return request("call", self._id, [encode(a, arg) for a in args],
+                           [[k, encode(v, arg)] for k, v in kwargs.items()])  # fmt: skip
+
+        def __getitem__(self, key: object) -> object:
+            return request("getitem", self._id, encode(key, arg))
+
+        def __iter__(self) -> object:
+            return request("iter", self._id)
+
+        def __next__(self) -> object:
+            return request("next", self._id)
+
+        def _opaque(self, *_: object) -> None:
+            raise TypeError("an object of the program's (not plain data) cannot be compared or tested")
+
+        __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __hash__ = _opaque
+
+    def arg(v: object) -> int:
+        if type(v) is Remote:
+            return object.__getattribute__(v, "_id")
+        raise TypeError(f"only plain data can be passed to the program, not {type(v).__name__}")
+
     try:
-        exec_(compile_(cfg["program"], "<solution>", "exec", dont_inherit=True), ns)
-    except BaseException:  # SystemExit and KeyboardInterrupt too: exiting early is a failure
-        report("error")
-        traceback.print_exc()
-        exit_now(0)
-    if not untouched():
+        ready = recv()
+    except EOFError:
+        report("crashed")
+    except Exception:
         report("tampered")
-        exit_now(0)
+    if len(ready) != 3 or ready[0] != "ready" or ready[1] not in ("ok", "error", "tampered"):
+        report("tampered")
+    if type(ready[2]) is list:  # what only the program's process could set up: its /proc, its filter
+        isolation += [m for m in ready[2] if m in ("pid", "seccomp", "uid") and m not in isolation]
+    if ready[1] != "ok":
+        report(ready[1])
+    ns = {"__name__": "tests", "__builtins__": builtins}
+    try:
+        names = request("names", tests["names"])
+        if type(names) is dict and all(type(k) is str for k in names):
+            ns.update(names)
+        else:
+            broken.append("tampered")
+    except ProgramError:
+        pass
     passed = 0
-    for kind, source in cfg["units"]:
+    for kind, source in tests["units"]:
+        if broken:
+            break
         try:
             if kind == "assert":
-                passed += bool_(eval_(compile_(source, "<tests>", "eval", dont_inherit=True), ns))
+                passed += bool(eval(compile(source, "<tests>", "eval", dont_inherit=True), ns))
             else:
-                exec_(compile_(source, "<tests>", "exec", dont_inherit=True), ns)
+                exec(compile(source, "<tests>", "exec", dont_inherit=True), ns)
                 passed += 1
         except BaseException:
             pass
-        if gettrace() is not None or getprofile() is not None:
-            report("tampered")
-            exit_now(0)
-    report("done" if untouched() else "tampered", passed)
-    exit_now(0)
+    try:
+        if not broken and request("finish") is not True:
+            broken.append("tampered")
+    except ProgramError:
+        pass
+    report(broken[0] if broken else "done", passed)
 
 
 _SANDBOX_SOURCE = textwrap.dedent(inspect.getsource(_sandbox_main)) + "\n_sandbox_main()\n"
@@ -264,7 +618,7 @@ def _lock_dir() -> str:
 
 
 def _sandbox_processes() -> dict[int, list[tuple[int, bool]]]:
-    """Processes running as a pool uid: uid -> [(pid, is_zombie)]."""
+    """Processes running as a leased uid or its judge uid (+UID_POOL): leased uid -> [(pid, is_zombie)]."""
     found: dict[int, list[tuple[int, bool]]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -275,15 +629,16 @@ def _sandbox_processes() -> dict[int, list[tuple[int, bool]]]:
         except OSError:
             continue
         uid = int(status["Uid"].split()[0])
-        if SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + UID_POOL:
-            found.setdefault(uid, []).append((int(entry), status["State"].strip().startswith("Z")))
+        if SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + 2 * UID_POOL:  # programs' and judges' uids
+            lease = SANDBOX_UID_BASE + (uid - SANDBOX_UID_BASE) % UID_POOL
+            found.setdefault(lease, []).append((int(entry), status["State"].strip().startswith("Z")))
     return found
 
 
 def _sweep(uid: int) -> None:
-    """SIGKILL every live process of a sandbox uid until none is left (fork bombs race the first
-    pass). Zombies stay until init reaps them; they still count against RLIMIT_NPROC, hence the
-    lease's preference for uids without any."""
+    """SIGKILL every live process of a leased uid (program and judge) until none is left (fork bombs
+    race the first pass). Zombies stay until init reaps them; they still count against RLIMIT_NPROC,
+    hence the lease's preference for uids without any."""
     for _ in range(200):
         live = [pid for pid, zombie in _sandbox_processes().get(uid, []) if not zombie]
         if not live:
@@ -356,6 +711,7 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
     units = parse_tests(tests)
     if not _compiles(program):
         return Verdict("syntax_error", total=len(units))
+    names, imports = _test_names(tests)
     nonce = secrets.token_hex(16)
     with (
         _lease_uid() as uid,
@@ -366,13 +722,18 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
         os.chmod(workdir, 0o700)
         read_end, write_end = os.pipe()
         cfg = {
-            "nonce": nonce, "result_fd": write_end, "uid": uid, "program": program, "units": units,
-            "hidden": HIDDEN_DIRS, "cpu_seconds": int(limits.timeout) + 1, "memory_mb": limits.memory_mb,
-            "max_file_mb": limits.max_file_mb, "max_processes": limits.max_processes,
+            "uid": uid, "judge_uid": None if uid is None else uid + UID_POOL, "program": program,
+            "imports": imports, "hidden": HIDDEN_DIRS, "cpu_seconds": int(limits.timeout) + 1,
+            "memory_mb": limits.memory_mb, "max_file_mb": limits.max_file_mb,
+            "max_processes": limits.max_processes,
         }  # fmt: skip
+        judge_cfg = {"nonce": nonce, "result_fd": write_end, "units": units, "names": names}
+        payload = b"".join(
+            f"{len(p):010d}".encode() + p for p in map(str.encode, map(json.dumps, (cfg, judge_cfg)))
+        )
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-u", "-c", _SANDBOX_SOURCE],
+                [sys.executable, "-I", "-S", "-B", "-u", "-c", _SANDBOX_SOURCE],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 cwd=workdir, env=ENV, pass_fds=(write_end,), start_new_session=True,
             )  # fmt: skip
@@ -380,7 +741,7 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
             os.close(write_end)
         try:
             with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(json.dumps(cfg).encode())  # type: ignore[union-attr]
+                proc.stdin.write(payload)  # type: ignore[union-attr]
                 proc.stdin.close()  # type: ignore[union-attr]
             output, result, timed_out = _collect(proc, read_end, limits)
         finally:
@@ -411,16 +772,18 @@ def _judge(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:
 
 @functools.lru_cache(maxsize=1)
 def check_sandbox() -> tuple[str, ...]:
-    """Run a known-good program once per process: a sandbox that cannot even import the stdlib (e.g.
-    an interpreter the sandbox uid may not read) would score every completion 0, so fail loudly.
-    Returns the isolation mechanisms in effect, warning once when the network is not cut off."""
-    program = "import json, math\ndef f():\n    return json.dumps(math.floor(1.5))\n"
+    """Run a known-good program once per process: a sandbox that cannot import the stdlib (e.g. an
+    interpreter the sandbox uid may not read; the harness has not loaded `fractions` itself) would
+    score every completion 0, so fail loudly. Returns the isolation mechanisms in effect, warning
+    once when the network is not cut off."""
+    program = "import fractions, json\ndef f():\n    return json.dumps(int(fractions.Fraction(3, 2)))\n"
     verdict = run_program(program, "assert f() == '1'")
     if verdict.status != "passed":
         raise RuntimeError(f"code_exec: the sandbox cannot run a correct program ({verdict.status}): "
                            f"{verdict.output[-2000:].decode(errors='replace')}")  # fmt: skip
-    if "net" not in verdict.isolation:
-        log.warning("code_exec: no network namespace here; sandboxed programs can reach the network")
+    if not {"net", "seccomp"} & set(verdict.isolation):
+        log.warning("code_exec: neither a network namespace nor seccomp here; sandboxed programs can "
+                    "reach the network")  # fmt: skip
     return verdict.isolation
 
 

@@ -1,0 +1,403 @@
+"""The code_exec sandbox against a program that targets it: the verdict cannot be forged (an attack
+table, each row a wrong program that tries to pass), and what a program can reach of the host,
+measured in every environment this machine can produce (docs/rewards.md, "What is isolated where"
+quotes these tests).
+
+Environments: `as-is` (this process's privileges), and when this process is root also
+`no-sys-admin` (root without CAP_SYS_ADMIN: what a default `docker run` and SageMaker give) and
+`unprivileged` (uid 65534, user namespaces as the kernel allows). Each runs every probe in one fresh
+interpreter under those privileges, while the host side listens for any contact."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grpo_rlvr.rewards.code_exec import run_program
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SQUARE_TESTS = "assert square(3) == 9\nassert square(-2) == 4\n"
+WRONG = "def square(x):\n    return 0\n"
+
+# --- forging the verdict: every row is wrong code plus an attack on what the tests use ------------
+
+FORGE_FRAME = """import os, sys
+f = sys._getframe()
+while f is not None and 'nonce' not in f.f_locals:
+    f = f.f_back
+if f is not None:
+    loc = f.f_locals
+    os.write(loc['result_fd'], f"{loc['nonce']} done {len(loc['cfg']['units'])}\\n".encode())
+    os._exit(0)
+"""
+FORGE_GC = """import gc, os
+for o in gc.get_objects():
+    if isinstance(o, dict) and 'nonce' in o and 'result_fd' in o:
+        os.write(o['result_fd'], f"{o['nonce']} done {len(o['units'])}\\n".encode())
+        os._exit(0)
+"""
+READ_TESTS = """import gc, re
+answers = {}
+for o in gc.get_objects():
+    if isinstance(o, list):
+        for item in o:
+            if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], str):
+                for a, b in re.findall(r'square\\((-?\\d+)\\) == (-?\\d+)', item[1]):
+                    answers[int(a)] = int(b)
+def square(x):
+    return answers.get(x, 0)
+"""
+ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `passed` is right
+    "builtin shadowed in the program's namespace": (
+        WRONG + "len = lambda o: 3\n", "assert len(str(square(12))) == 3\n"),
+    "builtins module patched, restored before the end": (
+        "import builtins\n_real = builtins.sorted\ndef square(x):\n"
+        "    builtins.sorted = lambda *a, **k: [1, 4]\n"
+        "    return 0\n", "assert sorted([square(2), square(1)]) == [1, 4]\nassert square(0) == 0\n"),
+    "stdlib function the tests call patched": (
+        "import math\nmath.isclose = lambda *a, **k: True\ndef area(r):\n    return 3\n",
+        "import math\nassert math.isclose(area(1), math.pi)\n"),
+    "stdlib module replaced in sys.modules": (
+        "import sys, types\nfake = types.ModuleType('math')\nfake.pi = 3\nsys.modules['math'] = fake\n"
+        "def area(r):\n    return 3\n", "import math\nassert area(1) == math.pi\n"),
+    "always-equal object returned": (
+        "class Any:\n    def __eq__(self, other):\n        return True\ndef square(x):\n    return Any()\n",
+        SQUARE_TESTS),
+    "int subclass with a lying __eq__": (
+        "class E(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+        "def square(x):\n    return E(0)\n", SQUARE_TESTS),
+    "always-true __bool__ on a returned object": (
+        "class T:\n    def __bool__(self):\n        return True\ndef is_odd(n):\n    return T()\n",
+        "assert is_odd(3)\nassert is_odd(5)\n"),
+    "StopIteration ends the test's loop early": (
+        "def square(x):\n    raise StopIteration\n",
+        "assert all(map(lambda v: square(v) == v * v, range(3)))\n"),
+    "verdict forged from the harness's frame": (FORGE_FRAME + WRONG, SQUARE_TESTS),
+    "verdict forged from the harness's objects (gc)": (FORGE_GC + WRONG, SQUARE_TESTS),
+    "expected answers read from the tests in memory": (READ_TESTS, SQUARE_TESTS),
+    "forged answer for every request": (
+        "import json\n_d = json.dumps\njson.dumps = lambda m, *a, **k: _d(['ok', 9] if m[0] == 'ok' else m)\n"
+        + WRONG, SQUARE_TESTS),
+    "malformed answer": (
+        "import json\n_d = json.dumps\n"
+        "json.dumps = lambda m, *a, **k: _d(['ok', ['h', 'x']] if m[0] == 'ok' else m)\n"
+        + WRONG, SQUARE_TESTS),
+    "AssertionError replaced for a loop unit": (
+        "import builtins\nbuiltins.AssertionError = type('Quiet', (BaseException,), {})\n" + WRONG,
+        "for v in (1, 2):\n    assert square(v) == v * v\nassert True\n"),
+    "sys.exit and os._exit patched to no-ops": (
+        "import os, sys\nsys.exit = os._exit = lambda *a: None\n" + WRONG, SQUARE_TESTS),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_forging_the_verdict_fails(name: str) -> None:
+    program, tests = ATTACKS[name]
+    verdict = run_program(program, tests)
+    assert verdict.status in {"failed", "error", "tampered", "crashed"}, verdict
+    assert verdict.score() < 1.0
+
+
+@pytest.mark.parametrize(
+    ("program", "tests", "passed"),
+    [  # values cross by value: what the tests may do with the program's objects
+        ("def f():\n    return {'a': [1, (2, 3.5)], 'b': {4, 5}, 'c': b'x', 'd': 1 + 2j, 'e': 10**40}\n",
+         "r = f()\nassert r == {'a': [1, (2, 3.5)], 'b': {4, 5}, 'c': b'x', 'd': 1 + 2j, 'e': 10**40}\n"
+         "assert type(r['a'][1]) is tuple and type(r['b']) is set\n", 3),
+        ("from collections import Counter, OrderedDict, namedtuple\nP = namedtuple('P', 'x y')\n"
+         "def f():\n    return Counter('aab'), OrderedDict(a=1), P(1, 2), float('inf')\n",
+         "assert f() == ({'a': 2, 'b': 1}, {'a': 1}, (1, 2), float('inf'))\n", 1),
+        ("class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, v):\n"
+         "        self.items.append(v)\n        return self\n"
+         "    def top(self):\n        return self.items[-1]\n",
+         "s = Stack()\ns.push(1).push(2)\nassert s.top() == 2\nassert s.items == [1, 2]\n", 4),
+        ("def gen(n):\n    yield from range(n)\ndef naturals():\n    i = 0\n    while True:\n"
+         "        yield i\n        i += 1\n",
+         "import itertools\nassert list(gen(3)) == [0, 1, 2]\n"
+         "assert list(itertools.islice(naturals(), 3)) == [0, 1, 2]\n"
+         "assert 2 in gen(3)\n", 4),
+        ("def parse(s):\n    return int(s)\n",
+         "try:\n    parse('x')\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError\n"
+         "assert parse('7') == 7\n", 2),
+        # a callable is not data: it cannot be passed to the program
+        ("def apply(f, x):\n    return f(x)\n", "assert apply(len, 'ab') == 2\n", 0),
+    ],
+)  # fmt: skip
+def test_values_cross_by_value(program: str, tests: str, passed: int) -> None:
+    assert run_program(program, tests).passed == passed
+
+
+# --- what a program can reach of the host, per environment --------------------------------------
+
+
+def _runnable(prefix: list[str], python: str) -> bool:
+    probe = [*prefix, python, "-c", "import grpo_rlvr.rewards.code_exec as c; assert c.check_sandbox()"]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC)}
+    return subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
+
+
+@functools.cache
+def environments() -> dict[str, list[str]]:
+    """Environment name -> command prefix running an interpreter under those privileges. The
+    dropped-privilege ones need an interpreter whose stdlib other uids can read."""
+    envs = {"as-is": [sys.executable]}
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return envs
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for python in (sys.executable, shutil.which(version) or version, f"/usr/bin/{version}"):
+        if _runnable(nobody, python):
+            envs["no-sys-admin"] = [
+                "setpriv",
+                "--bounding-set",
+                "-sys_admin",
+                "--inh-caps",
+                "-sys_admin",
+                python,
+            ]
+            envs["unprivileged"] = [*nobody, python]
+            break
+    return envs
+
+
+RUNNER = """import json, sys
+from grpo_rlvr.rewards.code_exec import Limits, run_program
+out = {name: run_program(p, t, Limits(timeout=5.0)) for name, (p, t) in json.load(sys.stdin).items()}
+print(json.dumps({name: [v.status, list(v.isolation)] for name, v in out.items()}))
+"""
+
+
+class Host:
+    """Things of the host a program must not reach: listeners (each checked for any contact), a
+    process with a marker in its command line and in its environment, a world-writable directory."""
+
+    def __init__(self) -> None:
+        self.marker = uuid.uuid4().hex
+        self.visible = Path(tempfile.mkdtemp(dir=SRC.parent, prefix=".probe-"))  # not a hidden dir
+        self.visible.chmod(0o777)
+        self.tmp = Path(tempfile.mkdtemp(prefix="probe-"))
+        self.tmp.chmod(0o777)
+        self.listeners: dict[str, socket.socket] = {}
+        for name, family, kind, address in (
+            ("unix path socket", socket.AF_UNIX, socket.SOCK_STREAM, str(self.visible / "s")),
+            ("unix path socket in /tmp", socket.AF_UNIX, socket.SOCK_STREAM, str(self.tmp / "s")),
+            ("unix datagram socket", socket.AF_UNIX, socket.SOCK_DGRAM, str(self.visible / "d")),
+            ("abstract unix socket", socket.AF_UNIX, socket.SOCK_STREAM, f"\0grpo-probe-{self.marker}"),
+            ("tcp loopback", socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 0)),
+        ):
+            sock = socket.socket(family, kind)
+            sock.bind(address)
+            if kind == socket.SOCK_STREAM:
+                sock.listen()
+            if family == socket.AF_UNIX and not address.startswith("\0"):
+                os.chmod(address, 0o777)
+            self.listeners[name] = sock
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)", self.marker],
+            env={"PATH": os.environ["PATH"], "PROBE": self.marker}, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def address(self, name: str) -> object:
+        return self.listeners[name].getsockname()
+
+    def contacted(self) -> list[str]:
+        """Listeners that got a connection or a datagram since the last call (drained)."""
+        hit = []
+        for name, sock in self.listeners.items():
+            while select.select([sock], [], [], 0.05)[0]:
+                hit.append(name)
+                if sock.type == socket.SOCK_DGRAM:
+                    sock.recv(65536)
+                else:
+                    sock.accept()[0].close()
+        return sorted(set(hit))
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for sock in self.listeners.values():
+            sock.close()
+        shutil.rmtree(self.visible, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def probes(self) -> dict[str, tuple[str, str]]:
+        """name -> (program, tests): each passes exactly when the program could NOT reach the thing."""
+        connect = (
+            "import socket\ndef probe(family, address):\n    try:\n"
+            "        s = socket.socket(getattr(socket, family), socket.SOCK_STREAM)\n"
+            "        s.connect(address)\n        s.send(b'x')\n        return 'reached'\n"
+            "    except OSError as e:\n        return type(e).__name__\n"
+        )
+        probes = {
+            name: (connect, f"assert probe({sock.family.name!r}, {self.address(name)!r}) != 'reached'")
+            for name, sock in self.listeners.items()
+            if sock.type == socket.SOCK_STREAM
+        }
+        probes["unix datagram socket"] = (
+            "import socket\ndef probe(path):\n    try:\n"
+            "        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "        a.sendto(b'x', path)\n        return 'reached'\n"
+            "    except OSError as e:\n        return type(e).__name__\n",
+            f"assert probe({self.address('unix datagram socket')!r}) != 'reached'",
+        )
+        scan = (
+            "import os\ndef seen(part):\n    n = 0\n"
+            "    for pid in filter(str.isdigit, os.listdir('/proc')):\n        try:\n"
+            f"            n += {self.marker!r}.encode() in open(f'/proc/{{pid}}/' + part, 'rb').read()\n"
+            "        except OSError:\n            pass\n    return n\n"
+        )
+        probes["host process command lines"] = (scan, "assert seen('cmdline') == 0")
+        probes["host process environments"] = (scan, "assert seen('environ') == 0")
+        probes["host process memory"] = (
+            f"import os\ndef probe():\n    try:\n        open('/proc/{self.process.pid}/mem', 'rb').read(1)\n"
+            "        return 'read'\n    except OSError:\n        return 'denied'\n",
+            "assert probe() == 'denied'",
+        )
+        probes["write to a world-writable host dir"] = (
+            f"def write():\n    try:\n        open({str(self.tmp / 'w')!r}, 'w').write('x')\n"
+            "    except OSError:\n        pass\n",
+            "write()\nassert True",
+        )
+        probes["write into the interpreter's directory"] = (
+            "import errno, os, sys\ndef probe():\n    try:\n"
+            "        open(os.path.join(sys.base_prefix, 'probe-write'), 'w')\n        return 'wrote'\n"
+            "    except OSError as e:\n        return errno.errorcode[e.errno]\n",
+            "assert probe() == 'EROFS'",
+        )
+        probes["asyncio (stream socketpair) still works"] = (
+            "import asyncio\nasync def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x\n"
+            "def run(x):\n    return asyncio.run(twice(x))\n",
+            "assert run(2) == 4",
+        )
+        return probes
+
+
+@pytest.fixture(scope="module")
+def measured() -> Iterator[dict[str, dict]]:
+    """env -> {"verdicts": probe -> [status, isolation], "contacted": [...], "wrote": bool}."""
+    host = Host()
+    try:
+        probes = {**host.probes(), **{f"attack: {name}": case for name, case in ATTACKS.items()}}
+        results = {}
+        for env, prefix in environments().items():
+            proc = subprocess.run(
+                [*prefix, "-c", RUNNER], input=json.dumps(probes), capture_output=True, text=True,
+                timeout=600,
+                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC), "PROBE": host.marker},
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            wrote = (host.tmp / "w").exists()
+            (host.tmp / "w").unlink(missing_ok=True)
+            results[env] = {
+                "verdicts": json.loads(proc.stdout),
+                "contacted": host.contacted(),
+                "wrote": wrote,
+            }
+        yield results
+    finally:
+        host.close()
+
+
+def in_env(measured: dict, env: str) -> dict:
+    """The measurements of one environment; skipped where this process cannot produce it."""
+    if env not in measured:
+        pytest.skip(f"{env}: needs root, setpriv and an interpreter uid 65534 can run")
+    return measured[env]
+
+
+def isolation(result: dict) -> set[str]:
+    return set(result["verdicts"]["asyncio (stream socketpair) still works"][1])
+
+
+def has_sys_admin() -> bool:
+    caps = next(
+        line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff")
+    )
+    return bool(int(caps.split()[1], 16) >> 21 & 1)
+
+
+@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+def test_forging_fails_in_every_environment(measured: dict, env: str) -> None:
+    """The attack table again, under each environment's privileges: the judge's design does not
+    depend on namespaces (its uid differs as root; otherwise it is not dumpable)."""
+    result = in_env(measured, env)
+    statuses = {name: v[0] for name, v in result["verdicts"].items() if name.startswith("attack: ")}
+    assert len(statuses) == len(ATTACKS)
+    assert {
+        name: s for name, s in statuses.items() if s not in {"failed", "error", "tampered", "crashed"}
+    } == {}
+
+
+@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+def test_mechanisms_per_environment(measured: dict, env: str) -> None:
+    """What each environment gets (printed for the docs); seccomp is available in all of them."""
+    result = in_env(measured, env)
+    got = isolation(result)
+    judged = [v[1] for v in result["verdicts"].values() if v[0] in ("passed", "failed")]
+    assert len(judged) > 10 and {frozenset(m) for m in judged} == {frozenset(got)}  # every run alike
+    print(env, sorted(got))
+    assert "seccomp" in got
+    if env == "as-is" and os.geteuid() == 0 and has_sys_admin():
+        assert got == {"net", "fs", "pid", "uid", "seccomp"}
+    if env == "no-sys-admin":
+        assert got == {"uid", "seccomp"}
+    if env == "unprivileged":
+        assert "uid" not in got and got <= {"net", "fs", "pid", "seccomp"}
+
+
+SOCKETS = [
+    "unix path socket",
+    "unix path socket in /tmp",
+    "unix datagram socket",
+    "abstract unix socket",
+    "tcp loopback",
+]
+
+
+@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+@pytest.mark.parametrize("name", SOCKETS)
+def test_no_host_socket_is_reachable(measured: dict, env: str, name: str) -> None:
+    result = in_env(measured, env)
+    assert result["verdicts"][name][0] == "passed"
+    assert result["contacted"] == []
+    assert result["verdicts"]["asyncio (stream socketpair) still works"][0] == "passed"
+
+
+@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+def test_host_processes(measured: dict, env: str) -> None:
+    """Command lines of host processes are hidden exactly where there is a pid namespace; their
+    environments and memory wherever the program has its own pid namespace or uid."""
+    result = in_env(measured, env)
+    verdicts, mechanisms = result["verdicts"], isolation(result)
+    has_pid, apart = "pid" in mechanisms, bool({"pid", "uid"} & mechanisms)
+    assert verdicts["host process command lines"][0] == ("passed" if has_pid else "failed")
+    # with neither, the program shares the trainer's uid and reads its environment (documented)
+    assert verdicts["host process environments"][0] == ("passed" if apart else "failed")
+    if apart:
+        assert verdicts["host process memory"][0] == "passed"
+    if env == "as-is" and os.geteuid() == 0 and has_sys_admin():
+        assert has_pid
+
+
+@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+def test_host_directories(measured: dict, env: str) -> None:
+    """World-writable host directories are hidden, and the interpreter's directory is read-only,
+    exactly where there is a private filesystem."""
+    result = in_env(measured, env)
+    has_fs = "fs" in isolation(result)
+    assert result["wrote"] == (not has_fs)
+    if has_fs:  # without it, whether the interpreter is writable is up to its owner and mounts
+        assert result["verdicts"]["write into the interpreter's directory"][0] == "passed"
+    assert not Path(sys.base_prefix, "probe-write").exists()
