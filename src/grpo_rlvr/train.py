@@ -138,6 +138,12 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         if stop.requested:
             step = trainer.state.global_step
             raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}", stop.signum)
+        # Every process says where it ended: on several hosts, each host's log shows they ran in step.
+        accelerator = trainer.accelerator
+        log.info(
+            "process %d of %d trained to step %d",
+            accelerator.process_index, accelerator.num_processes, trainer.state.global_step,
+        )  # fmt: skip
 
     # Save (every process takes part: ZeRO-3 gathers the weights), then the summary as the marker.
     save_model(trainer, tokenizer, config, model_path)
