@@ -17,7 +17,8 @@ TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 EVAL_ARGS ?=
 LAUNCH_ARGS ?= --help
 
-.PHONY: build lock env data train smoke test lint bench eval push launch
+DOCKER ?= docker
+BUILD_ARGS ?=
 
 env: $(ENV_STAMP) ## create or refresh .venv with the lock's versions (CPU torch where pip's find-links has it)
 
@@ -25,12 +26,18 @@ $(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
 	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
 	@touch $@
 
-build: ## the training image
-	docker build -t $(IMAGE) .
+.PHONY: build image-test lock env data train smoke reproduce-mini test lint bench eval push launch
 
-lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.12 (no builds, see docker/uv.toml)
+# BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
+build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
+	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t $(IMAGE) .
+
+image-test: ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
+	IMAGE=$(IMAGE) PY=$(PY) scripts/image_test.sh
+
+lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.11 (no builds, see docker/uv.toml)
 	$(BIN)uv pip compile docker/requirements.in --config-file docker/uv.toml \
-		--python-platform x86_64-manylinux_2_28 --python-version 3.12 \
+		--python-platform x86_64-manylinux_2_28 --python-version 3.11 \
 		--generate-hashes --custom-compile-command "make lock" --quiet --output-file $(LOCK)
 
 data: $(ENV_STAMP) ## GSM8K channels and SageMaker config JSONs in ./opt_ml, as SageMaker would lay them out
@@ -56,6 +63,9 @@ smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher,
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
 
+reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO on the GSM8K rewards, held-out base vs trained
+	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini
+
 test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest
 
@@ -63,7 +73,7 @@ lint: $(ENV_STAMP) ## ruff, hadolint, shellcheck
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(BIN)hadolint --failure-threshold error Dockerfile
-	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh
+	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh scripts/image_test.sh
 
 bench: $(ENV_STAMP) ## CPU benchmark of the training step
 	$(PY) bench/cpu.py

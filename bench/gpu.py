@@ -170,18 +170,27 @@ def plan(recipe_key: str, mode: str, config: RunConfig) -> dict[str, Any]:
 
 class DevicePeak:
     """Peak device-wide memory in use, polled: unlike torch's allocator statistics it counts vLLM's pool
-    when vLLM allocates outside torch (sleep mode) and the CUDA context."""
+    when vLLM allocates outside torch (sleep mode) and the CUDA context.
+
+    The polling thread asks NVML (the driver's management library, as nvidia-smi does), never CUDA: a
+    CUDA call from a second thread while vLLM captures CUDA graphs can invalidate the capture.
+    """
 
     def __init__(self, interval_s: float = 0.05) -> None:
+        import pynvml  # nvidia-ml-py, in the image's lock
+
         self.interval_s = interval_s
         self.peak = 0
+        self._nvml = pynvml
+        uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+        pynvml.nvmlInit()
+        self._handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval_s):
-            free, total = torch.cuda.mem_get_info()
-            self.peak = max(self.peak, total - free)
+            self.peak = max(self.peak, self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
 
     def __enter__(self) -> DevicePeak:
         self._thread.start()
@@ -190,6 +199,7 @@ class DevicePeak:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._nvml.nvmlShutdown()
 
 
 def measure(recipe_key: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:

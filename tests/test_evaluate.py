@@ -201,6 +201,12 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(
     assert batched == one
 
 
+def test_generation_shows_its_progress_on_stderr(tiny_model: str, capsys: pytest.CaptureFixture) -> None:
+    HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=2).generate(["a", "b", "c"])
+    err = capsys.readouterr().err
+    assert "generating" in err and "3/3" in err and "100%" in err
+
+
 def test_adapter_is_loaded_and_merged(tiny_model: str, adapter: str) -> None:
     base = HFGenerator(ModelSpec(tiny_model), batch_size=1, max_new_tokens=1).model
     merged = HFGenerator(ModelSpec(tiny_model, adapter), batch_size=1, max_new_tokens=1).model

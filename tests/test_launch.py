@@ -374,13 +374,17 @@ def _trained_on_both_nodes(checkpoint: Path) -> int:
 
 
 def test_two_nodes_on_loopback(tmp_path: Path, tiny_model: str, start: Callable[..., Launcher]) -> None:
-    """Two launchers, each with its own /opt/ml and resourceconfig.json, train together over gloo."""
+    """Two launchers, each with its own /opt/ml and resourceconfig.json, train together over gloo.
+
+    algo-2 starts with an empty cache, as a second machine does: it builds the built-in model itself."""
     (main, other), env = _two_nodes(tmp_path, max_steps=2, save_steps=2)
-    launchers = [start(paths.base, env) for paths in (main, other)]
+    fresh_cache = {**env, "GRPO_RLVR_CACHE": str(tmp_path / "algo-2-cache")}
+    launchers = [start(main.base, env), start(other.base, fresh_cache)]
     results = [launcher.finish(timeout=300) for launcher in launchers]
     for code, output in results:
         assert code == 0, output[-3000:]
     assert "--num_processes 2 --num_machines 2 --machine_rank 1" in results[1][1]
+    assert "building builtin:tiny-qwen2" in results[1][1]
     # `ethwe` from resourceconfig.json exists on no host here: no GLOO_SOCKET_IFNAME pointing at it.
     assert 'added for the training processes: {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "110"}' in results[0][1]
     assert _trained_on_both_nodes(main.checkpoint_dir / "checkpoint-2") == 2

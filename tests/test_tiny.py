@@ -75,7 +75,7 @@ def test_concurrent_processes_build_once_and_all_load_it(
 ) -> None:
     cache, done = raced
     assert [d.returncode for d in done] == [0] * RACERS, [d.stderr[-2000:] for d in done]
-    target = cache / f"{tiny.TINY_NAME}-v{tiny.TINY_VERSION}"
+    target = cache / f"{tiny.TINY_NAME}-v{tiny.BUILTINS[tiny.TINY_NAME].version}"
     printed = {d.stdout.splitlines()[-1] for d in done}  # the last line: libraries may print before it
     assert len(printed) == 1 and printed.pop().startswith(f"{target} [")
     assert sum("building builtin:tiny-qwen2" in d.stderr for d in done) == 1  # the others waited

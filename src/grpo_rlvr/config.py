@@ -41,7 +41,7 @@ from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
 from grpo_rlvr.redact import MASK, Redactor, is_secret_name
-from grpo_rlvr.tiny import BUILTIN_PREFIX, TINY_NAME
+from grpo_rlvr.tiny import BUILTIN_PREFIX, BUILTINS, builtin_names
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, ModelConfig
@@ -491,12 +491,12 @@ def _check_model_path(name: str | None) -> None:
     if not name:
         raise ConfigError(
             "model_name_or_path",
-            f"required: a hub id (org/name), a local folder or {BUILTIN_PREFIX}{TINY_NAME}",
+            f"required: a hub id (org/name), a local folder or a built-in ({builtin_names()})",
         )
     if name.startswith(BUILTIN_PREFIX):
-        if name != f"{BUILTIN_PREFIX}{TINY_NAME}":
+        if name.removeprefix(BUILTIN_PREFIX) not in BUILTINS:
             raise ConfigError(
-                "model_name_or_path", f"unknown built-in {name!r}; available: {BUILTIN_PREFIX}{TINY_NAME}"
+                "model_name_or_path", f"unknown built-in {name!r}; available: {builtin_names()}"
             )
         return
     if local_path_exists("model_name_or_path", name):

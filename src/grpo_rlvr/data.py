@@ -85,14 +85,17 @@ def _labelled(label: str, text: str) -> str:
     return " ".join(part for part in (label, text) if part)
 
 
+def worked_example(question: str, answer: str, prompt_format: PromptFormat = DEFAULT) -> str:
+    """One solved problem as a shot in a prompt: the prompt's own format, then the trained solution."""
+    f = prompt_format
+    solution = _labelled(f.solution_label, training_solution(answer, f))
+    return f"{_labelled(f.question_label, question)}\n{solution}\n\n"
+
+
 @functools.cache
 def _shots(num_shots: int, prompt_format: PromptFormat) -> str:
     """The first k worked examples, built once per k (every prompt of a dataset repeats them)."""
-    f = prompt_format
-    return "".join(
-        f"{_labelled(f.question_label, q)}\n{_labelled(f.solution_label, training_solution(a, f))}\n\n"
-        for q, a in f.exemplars[:num_shots]
-    )
+    return "".join(worked_example(q, a, prompt_format) for q, a in prompt_format.exemplars[:num_shots])
 
 
 def _check_shots(num_shots: int, prompt_format: PromptFormat) -> None:

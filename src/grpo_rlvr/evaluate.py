@@ -18,12 +18,15 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from tqdm import tqdm
 
 from grpo_rlvr.data import (
     DATA_SUFFIXES,
@@ -173,15 +176,18 @@ class HFGenerator:
         lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
         results: dict[int, Generation] = {}
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            enc = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    **enc.to(self.model.device), generation_config=self.config, tokenizer=self.tokenizer
-                )
-            for i, ids in zip(batch, out[:, enc["input_ids"].shape[1] :].tolist(), strict=True):
-                results[i] = self._generation(ids, lengths[i])
+        # A full test split takes minutes on a CPU: show how far it is (stderr, as transformers' bars).
+        with tqdm(total=len(prompts), desc="generating", unit="answer", file=sys.stderr) as bar:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                enc = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True)
+                with torch.inference_mode():
+                    out = self.model.generate(
+                        **enc.to(self.model.device), generation_config=self.config, tokenizer=self.tokenizer
+                    )
+                for i, ids in zip(batch, out[:, enc["input_ids"].shape[1] :].tolist(), strict=True):
+                    results[i] = self._generation(ids, lengths[i])
+                bar.update(len(batch))
         return [results[i] for i in range(len(prompts))]
 
     def _generation(self, ids: list[int], prompt_tokens: int) -> Generation:
@@ -228,7 +234,7 @@ class VLLMGenerator:
         self.info = {"device": "cuda", "dtype": "auto", "max_num_seqs": batch_size}
 
     def generate(self, prompts: list[str]) -> list[Generation]:
-        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, self.params, use_tqdm=True)
         return [
             Generation(
                 cut_at_stop(o.outputs[0].text, self.stop),

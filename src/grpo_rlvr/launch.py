@@ -34,7 +34,7 @@ from typing import Any
 
 from sagemaker_training import SM_EFA_RDMA_INSTANCES
 
-from grpo_rlvr import config, sagemaker, signals
+from grpo_rlvr import config, sagemaker, signals, tiny
 from grpo_rlvr.checkpoints import (
     SUMMARY_NAME,
     TrainingInterrupted,
@@ -389,8 +389,13 @@ def _stop_on_signals() -> Iterator[None]:
         yield
 
 
-def _run_distributed(plan: Plan) -> tuple[int, int | None]:
-    """`accelerate launch` on this host; returns (exit code, signal forwarded or None)."""
+def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int | None]:
+    """`accelerate launch` on this host; returns (exit code, signal forwarded or None).
+
+    A built-in model is built here, once per host, before any process group exists: inside one,
+    transformers writes files on global rank 0 only, which left every other host a folder without a config.
+    """
+    tiny.resolve_model_path(run_config.model.model_name_or_path)
     config_file = accelerate_config_path(plan.accelerate_config)
     main_address = host_address(plan.resources.main_host, os.environ)
     port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
@@ -422,7 +427,7 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
 
             train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
-        code, forwarded = _run_distributed(plan)
+        code, forwarded = _run_distributed(plan, run_config)
     except Stopped as stop:
         return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
     except TrainingInterrupted as stopped:

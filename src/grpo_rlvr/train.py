@@ -28,7 +28,6 @@ writes the model alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -71,7 +70,7 @@ from grpo_rlvr.history import write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
-from grpo_rlvr.versions import package_versions
+from grpo_rlvr.versions import attention_choice, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +154,12 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         if stop.requested:
             step = trainer.state.global_step
             raise TrainingInterrupted(step, Path(args.output_dir) / f"checkpoint-{step}", stop.signum)
+        # Every process says where it ended: on several hosts, each host's log shows they ran in step.
+        accelerator = trainer.accelerator
+        log.info(
+            "process %d of %d trained to step %d",
+            accelerator.process_index, accelerator.num_processes, trainer.state.global_step,
+        )  # fmt: skip
 
     # Save (every process takes part: ZeRO-3 gathers the weights), then the summary as the marker.
     save_model(trainer, tokenizer, config, model_path)
@@ -307,15 +312,10 @@ def reward_means(history: list[dict[str, Any]], names: list[str]) -> dict[str, d
 
 
 def attention_implementation(requested: str | None) -> str:
-    """The recipe's choice, else flash_attention_2 where it can run, else PyTorch's sdpa."""
-    if requested:
-        log.info("attention: %s (from the recipe)", requested)
-        return requested
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        log.info("attention: flash_attention_2 (flash_attn installed, CUDA available)")
-        return "flash_attention_2"
-    log.info("attention: sdpa (flash_attn not installed or no CUDA)")
-    return "sdpa"
+    """`versions.attention_choice`, logged: the same answer `grpo-rlvr env` gives."""
+    name, why = attention_choice(requested)
+    log.info("attention: %s (%s)", name, why)
+    return name
 
 
 def torch_dtype(name: str | None) -> torch.dtype | str | None:

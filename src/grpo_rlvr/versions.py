@@ -3,6 +3,7 @@ every result says which stack produced it."""
 
 from __future__ import annotations
 
+import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
 STACK = ("grpo-rlvr", "torch", "trl", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
@@ -18,3 +19,17 @@ def package_versions(names: tuple[str, ...] = STACK) -> dict[str, str | None]:
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+def attention_choice(requested: str | None = None) -> tuple[str, str]:
+    """The attention implementation training will use, and why: the recipe's choice, else flash-attn 2
+    where it can run, else PyTorch's sdpa (an image built without a flash-attn wheel)."""
+    if requested:
+        return requested, "from the recipe"
+    if importlib.util.find_spec("flash_attn") is None:
+        return "sdpa", "flash_attn is not installed: an image built without FLASH_ATTN_WHEEL_URL"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "sdpa", "flash_attn is installed but no CUDA device is visible"
+    return "flash_attention_2", "flash_attn is installed and a CUDA device is visible"
