@@ -102,6 +102,22 @@ _CONFIG = "input/config/"
 _TWO_HOSTS = _edit_json("resourceconfig.json", lambda rc: {**rc, "hosts": ["algo-1", "algo-2"]})
 
 
+def _no_train_channel_declared(base: Path) -> None:
+    _remove("input/data/train")(base)
+    _write(_CONFIG + "inputdataconfig.json", "{}")(base)
+
+
+def _write_bytes(relative: str, content: bytes) -> Callable[[Path], None]:
+    def write(base: Path) -> None:
+        (base / relative).write_bytes(content)
+
+    return write
+
+
+def _dangling_link(base: Path) -> None:
+    (base / "input/data/train/more.jsonl").symlink_to(base / "input/data/elsewhere.jsonl")
+
+
 def _only_a_readme(base: Path) -> None:
     _empty_channel("train")(base)
     _write("input/data/train/README.txt", "rows are elsewhere")(base)
@@ -216,6 +232,103 @@ CATALOGUE = [
         _TWO_HOSTS,
         "fix GRPO_RLVR_HOST_ADDRS: write host=address pairs",
         env={"GRPO_RLVR_HOST_ADDRS": "algo-1:127.0.0.1"},
+    ),
+    # hostile or careless values: non-finite and huge numbers, ranges, lengths, nesting, names
+    BadInput(
+        "learning_rate_2600_nines",
+        _hyperparameters(learning_rate="9" * 2600),
+        "learning_rate: must be a finite number, got inf",
+    ),
+    BadInput(
+        "learning_rate_nan",
+        _hyperparameters(learning_rate="NaN"),
+        "learning_rate: must be a finite number, got nan",
+    ),
+    BadInput(
+        "reward_kwargs_infinity",
+        _hyperparameters(reward_kwargs='{"gsm8k_format": {"scale": Infinity}}'),
+        "reward_kwargs: must be a finite number, got inf",
+    ),
+    BadInput(
+        "max_steps_past_int64",
+        _hyperparameters(max_steps="1" + "0" * 30),
+        "max_steps: must be at most 9.22e+18",
+    ),
+    BadInput(
+        "learning_rate_negative",
+        _hyperparameters(learning_rate="-0.001"),
+        "learning_rate: must be greater than 0",
+    ),
+    BadInput(
+        "batch_size_zero",
+        _hyperparameters(per_device_train_batch_size="0"),
+        "per_device_train_batch_size: must be at least 1, got 0",
+    ),
+    BadInput(
+        "lora_dropout_above_1",
+        _hyperparameters(lora_dropout="1.5"),
+        "lora_dropout: must be in [0, 1), got 1.5",
+    ),
+    BadInput(
+        "number_nested_100000_deep",
+        _hyperparameters(learning_rate="[" * 100_000),
+        "learning_rate: argument --learning_rate/--learning-rate: invalid float value: '[[[[",
+    ),
+    BadInput(
+        "recipe_2600_characters",
+        _hyperparameters(recipe="r" * 2600),
+        "recipe: rrrr",
+    ),
+    BadInput(
+        "recipe_name_traversal",
+        _hyperparameters(recipe="../recipes/smoke-cpu"),
+        "no recipe file or baked recipe named '../recipes/smoke-cpu'",
+    ),
+    BadInput(
+        "model_path_2600_characters",
+        _hyperparameters(model_name_or_path="m" * 2600),
+        "(2600 characters) is not a usable path: File name too long",
+    ),
+    BadInput(
+        "hub_id_too_long",
+        _hyperparameters(model_name_or_path="org/" + "m" * 200),
+        "and it is no valid hub id",
+    ),
+    BadInput(
+        "lora_targets_match_nothing",
+        _hyperparameters(lora_target_modules='["q_proj", "attn_qkv"]'),
+        "lora_target_modules: 'attn_qkv' matches no module of qwen2",
+    ),
+    BadInput(
+        "hyperparameters_nested_200000_deep",
+        _write(_CONFIG + "hyperparameters.json", '{"recipe": ' + "[" * 200_000 + "]" * 200_000 + "}"),
+        "hyperparameters.json: it holds a value too large or too deeply nested to read",
+    ),
+    BadInput(
+        "resourceconfig_5000_digit_number",
+        _write(_CONFIG + "resourceconfig.json", '{"current_host": "algo-1", "n": ' + "9" * 5000 + "}"),
+        "resourceconfig.json: it holds a value too large or too deeply nested to read",
+    ),
+    BadInput(
+        "channel_name_traversal",
+        _edit_json("inputdataconfig.json", lambda c: {**c, "../../model": {"TrainingInputMode": "File"}}),
+        "rename channel '../../model'",
+    ),
+    BadInput(
+        "channel_name_dots",
+        _edit_json("inputdataconfig.json", lambda c: {**c, "..": {"TrainingInputMode": "File"}}),
+        "rename channel '..'",
+    ),
+    BadInput("data_dangling_symlink", _dangling_link, "more.jsonl is a symbolic link to"),
+    BadInput(
+        "data_only_invalid_utf8",
+        _write_bytes("input/data/train/data.jsonl", b'{"question": "\xff", "answer": "#### 1"}\n'),
+        "data.jsonl:1: invalid UTF-8: byte 0xff at column 15",
+    ),
+    BadInput(
+        "data_only_nested_too_deep",
+        _write("input/data/train/data.jsonl", "[" * 200_000 + "\n"),
+        "data.jsonl:1: JSON nested too deeply",
     ),
     BadInput(
         "launch_argument_not_key_value",

@@ -279,6 +279,81 @@ def test_user_reward_module_registers_once_and_its_rewards_resolve(tmp_path: Pat
     assert err.key == "reward_module" and "missing.py" in str(err)
 
 
+NINES = "9" * 2600  # float("9" * 2600) is inf
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        pytest.param("yaml", "learning_rate: must be a finite number, got inf", id="recipe-2600-nines"),
+        pytest.param("override", "learning_rate: must be a finite number, got inf", id="override-2600-nines"),
+        pytest.param("typed", "learning_rate: must be a finite number, got inf", id="hyperparameter-1e999"),
+        pytest.param("nan", "learning_rate: must be a finite number, got nan", id="hyperparameter-nan"),
+    ],
+)
+def test_non_finite_numbers_are_input_errors_wherever_they_enter(
+    tmp_path: Path, where: str, says: str
+) -> None:
+    from grpo_rlvr.sagemaker import decode_value
+
+    if where == "yaml":
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(MINIMAL) + f"learning_rate: {NINES}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        err = caught.value
+    elif where == "override":
+        err = error(tmp_path, [f"learning_rate={NINES}"])
+    else:
+        err = error(tmp_path, {"learning_rate": decode_value("1e999" if where == "typed" else "NaN")})
+    assert err.key == "learning_rate" and str(err) == says
+
+
+UNUSABLE = "is not a usable path"
+CHECKED_EARLY = {
+    "int64": ({"max_steps": int(NINES[:30])}, "max_steps", "must be at most 9.22e+18"),
+    "negative-lr": ({"learning_rate": -1e-5}, "learning_rate", "greater than 0"),
+    "batch-0": ({"per_device_train_batch_size": 0}, "per_device_train_batch_size", "at least 1"),
+    "dropout": ({"lora_dropout": 1.5}, "lora_dropout", "in [0, 1)"),
+    "top-p": ({"top_p": 0}, "top_p", "in (0, 1]"),
+    "grad-norm": ({"max_grad_norm": -1}, "max_grad_norm", "at least 0"),
+    "nested-inf": ({"reward_kwargs": {"gsm8k_format": {"scale": float("inf")}}}, "reward_kwargs", "finite"),
+    "5000-digits": (["max_steps=" + "9" * 5000], "max_steps", "invalid int value"),
+    "nested-100000": (["learning_rate=" + "[" * 100_000], "learning_rate", "invalid float value"),
+    "long-model-path": (
+        {"model_name_or_path": "m" * 2600},
+        "model_name_or_path",
+        f"(2600 characters) {UNUSABLE}",
+    ),
+    "long-hub-id": ({"model_name_or_path": "org/" + "m" * 200}, "model_name_or_path", "no valid hub id"),
+    "long-data-path": ({"dataset_path": "d" * 2600}, "dataset_path", UNUSABLE),
+    "long-module": ({"reward_module": "r" * 2600}, "reward_module", UNUSABLE),
+}
+
+
+@pytest.mark.parametrize(("overrides", "key", "says"), CHECKED_EARLY.values(), ids=CHECKED_EARLY)
+def test_every_number_and_path_is_checked_before_any_model_loads(
+    tmp_path: Path, overrides: dict | list, key: str, says: str
+) -> None:
+    err = error(tmp_path, overrides)
+    assert err.key == key and says in str(err) and len(str(err)) < 300
+
+
+def test_every_ranged_key_is_a_setting() -> None:
+    from dataclasses import fields
+
+    from trl import GRPOConfig, ModelConfig
+
+    assert set(config_module.RANGES) <= {f.name for cls in (GRPOConfig, ModelConfig) for f in fields(cls)}
+
+
+@pytest.mark.parametrize("name", ["r" * 2600, "../recipes/smoke-cpu", "smoke-cpu/../smoke-cpu"])
+def test_a_recipe_name_is_a_plain_name_or_a_file(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(name)
+    assert caught.value.key == "recipe" and len(str(caught.value)) < 400
+
+
 def test_a_mistyped_reward_option_is_named_like_a_mistyped_key(tmp_path: Path) -> None:
     """`**kwargs` takes TRL's columns, so a reward would swallow a typo: options are checked by name."""
     key_err = error(tmp_path, {"learning_rat": 1e-5})
@@ -328,3 +403,12 @@ def test_a_home_relative_data_path_is_a_local_file_everywhere(
     rows, report = data.load_examples("~/d.jsonl")  # read from the home folder, never asked of the hub
     assert len(rows) == 1 and report.kept == 1
     assert evaluate.load_eval_examples("~/d.jsonl")[1]["split"] is None  # a local file has no hub split
+
+
+@pytest.mark.parametrize("value", ["[" * 100_000, "9" * 5000], ids=["nested-100000", "5000-digits"])
+def test_a_recipe_file_past_yaml_limits_is_the_recipe_to_fix(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + f"max_steps: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == "recipe" and "too large or too deeply nested to read" in str(caught.value)

@@ -239,6 +239,73 @@ def test_prepare_fails_on_missing_path_and_unreadable_parquet(
     assert "not a readable Parquet file" in capsys.readouterr().err
 
 
+def test_a_byte_order_mark_keeps_the_first_row(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(ROW) + "\n").encode() * 2)
+    examples, report = data.load_examples(path)
+    assert len(examples) == 2 and report.problems == []
+    whole = tmp_path / "bom.json"
+    whole.write_bytes(b"\xef\xbb\xbf" + json.dumps([ROW]).encode())
+    assert len(data.load_examples(whole)[0]) == 1
+
+
+def test_rows_beyond_what_json_and_utf8_allow_are_dropped_one_by_one(tmp_path: Path) -> None:
+    good = json.dumps(ROW).encode()
+    lines = [
+        good,
+        good.replace(b"pens", b"p\xffns"),  # not UTF-8: never silently replaced
+        b'{"question": "Q", "answer": "#### 1", "n": ' + b"9" * 5000 + b"}",
+        b"[" * 200_000 + b"]" * 200_000,
+        good,
+    ]
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    examples, report = data.load_examples(path)
+    assert len(examples) == 2
+    assert report.problems == [
+        f"{path}:2: invalid UTF-8: byte 0xff at column {good.index(b'pens') + 2}",
+        f"{path}:3: JSON number too long: Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 5000 digits",
+        f"{path}:4: JSON nested too deeply",
+    ]
+    assert report.issues(2) == {"count": 3, "first": report.problems[:2]}
+
+
+def test_a_json_array_file_with_a_bad_byte_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.json"
+    path.write_bytes(b'[\n{"question": "Q", "answer": "#### 1"},\n{"question": "\xc3"}\n]')
+    with pytest.raises(data.DataError, match=rf"^{path}:3: not usable JSON \(invalid UTF-8"):
+        data.load_examples(path)
+
+
+def test_one_malformed_line_in_a_large_channel_is_named(tmp_path: Path) -> None:
+    channel = tmp_path / "train"
+    channel.mkdir()
+    line = json.dumps(ROW) + "\n"
+    (channel / "a.jsonl").write_text(line * 60_000)
+    (channel / "b.jsonl").write_text(line * 31_337 + "{oops\n" + line * (40_000 - 31_338))
+    examples, report = data.load_examples(channel)
+    assert len(examples) == 99_999
+    assert report.issues() == {
+        "count": 1,
+        "first": [
+            f"{channel / 'b.jsonl'}:31338: malformed JSON line: "
+            "Expecting property name enclosed in double quotes"
+        ],
+    }
+
+
+def test_a_dangling_symlink_in_a_channel_is_an_error_not_skipped(tmp_path: Path) -> None:
+    channel = tmp_path / "train"
+    channel.mkdir()
+    _jsonl(channel / "a.jsonl", [json.dumps(ROW)])
+    (channel / "b.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(
+        data.DataError, match=r"b\.jsonl is a symbolic link to .*gone\.jsonl, which does not exist"
+    ):
+        data.load_examples(channel)
+
+
 # --- where GSM8K comes from -------------------------------------------------------------------------
 
 

@@ -70,3 +70,33 @@ def test_grade_reports_a_bad_row_with_its_line(tmp_path: Path) -> None:
     result = _grade(str(src))
     assert result.returncode == 2
     assert f"{src}:2: cannot grade this row" in result.stderr and "Traceback" not in result.stderr
+
+
+GOOD_ROW = b'{"completion": "#### 1", "answer": "1"}\n'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"completion": "#### 1", "answer": "1"}\n' + b"[" * 200_000 + b"\n", ":2: cannot grade this row"),
+        (
+            b'{"completion": "#### 1", "answer": "1"}\n\n{"completion": "\xff", "answer": "1"}\n',
+            ":3: cannot grade",
+        ),
+    ],
+    ids=["nested_200000_deep", "invalid_byte"],
+)
+def test_grade_names_the_line_of_a_hostile_row(tmp_path: Path, content: bytes, message: str) -> None:
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(content)
+    result = _grade(str(src))
+    assert result.returncode == 2
+    assert f"{src}{message}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_grade_refuses_a_folder_clearly(tmp_path: Path) -> None:
+    result = _grade(str(tmp_path))
+    assert result.returncode == 2
+    assert (
+        f"{tmp_path} is a folder, not a JSON Lines file" in result.stderr and "Traceback" not in result.stderr
+    )

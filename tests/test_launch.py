@@ -39,7 +39,7 @@ def _assert_refused(base: Path, entry: BadInput, code: int) -> None:
 
 
 def test_catalogue_is_large_and_distinct() -> None:
-    assert len(CATALOGUE) >= 15
+    assert len(CATALOGUE) >= 30
     assert len({e.name for e in CATALOGUE}) == len({e.message for e in CATALOGUE}) == len(CATALOGUE)
 
 
@@ -414,3 +414,23 @@ def test_two_nodes_sigterm_checkpoints_on_every_node(
     assert 2 <= step < 30
     for paths in (main, other):
         assert f"resume from step {step}" in paths.failure_file.read_text()
+
+
+def test_dropped_rows_are_named_in_the_log_and_the_summary(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    base = make_tree(tmp_path, {**SMOKE_HYPERPARAMETERS, "num_shots": "0"})
+    data = base / "input" / "data" / "train" / "data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[4:4] = [b"{broken\n", b'{"question": "caf\xe9", "answer": "#### 1"}\n']  # lines 5 and 6
+    data.write_bytes(b"".join(lines))
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    assert launch.main() == 0
+    named = [
+        f"{data}:5: malformed JSON line: Expecting property name enclosed in double quotes",
+        f"{data}:6: invalid UTF-8: byte 0xe9 at column 18",
+    ]
+    err = capfd.readouterr().err
+    assert all(f"dropped {place}" in err for place in named)
+    summary = json.loads((Paths(base).model_dir / train.SUMMARY_NAME).read_text())
+    assert summary["data_issues"] == {"train": {"count": 2, "first": named}}

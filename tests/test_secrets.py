@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bad_inputs import make_tree
+from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 
 from grpo_rlvr import launch
 from grpo_rlvr.redact import Redactor
@@ -81,3 +81,31 @@ def test_output_of_children_and_c_level_writes_is_masked(capfd: pytest.CaptureFi
     out, err = capfd.readouterr()
     assert out == "child sees ***\n"
     assert err == "split *** done\n"
+
+
+def test_settings_holding_secrets_reach_no_file_checkpoints_included(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A token given as a setting, and a secret's value pasted into another, are masked in
+    every checkpoint's pickled arguments, the trainer state, the summaries and the log."""
+    import torch
+
+    hyperparameters = {
+        **SMOKE_HYPERPARAMETERS,
+        "save_steps": "1",
+        "num_shots": "0",
+        "hub_token": SECRETS["HF_TOKEN"],
+        "run_name": f"run-{SECRETS['AWS_SECRET_ACCESS_KEY']}",
+    }
+    base = make_tree(tmp_path, hyperparameters)
+    for name, value in {**SECRETS, "SAGEMAKER_BASE_DIR": str(base)}.items():
+        monkeypatch.setenv(name, value)
+    assert launch.main() == 0
+    out, err = capfd.readouterr()
+    assert _leaks(out + err) == []
+    checkpoints = Paths(base).checkpoint_dir
+    saved = sorted(checkpoints.glob("checkpoint-*/training_args.bin"))
+    assert [p.parent.name for p in saved] == ["checkpoint-1", "checkpoint-2"]
+    assert _leaks_in_files(base) == {}
+    args = torch.load(saved[-1], weights_only=False)
+    assert (args.hub_token, args.run_name, args.max_steps) == (None, "run-***", 2)

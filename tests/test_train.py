@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from grpo_rlvr import checkpoints, cli, train
 from grpo_rlvr import config as config_module
-from grpo_rlvr.config import load_config
+from grpo_rlvr.config import ConfigError, load_config
 from grpo_rlvr.rewards import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,18 +208,18 @@ def test_resume_starts_after_the_newest_complete_checkpoint(
         )
         return train.run(load_config(recipe), [history]), history.steps("loss")
 
-    checkpoints = tmp_path / "checkpoints"
+    saved = tmp_path / "checkpoints"
     summary, _ = run(2)
     assert summary["resumed_from"] is None
-    assert all(checkpoints.is_complete(checkpoints / f"checkpoint-{n}") for n in (1, 2))
+    assert all(checkpoints.is_complete(saved / f"checkpoint-{n}") for n in (1, 2))
 
-    (checkpoints / "checkpoint-2" / "optimizer.pt").unlink()  # as if killed while writing it
+    (saved / "checkpoint-2" / "optimizer.pt").unlink()  # as if killed while writing it
     summary, logged = run(3)
-    assert summary["resumed_from"] == str(checkpoints / "checkpoint-1")
+    assert summary["resumed_from"] == str(saved / "checkpoint-1")
     assert logged == [2, 3] and summary["global_step"] == 3
 
     summary, logged = run(4)
-    assert summary["resumed_from"] == str(checkpoints / "checkpoint-3")
+    assert summary["resumed_from"] == str(saved / "checkpoint-3")
     assert logged == [4] and summary["global_step"] == 4
 
 
@@ -519,6 +519,91 @@ def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
     assert cli.main(["train", "--recipe", str(recipe)]) == 128 + signal.SIGTERM
     assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err
+
+
+def test_lora_targets_that_match_nothing_fail_before_the_model_loads(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_load(*_: Any) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(train, "load_model", no_load)
+    lora = {**LORA, "lora_target_modules": ["q_proj", "qkv_proj"]}
+    recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=1, **lora)
+    with pytest.raises(ConfigError) as caught:
+        train.run(load_config(recipe))
+    assert caught.value.key == "lora_target_modules"
+    assert str(caught.value).startswith("lora_target_modules: 'qkv_proj' matches no module of qwen2;")
+    assert "'q_proj'" in str(caught.value)  # the names it does have
+    for targets in (["q_proj", "v_proj"], r".*\.mlp\.(up|down)_proj", "all-linear"):
+        recipe = toy_recipe(
+            tmp_path, sharp_model, toy_data, toy_reward, **{**LORA, "lora_target_modules": targets}
+        )
+        with pytest.raises(AssertionError, match="the model was loaded"):  # checked, then on to the model
+            train.run(load_config(recipe))
+
+
+def test_a_non_finite_loss_or_weight_fails_the_run_and_publishes_no_model(
+    tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str
+) -> None:
+    recipe = toy_recipe(
+        tmp_path, tiny_model, toy_data, toy_reward, max_steps=4, learning_rate=1e38,
+        save_strategy="steps", save_steps=1,
+    )  # fmt: skip
+    with pytest.raises(
+        train.NonFiniteError, match=r"^(loss|grad_norm|weight \S+) .* step \d: lower learning_rate"
+    ):
+        train.run(load_config(recipe))
+    assert not (tmp_path / "model").exists() and not (tmp_path / "output").exists()
+    for checkpoint in (tmp_path / "checkpoints").glob("checkpoint-*"):  # the ones before the failure
+        train.check_finite_weights(checkpoint)
+
+
+class PoisonAtEnd(TrainerCallback):
+    """A NaN in a weight after the last step: only the check of the saved files can see it."""
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("nan")
+
+
+def test_saved_weights_are_checked_before_the_model_is_published(
+    tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str
+) -> None:
+    recipe = toy_recipe(tmp_path, tiny_model, toy_data, toy_reward, max_steps=1)
+    with pytest.raises(
+        train.NonFiniteError, match=r"model\.safetensors holds NaN or inf: the model is not published"
+    ):
+        train.run(load_config(recipe), [PoisonAtEnd()])
+    assert not (tmp_path / "model" / "run_summary.json").exists()
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_rotation_never_leaves_fewer_than_one_complete_checkpoint(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """save_total_limit: 1, and the run dies just before checkpoint-2's marker: checkpoint-1 remains."""
+    listed = checkpoints._files
+    calls = []
+
+    def die_before_the_second_marker(folder: Path) -> dict[str, int]:
+        calls.append(folder)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return listed(folder)
+
+    values = {"save_strategy": "steps", "save_steps": 1, "save_total_limit": 1, **LORA}
+    recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=3, **values)
+    monkeypatch.setattr(checkpoints, "_files", die_before_the_second_marker)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(load_config(recipe))
+    saved = tmp_path / "checkpoints"
+    assert checkpoints.latest_complete_checkpoint(saved) == saved / "checkpoint-1"
+
+    monkeypatch.setattr(checkpoints, "_files", listed)
+    summary = train.run(load_config(recipe))
+    assert summary["resumed_from"] == str(saved / "checkpoint-1") and summary["global_step"] == 3
+    assert [p.name for p in saved.glob("checkpoint-*")] == ["checkpoint-3"]  # rotation still applies
 
 
 def test_a_ctrl_c_run_exits_130(

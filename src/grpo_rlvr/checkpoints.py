@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 from pathlib import Path
 
@@ -64,12 +65,39 @@ def is_complete(checkpoint: Path) -> bool:
     )
 
 
+def checkpoint_folders(output_dir: str | Path) -> list[Path]:
+    """Every `checkpoint-N` folder in `output_dir`, oldest step first."""
+    found = [
+        p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()
+    ]
+    return sorted(found, key=checkpoint_step)
+
+
 def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest `checkpoint-N` that is complete; incomplete ones are logged and left alone."""
-    folder = Path(output_dir)
-    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-    for checkpoint in sorted(found, key=checkpoint_step, reverse=True):
+    for checkpoint in reversed(checkpoint_folders(output_dir)):
         if is_complete(checkpoint):
             return checkpoint
         log.warning("skipping incomplete checkpoint %s", checkpoint)
     return None
+
+
+def rotate(output_dir: str | Path, limit: int, best: str | Path | None = None) -> None:
+    """`save_total_limit`, counted in complete checkpoints: keep the newest `limit` (and `best`).
+
+    Run after the newest checkpoint's marker is written, so at least one complete checkpoint always
+    remains. Incomplete leftovers older than the newest complete one go too (nothing can resume from
+    them). Each folder loses its marker before its files: a kill mid-delete leaves an incomplete
+    folder, never one that looks complete.
+    """
+    found = checkpoint_folders(output_dir)
+    complete = [c for c in found if is_complete(c)]
+    if not complete:
+        return
+    keep = {*complete[-limit:], *([Path(best)] if best else [])}
+    newest = checkpoint_step(complete[-1])
+    for checkpoint in found:
+        if checkpoint not in keep and checkpoint_step(checkpoint) < newest:
+            log.info("removing %s (save_total_limit=%d)", checkpoint, limit)
+            (checkpoint / CHECKPOINT_MARKER).unlink(missing_ok=True)
+            shutil.rmtree(checkpoint)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -43,17 +42,15 @@ def _grade(args: argparse.Namespace) -> int:
     from grpo_rlvr.grading import accuracy_line, grade_one
 
     rows, correct = [], 0
-    with args.file.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                graded = grade_one(str(row[args.completion_field]), row[args.answer_field])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise data.DataError(f"{args.file}:{lineno}: cannot grade this row ({err!r})") from err
-            rows.append({**row, **graded})
-            correct += graded["correct"]
+    for where, row in data.json_lines(args.file):
+        try:
+            if isinstance(row, ValueError):
+                raise row
+            graded = grade_one(str(row[args.completion_field]), row[args.answer_field])
+        except (KeyError, TypeError, ValueError) as err:
+            raise data.DataError(f"{where}: cannot grade this row ({err!r})") from err
+        rows.append({**row, **graded})
+        correct += graded["correct"]
     if not rows:
         raise data.DataError(f"{args.file} holds no rows to grade")
     if args.out:

@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import os
 import re
 import typing
@@ -51,6 +52,28 @@ DEFAULT_OUTPUT_DIR = "outputs/checkpoints"
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 NO_REPORTING = (None, "none", [], ["none"])  # explicit `report_to` values that turn every reporter off
+INT64_MAX = 2**63 - 1  # torch and the schedulers hold counts in 64 bits
+_BAKED_NAME = re.compile(r"[\w-][\w.-]*")  # a baked recipe is looked up by a plain name, never a path
+# Bounds the libraries leave unchecked, each (test, what it says). Booleans never reach these.
+_ABOVE_0 = (lambda v: v > 0, "greater than 0")
+_AT_LEAST_0 = (lambda v: v >= 0, "at least 0")
+_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
+_BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
+_UP_TO_1 = (lambda v: 0 < v <= 1, "in (0, 1]")
+_POSITIVE = ("learning_rate", "num_train_epochs", "temperature", "repetition_penalty", "adam_epsilon")
+_NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "max_grad_norm", "warmup_steps", "top_k")
+_COUNTS = (
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "lora_r",
+    "num_iterations", "max_completion_length", "save_total_limit", "steps_per_generation",
+    "generation_batch_size",
+)  # fmt: skip
+RANGES = {
+    **dict.fromkeys((*_POSITIVE, "lora_alpha"), _ABOVE_0),
+    **dict.fromkeys((*_NON_NEGATIVE, "min_p"), _AT_LEAST_0),
+    **dict.fromkeys(_COUNTS, _AT_LEAST_1),
+    **dict.fromkeys(("adam_beta1", "adam_beta2", "lora_dropout"), _BELOW_1),
+    **dict.fromkeys(("top_p", "vllm_gpu_memory_utilization"), _UP_TO_1),
+}
 
 
 class ConfigError(ValueError):
@@ -156,6 +179,7 @@ class RewardArguments:
     def __post_init__(self) -> None:
         self.reward_kwargs = _json_mapping("reward_kwargs", self.reward_kwargs) or None
         kwargs = self.reward_kwargs or {}
+        _check_number("reward_kwargs", kwargs)  # JSON text reaches the dict only here
         if not all(isinstance(v, dict) for v in kwargs.values()):
             raise ConfigError(
                 "reward_kwargs", "must map reward names to option mappings, e.g. {name: {k: v}}"
@@ -238,22 +262,41 @@ def recipe_folders() -> list[Path]:
 def find_recipe(recipe: str | Path) -> Path:
     """A recipe file path, or a baked name looked up in `recipe_folders()`."""
     path = local_path(recipe)
-    if path.is_file():
+    if local_path_exists("recipe", path) and path.is_file():
         return path
     folders = recipe_folders()
-    for folder in folders:
-        for candidate in (folder / f"{recipe}.yaml", folder / str(recipe)):
-            if candidate.is_file():
-                return candidate
+    if _BAKED_NAME.fullmatch(str(recipe)):
+        for folder in folders:
+            for candidate in (folder / f"{recipe}.yaml", folder / str(recipe)):
+                if local_path_exists("recipe", candidate) and candidate.is_file():
+                    return candidate
     names = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
-    raise ConfigError("recipe", f"no recipe file or baked recipe named {str(recipe)!r}; baked: {names}")
+    raise ConfigError("recipe", f"no recipe file or baked recipe named {_shown(recipe)!r}; baked: {names}")
+
+
+def local_path_exists(key: str, path: str | Path) -> bool:
+    """Whether a local path exists; a name the file system cannot even look up is the key's error."""
+    try:
+        return local_path(path).exists()
+    except OSError as err:  # a name too long (ENAMETOOLONG), or a component that is no folder
+        raise ConfigError(key, f"{_shown(path)} is not a usable path: {err.strerror}") from err
+    except ValueError as err:  # an embedded NUL byte
+        raise ConfigError(key, f"{_shown(path)} is not a usable path: {err}") from err
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A value for a message, cut short: an error must stay readable whatever was given."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} characters)"
 
 
 def read_recipe(path: Path) -> dict[str, Any]:
     try:
         values = yaml.load(path.read_text(encoding="utf-8"), Loader=RecipeLoader) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError("recipe", f"{path} is not valid YAML: {err}") from err
+    except (ValueError, RecursionError) as err:  # an integer past Python's digit limit; nesting too deep
+        raise ConfigError("recipe", f"{path} holds a value too large or too deeply nested to read") from err
     if not isinstance(values, dict):
         raise ConfigError("recipe", f"{path} must be a flat mapping of keys to values")
     return values
@@ -306,16 +349,18 @@ def _parse(
 ) -> tuple[GRPOConfig, ModelConfig, DataArguments, RewardArguments, RunArguments]:
     """One command line over all five dataclasses: argparse type-checks every value."""
     from transformers import HfArgumentParser
-    from trl import GRPOConfig, ModelConfig
+    from trl import ModelConfig
+
+    from grpo_rlvr.grpo_args import GRPOArgs
 
     class RecipeParser(HfArgumentParser):
         """argparse's errors raise a ConfigError naming the key, instead of printing usage and exiting."""
 
         def error(self, message: str) -> typing.NoReturn:
             found = re.search(r"argument --(\w+)", message)
-            raise ConfigError(found[1] if found else None, message)
+            raise ConfigError(found[1] if found else None, _shown(message, 240))  # values may be huge
 
-    classes = [GRPOConfig, ModelConfig, *SECTIONS.values()]
+    classes = [GRPOArgs, ModelConfig, *SECTIONS.values()]
     parser = RecipeParser(classes, add_help=False, allow_abbrev=False)
     actions = {
         a.dest: a for a in parser._actions if a.option_strings and a.option_strings[0] == f"--{a.dest}"
@@ -343,12 +388,14 @@ def _parse(
         raise ConfigError(None, f"could not read {unused}")
     for key in nulls:
         setattr(namespace, key, None)
+    for key, value in vars(namespace).items():
+        _check_number(key, value)
     _check_group_size(namespace, num_processes)
     if num_processes != int(os.environ.get("WORLD_SIZE", 1)):
         # A launcher validating for N processes from its single one: TRL's own batch checks must count N.
         planned = property(lambda _: num_processes)
         classes[0] = type(
-            "PlannedGRPOConfig", (GRPOConfig,), {"world_size": planned, "__doc__": GRPOConfig.__doc__}
+            "PlannedGRPOConfig", (GRPOArgs,), {"world_size": planned, "__doc__": GRPOArgs.__doc__}
         )
     objects = []
     for cls in classes:
@@ -360,6 +407,23 @@ def _parse(
         except (ValueError, TypeError) as err:  # TRL's and transformers' own checks
             raise ConfigError(None, str(err)) from err
     return tuple(objects)
+
+
+def _check_number(key: str, value: Any) -> None:
+    """Every number finite and in int64, inside lists and mappings too; then the key's own range."""
+    if isinstance(value, dict | list | tuple):
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_number(key, item)
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value}")
+    if isinstance(value, int) and abs(value) > INT64_MAX:
+        raise ConfigError(key, f"must be at most {INT64_MAX:.3g} in size, got {_shown(value, 60)}")
+    test, bound = RANGES.get(key, (None, ""))
+    if test is not None and not test(value):
+        raise ConfigError(key, f"must be {bound}, got {value}")
 
 
 def _arg(value: Any) -> str:
@@ -400,8 +464,8 @@ def _check(config: RunConfig) -> None:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
     for key in ("dataset_path", "val_dataset_path"):
         source = getattr(config.data, key)
-        if source and is_local_path(source) and not local_path(source).exists():
-            raise ConfigError(key, f"{source} does not exist")
+        if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):
+            _check_hub_id(key, source, f"{_shown(source)} does not exist")
     config.prompt_format = prompt_format(config.data)
     funcs = config.reward_funcs = reward_functions(config.rewards, config.prompt_format)
     if config.run.eval_at_end and not (config.data.val_dataset_path or config.data.val_fraction):
@@ -435,16 +499,27 @@ def _check_model_path(name: str | None) -> None:
                 "model_name_or_path", f"unknown built-in {name!r}; available: {builtin_names()}"
             )
         return
-    path = local_path(name)
-    if path.exists():
-        if not (path / "config.json").is_file():
+    if local_path_exists("model_name_or_path", name):
+        if not (local_path(name) / "config.json").is_file():
             raise ConfigError(
-                "model_name_or_path", f"{name} has no config.json: not a transformers model folder"
+                "model_name_or_path", f"{_shown(name)} has no config.json: not a transformers model folder"
             )
-    elif is_local_path(name) or not _HUB_ID.fullmatch(name):
+        return
+    _check_hub_id("model_name_or_path", name, f"local path {_shown(name)} does not exist")
+
+
+def _check_hub_id(key: str, name: str, missing: str) -> None:
+    """A name that is no local path must be a valid hub id (org/name, at most 96 characters)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if is_local_path(name) or not _HUB_ID.fullmatch(name):
+        raise ConfigError(key, f"{missing} (a hub id looks like org/name)")
+    try:
+        validate_repo_id(name)
+    except HFValidationError as err:
         raise ConfigError(
-            "model_name_or_path", f"local path {name} does not exist (a hub id looks like org/name)"
-        )
+            key, f"{missing}, and it is no valid hub id (org/name: at most 96 letters, digits, '-', '_', '.')"
+        ) from err
 
 
 def prompt_format(data: DataArguments) -> PromptFormat:
@@ -481,7 +556,10 @@ def reward_functions(rewards: RewardArguments, prompt_format: PromptFormat = DEF
     from grpo_rlvr import rewards as registry
     from grpo_rlvr.rewards.user import load_reward_module
 
-    module = Path(rewards.reward_module).resolve() if rewards.reward_module else None
+    module = None
+    if rewards.reward_module:
+        local_path_exists("reward_module", rewards.reward_module)  # a name too long is a setting to fix
+        module = Path(rewards.reward_module).resolve()
     if module and module not in _LOADED_REWARD_MODULES:
         try:
             load_reward_module(module)

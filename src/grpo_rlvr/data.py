@@ -18,6 +18,7 @@ import os
 import random
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from grpo_rlvr.prompt_format import DEFAULT, MAX_SHOTS, PromptFormat
 PACKAGED_GSM8K = "builtin:gsm8k"
 PACKAGED_GSM8K_DIR = Path(__file__).with_name("gsm8k_data")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+SHOWN_ISSUES = 10  # dropped rows named one by one in logs and summaries; the rest are counted
+BOM = "\ufeff"  # a UTF-8 byte-order mark, which some editors write at the start of a file
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's calculator annotations: `<<48/2=24>>`
 
 
@@ -48,6 +51,10 @@ class LoadReport:
     def drop(self, where: str, reason: str) -> None:
         self.problems.append(f"{where}: {reason}")
         self.reasons[reason.split(":")[0]] += 1
+
+    def issues(self, limit: int = SHOWN_ISSUES) -> dict[str, Any]:
+        """Every dropped row counted, the first `limit` named as file:line: for logs and run_summary.json."""
+        return {"count": len(self.problems), "first": self.problems[:limit]}
 
     def summary(self) -> str:
         dropped = sum(self.reasons.values())
@@ -153,14 +160,59 @@ def data_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise DataError(f"data path does not exist: {path}")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES)
+    named = sorted(p for p in path.rglob("*") if p.suffix in DATA_SUFFIXES)
+    broken = [p for p in named if p.is_symlink() and not p.exists()]
+    if broken:  # data that was meant to be there: never skip it silently
+        raise DataError(f"{broken[0]} is a symbolic link to {broken[0].readlink()}, which does not exist")
+    files = [p for p in named if p.is_file()]
     if not files:
         raise DataError(f"no {'/'.join(DATA_SUFFIXES)} files in {path}")
     return files
 
 
-def _raw_rows(path: Path, report: LoadReport) -> list[tuple[str, Any]]:
-    """(place, row) pairs from one file; unreadable lines are reported, not raised."""
+def parse_json(text: str | bytes) -> Any:
+    """One JSON text; every way it can be unusable is a ValueError saying why, never a crash.
+
+    Bytes must be UTF-8 (never silently replaced); a leading byte-order mark is allowed. Nesting past the
+    interpreter's recursion limit and integers past its digit limit are refused here, row by row.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"invalid UTF-8: byte 0x{text[err.start]:02x} at column {err.start + 1}"
+            ) from err
+    try:
+        return json.loads(text.removeprefix(BOM))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"malformed JSON line: {err.msg}") from err
+    except RecursionError as err:
+        raise ValueError("JSON nested too deeply") from err
+    except ValueError as err:  # the integer digit limit (sys.get_int_max_str_digits)
+        raise ValueError(f"JSON number too long: {str(err).partition(';')[0]}") from err
+
+
+def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """(file:line, row) for every non-blank line of a JSON Lines file; a row that cannot be read is a
+    ValueError in place of the row, so one bad line costs that line only."""
+    try:
+        content = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a JSON Lines file") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read it ({err.strerror})") from err
+    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
+    for lineno, line in enumerate(content.split(b"\n"), 1):
+        if line.strip():
+            try:
+                yield f"{path}:{lineno}", parse_json(line)
+            except ValueError as err:
+                yield f"{path}:{lineno}", err
+
+
+def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """(place, row) pairs from one file; a line that cannot be read comes as its ValueError."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -168,24 +220,27 @@ def _raw_rows(path: Path, report: LoadReport) -> list[tuple[str, Any]]:
             table = pq.read_table(path)
         except Exception as err:  # pyarrow raises several types for a broken file
             raise DataError(f"{path}: not a readable Parquet file ({err})") from err
-        return [(f"{path}:row {i + 1}", row) for i, row in enumerate(table.to_pylist())]
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
+        yield from ((f"{path}:row {i + 1}", row) for i, row in enumerate(table.to_pylist()))
+        return
+    content = path.read_bytes() if path.suffix == ".json" else b""
+    if content.lstrip(BOM.encode() + b" \t\r\n").startswith(b"["):
         try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
-        return [(f"{path}:item {i + 1}", row) for i, row in enumerate(rows)]
-    pairs = []
-    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            pairs.append((f"{path}:{lineno}", json.loads(line)))
-        except json.JSONDecodeError as err:
-            report.drop(f"{path}:{lineno}", f"malformed JSON line: {err.msg}")
-    return pairs
+            rows = parse_json(content)
+        except ValueError as err:
+            raise DataError(f"{path}:{_error_line(content, err)}: not usable JSON ({err})") from err
+        yield from ((f"{path}:item {i + 1}", row) for i, row in enumerate(rows))
+        return
+    yield from json_lines(path)
+
+
+def _error_line(content: bytes, err: ValueError) -> int:
+    """The line a whole-file JSON error is on: JSON's own line, else the line of the first bad byte."""
+    cause = err.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        return cause.lineno
+    if isinstance(cause, UnicodeDecodeError):
+        return content.count(b"\n", 0, cause.start) + 1
+    return 1
 
 
 @functools.cache
@@ -235,21 +290,23 @@ def load_examples(
     """Load rows from the packaged GSM8K, a local file/folder or a hub dataset id and validate them."""
     report = LoadReport()
     if str(source) == PACKAGED_GSM8K:
-        raw = _raw_rows(packaged_gsm8k(split), report)
+        raw: Iterable[tuple[str, Any]] = _raw_rows(packaged_gsm8k(split))
     elif is_local_path(source):
-        raw = [pair for f in data_files(local_path(source)) for pair in _raw_rows(f, report)]
+        raw = (pair for f in data_files(local_path(source)) for pair in _raw_rows(f))
     else:  # a hub id such as openai/gsm8k (needs network)
         raw = _hub_rows(str(source), hub_config, split)
     examples = []
     for where, row in raw:
         try:
+            if isinstance(row, ValueError):
+                raise row
             examples.append(_example(row))
         except ValueError as err:
             report.drop(where, str(err))
     report.kept = len(examples)
     if not examples:
-        shown = "\n  ".join(report.problems[:5]) or "the source holds no rows"
-        raise DataError(f"no usable rows in {source}:\n  {shown}")
+        shown = "\n  ".join(report.issues(5)["first"]) or "the source holds no rows"
+        raise DataError(f"no usable rows in {source} ({len(report.problems)} dropped):\n  {shown}")
     return examples, report
 
 

@@ -6,7 +6,7 @@ YAML, the language of the recipes themselves, with YAML 1.2 scalars: only true/f
 (`save_strategy=no` is the string "no", as TRL expects, not YAML 1.1's False) and `1e-6` is a number.
 So `rewards=[a, b]` is a list, `reward_kwargs={keywords: {max_repeats: 2}}` a mapping, `max_steps=3`
 a number and `run_name='"3"'` the string "3". An empty value is the empty string; text YAML cannot
-read stays the text it is.
+read (or that is past Python's integer digit limit or nesting depth) stays the text it is.
 
 Needs PyYAML and nothing else, so the job scripts run from a plain checkout.
 """
@@ -66,7 +66,7 @@ def read_value(raw: str) -> Any:
         return ""
     try:
         return yaml.load(raw, Loader=RecipeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # also past Python's digit or nesting limits
         return raw
 
 

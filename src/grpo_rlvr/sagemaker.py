@@ -31,6 +31,8 @@ FAILURE_LIMIT = 1024  # SageMaker shows at most this many characters of the fail
 TRAIN_CHANNEL = "train"
 VAL_CHANNEL = "val"
 # Hyperparameters the SageMaker SDKs and automatic model tuning add for their own use; never recipe keys.
+# SageMaker's own rule for channel names; a name is also a folder under input/data, so never "." or "..".
+CHANNEL_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9._-]{1,64}")
 SAGEMAKER_OWN = re.compile(r"^(sagemaker_|_tuning_objective_metric$)")
 # Recipe keys the contract owns: they come from channels and the /opt/ml tree, never from a hyperparameter.
 CONTRACT_KEYS = {
@@ -113,6 +115,8 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
         raise ContractError(
             f"fix {path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
         ) from err
+    except (ValueError, RecursionError) as err:  # an integer past the digit limit; nesting too deep
+        raise ContractError(f"fix {path}: it holds a value too large or too deeply nested to read") from err
     if not isinstance(value, dict):
         raise ContractError(f"fix {path}: it must hold a JSON object, not {type(value).__name__}")
     return value
@@ -140,7 +144,7 @@ def decode_value(raw: Any) -> Any:
         return text == "True"
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or past JSON's limits: the recipe parser decides
         return raw
 
 
@@ -188,6 +192,11 @@ def read_channels(paths: Paths) -> dict[str, Path]:
     on_disk = {p.name for p in paths.data_dir.iterdir() if p.is_dir()} if paths.data_dir.is_dir() else set()
     channels: dict[str, Path] = {}
     for name in sorted(set(declared) | on_disk):
+        if not CHANNEL_NAME.fullmatch(name):
+            raise ContractError(
+                f"rename channel {name[:80]!r} in {config_path}: channel names are 1-64 letters, digits, "
+                "'.', '-' or '_' (and not only dots)"
+            )
         folder = paths.data_dir / name
         settings = declared.get(name)
         mode = settings.get("TrainingInputMode", "File") if isinstance(settings, dict) else "File"

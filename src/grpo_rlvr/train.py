@@ -4,8 +4,12 @@ Invariants this module keeps:
 - Nothing that can be checked without a model fails after the model has loaded.
 - Resuming uses the newest COMPLETE checkpoint in `output_dir` (`checkpoints.py`: a checkpoint counts
   once every process has finished writing it and the main process has listed its files in a marker).
-  Nothing in `output_dir` is ever deleted here; only transformers' own `save_total_limit` rotation does
+  `save_total_limit` rotation runs only after the new checkpoint's marker is written and counts complete
+  checkpoints only (`checkpoints.rotate`), so a kill at any point leaves at least one complete
+  checkpoint; transformers' own rotation runs before any callback could mark the new one complete
   (on SageMaker a local delete deletes the S3 copy too).
+- A NaN or infinite loss, gradient norm or trainable weight fails the run at the step it appears, and
+  the saved weights are checked again before the model is published.
 - SIGTERM sets a flag; at the next step end every process agrees to save a checkpoint and stop, and
   `run` raises `TrainingInterrupted` without writing a model.
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -34,6 +39,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from copy import copy as shallow_copy
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils.memory import clear_device_cache
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
 from grpo_rlvr import data as gsm8k_data
@@ -55,6 +61,7 @@ from grpo_rlvr.checkpoints import (
     is_complete,
     latest_complete_checkpoint,
     mark_complete,
+    rotate,
 )
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
@@ -70,6 +77,10 @@ log = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
+
+
+class NonFiniteError(RuntimeError):
+    """Training reached a NaN or infinite value; the message names the value and the step."""
 
 
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
@@ -110,9 +121,14 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
-        # Model
+        # Model: the LoRA targets are matched against the architecture first, built without weights.
+        peft_config = get_peft_config(config.model)
+        if peft_config is not None:
+            check_lora_targets(peft_config, model_path, config.model, args)
         model = load_model(model_path, config.model, args)
         use_plain_cpu_device(args)
+        rotation = RotateCompleteCheckpoints(args.save_total_limit)
+        args.save_total_limit = None  # transformers would rotate before the new checkpoint is complete
 
         # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule
         add_end_tokens(model, args, end_ids)
@@ -125,8 +141,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
             processing_class=tokenizer,
-            peft_config=get_peft_config(config.model),
-            callbacks=[MarkCompleteCheckpoints(), stop, *callbacks],
+            peft_config=peft_config,
+            callbacks=[MarkCompleteCheckpoints(), rotation, StopOnNonFinite(), stop, *callbacks],
         )
         match_saved_modules(trainer.model)
 
@@ -156,6 +172,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         "full_model": not config.model.use_peft or config.run.merge_adapter,
         "global_step": trainer.state.global_step,
         "resumed_from": str(resume) if resume else None,
+        "data_issues": data_info.pop("issues"),  # every dropped row counted, the first ones by file:line
         "data": data_info,
         "rewards": reward_means(trainer.state.log_history, trainer.reward_func_names),
         "wall_time_s": round(time.time() - started, 1),
@@ -182,17 +199,22 @@ def prepare_data(
     data: DataArguments, tokenizer: Any, seed: int, prompt_format: PromptFormat
 ) -> tuple[list, list, dict[str, Any]]:
     """Training and validation rows with prompts; over-long prompts dropped (counted) or failing."""
-    rows, report = gsm8k_data.load_examples(
-        data.dataset_path, hub_config=data.dataset_config, split=data.dataset_split
-    )
-    loaded = {"train": report.summary()}
-    log.info("train data %s: %s", data.dataset_path, loaded["train"])
+    loaded: dict[str, str] = {}
+    issues: dict[str, dict[str, Any]] = {}
+
+    def load(part: str, source: str, split: str) -> list[dict[str, Any]]:
+        examples, report = gsm8k_data.load_examples(source, hub_config=data.dataset_config, split=split)
+        loaded[part], issues[part] = report.summary(), report.issues()
+        log.info("%s data %s: %s", part, source, loaded[part])
+        for problem in issues[part]["first"]:
+            log.warning("dropped %s", problem)
+        if issues[part]["count"] > len(issues[part]["first"]):
+            log.warning("... and %d more dropped rows", issues[part]["count"] - len(issues[part]["first"]))
+        return examples
+
+    rows = load("train", data.dataset_path, data.dataset_split)
     if data.val_dataset_path:
-        val, val_report = gsm8k_data.load_examples(
-            data.val_dataset_path, hub_config=data.dataset_config, split=data.val_dataset_split
-        )
-        loaded["val"] = val_report.summary()
-        log.info("val data %s: %s", data.val_dataset_path, loaded["val"])
+        val = load("val", data.val_dataset_path, data.val_dataset_split)
     else:
         rows, val = gsm8k_data.split_train_val(rows, data.val_fraction, seed)
     rows, val = rows[: data.max_train_samples], val[: data.max_val_samples]
@@ -212,7 +234,13 @@ def prepare_data(
     return (
         rows,
         val,
-        {"loaded": loaded, "train_rows": len(rows), "val_rows": len(val), "prompts_dropped": dropped},
+        {
+            "loaded": loaded,
+            "issues": issues,
+            "train_rows": len(rows),
+            "val_rows": len(val),
+            "prompts_dropped": dropped,
+        },
     )
 
 
@@ -319,6 +347,35 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
         )
     return model
+
+
+def check_lora_targets(peft_config: Any, path: str, model_args: ModelConfig, args: GRPOConfig) -> None:
+    """Every `lora_target_modules` entry must name a module of the model, found on the architecture
+    built on the meta device (no weights): a typo otherwise fails only after the model has loaded."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+    from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
+
+    targets = peft_config.target_modules
+    if targets is None or targets == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        return  # PEFT's own default for the architecture, or every linear layer
+    model_config = AutoConfig.from_pretrained(
+        path, revision=model_args.model_revision, trust_remote_code=args.trust_remote_code
+    )
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(model_config, trust_remote_code=args.trust_remote_code)
+    names = [name for name, _ in skeleton.named_modules() if name]
+    entries = [targets] if isinstance(targets, str) else sorted(targets)
+    for entry in entries:
+        single = shallow_copy(peft_config)
+        single.target_modules = entry if isinstance(targets, str) else {entry}
+        if not any(check_target_module_exists(single, name) for name in names):
+            leaves = sorted(
+                {name.rpartition(".")[2] for name in names if not name.rpartition(".")[2].isdigit()}
+            )
+            raise ConfigError(
+                "lora_target_modules",
+                f"{entry!r} matches no module of {model_config.model_type}; its module names: {leaves}",
+            )
 
 
 def match_saved_modules(model: torch.nn.Module) -> None:
@@ -452,6 +509,35 @@ class MarkCompleteCheckpoints(TrainerCallback):
             mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
 
 
+class RotateCompleteCheckpoints(TrainerCallback):
+    """`save_total_limit` applied after the new checkpoint's marker (so after MarkCompleteCheckpoints)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+
+    def on_save(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> None:
+        if self.limit and args.should_save:
+            rotate(args.output_dir, self.limit, state.best_model_checkpoint)
+
+
+class StopOnNonFinite(TrainerCallback):
+    """A NaN or infinite loss or gradient norm (as logged), or trainable weight (after each optimizer
+    step), fails the run at that step, before any checkpoint or model could hold it."""
+
+    def on_log(self, args: GRPOConfig, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
+        for key, value in (logs or {}).items():
+            if isinstance(value, float) and not math.isfinite(value) and key in ("loss", "grad_norm"):
+                raise NonFiniteError(f"{key} is {value} at step {state.global_step}: lower learning_rate")
+
+    def on_step_end(self, args: GRPOConfig, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.numel()]
+        if params and not torch.stack([p.detach().isfinite().all() for _, p in params]).all():
+            name = next(n for n, p in params if not p.detach().isfinite().all())
+            raise NonFiniteError(
+                f"weight {name} holds NaN or inf after step {state.global_step}: lower learning_rate"
+            )
+
+
 class GracefulStop(TrainerCallback):
     """SIGTERM or SIGINT (Ctrl-C) sets a flag; at the next step end all processes save a checkpoint and
     stop together."""
@@ -510,7 +596,8 @@ def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_pat
         if is_adapter and config.run.merge_adapter:
             merge_adapter(base_path, staging / ADAPTER_DIR, staging, config)
         for folder in (staging, staging / ADAPTER_DIR):
-            (folder / "training_args.bin").unlink(missing_ok=True)  # pickled args: may hold hub_token
+            (folder / "training_args.bin").unlink(missing_ok=True)  # training state, not part of a model
+        check_finite_weights(staging)
         if (staging / "config.json").exists():
             tokenizer.save_pretrained(staging)
             write_generation_config(staging, trainer.eos_token_ids, tokenizer.pad_token_id)
@@ -522,6 +609,21 @@ def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_pat
         staging.rmdir()
         log.info("model written to %s", model_dir)
     trainer.accelerator.wait_for_everyone()
+
+
+def check_finite_weights(folder: Path) -> None:
+    """Every saved floating-point weight finite, or NonFiniteError: the model is not published."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.rglob("*.safetensors")):
+        with safe_open(file, "pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (a safetensors handle is no dict)
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not tensor.isfinite().all():
+                    raise NonFiniteError(
+                        f"saved weight {name} in {file.relative_to(folder)} holds NaN or inf: "
+                        "the model is not published"
+                    )
 
 
 def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path, config: RunConfig) -> None:
