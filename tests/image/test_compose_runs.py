@@ -14,7 +14,9 @@ import torch
 from engine import Compose
 from safetensors.torch import load_file
 
-STEPS = 6  # recipes/smoke-cpu.yaml: max_steps
+# The smoke recipe with more steps (a multiple of its save_steps, 3), given as a hyperparameter: six steps
+# of the tiny model end in about two seconds, before `docker compose stop` could reach a running step.
+STEPS = 42
 GRACE_S = 120  # docker-compose.yml: stop_grace_period of smoke
 PACKAGED_TRAIN = (
     'python -c \'import grpo_rlvr, pathlib; print(pathlib.Path(grpo_rlvr.__file__).parent / "gsm8k_data" / '
@@ -23,7 +25,7 @@ PACKAGED_TRAIN = (
 
 
 def prepare_channels(project: Compose, image: str) -> None:
-    """`make data`'s channels, made inside the image from its own GSM8K copy."""
+    """`make data`'s channels, made in the image from its own GSM8K copy, and the run length to train."""
     data = project.base / "opt_ml"
     data.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
@@ -33,6 +35,9 @@ def prepare_channels(project: Compose, image: str) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert (data / "input/data/train").is_dir() and (data / "input/data/val").is_dir()
+    config = project.smoke_tree / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps({"max_steps": str(STEPS)}))
 
 
 def mlflow_api(port: int, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
