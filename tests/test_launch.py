@@ -407,10 +407,10 @@ def test_two_nodes_sigterm_checkpoints_on_every_node(
     for code, output in (launcher.finish(timeout=120) for launcher in launchers):
         assert code == 128 + signal.SIGTERM, output[-3000:]
     assert time.monotonic() - sent < 120
-    checkpoints = [checkpoints.latest_complete_checkpoint(paths.checkpoint_dir) for paths in (main, other)]
-    assert checkpoints[0] is not None and checkpoints[1] is not None
-    assert checkpoints[0].name == checkpoints[1].name
-    step = _trained_on_both_nodes(checkpoints[0])
+    saved = [checkpoints.latest_complete_checkpoint(paths.checkpoint_dir) for paths in (main, other)]
+    assert saved[0] is not None and saved[1] is not None
+    assert saved[0].name == saved[1].name
+    step = _trained_on_both_nodes(saved[0])
     assert 2 <= step < 30
     for paths in (main, other):
         assert f"resume from step {step}" in paths.failure_file.read_text()

@@ -114,9 +114,9 @@ class TinySpec:
 
 
 BUILTINS = {
-    TINY_NAME: TinySpec(1, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    TINY_NAME: TinySpec(2, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2),
-    "mini-qwen2": TinySpec(1, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
+    "mini-qwen2": TinySpec(2, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
                            num_attention_heads=4, num_key_value_heads=2, vocab_size=1024,
                            corpus=_corpus_with_word_problems),
 }  # fmt: skip
@@ -168,13 +168,13 @@ def build_tiny_model(out_dir: Path, spec: TinySpec = BUILTINS[TINY_NAME], seed: 
         num_key_value_heads=spec.num_key_value_heads,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
-        bos_token_id=eos,
+        bos_token_id=None,  # Qwen2's tokenizer has no BOS: a config naming one draws a warning in training
         eos_token_id=eos,
         pad_token_id=eos,
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=eos)
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
