@@ -88,7 +88,17 @@ def test_gpu_stack_imports_and_its_cuda_libraries_resolve(docker: str, image: st
 
 
 # Training, the launcher and the rewards, on the image's own Python and packages.
-SUBSET = ("tests/test_rewards.py", "tests/test_launch.py", "tests/test_train.py")
+# Rewards whole; the launcher's bad-input catalogue and SIGTERM -> resume; training that learns (full, LoRA,
+# 4-bit QLoRA on the image's bitsandbytes) and resumes. The two-process and two-node runs stay on the host.
+SUBSET = (
+    "tests/test_rewards.py",
+    "tests/test_answers.py",
+    "tests/test_launch.py::test_bad_input_in_process",
+    "tests/test_launch.py::test_sigterm_checkpoints_then_a_restart_resumes",
+    "tests/test_train.py::test_grpo_raises_a_toy_reward_and_saves_a_model_that_generates",
+    "tests/test_train.py::test_qlora_4bit_trains_and_merges_into_a_full_precision_model",
+    "tests/test_train.py::test_resume_starts_after_the_newest_complete_checkpoint",
+)
 
 
 def test_named_subset_passes_inside_the_image(docker: str, image: str) -> None:
