@@ -104,7 +104,7 @@ SUBSET = (
 def test_named_subset_passes_inside_the_image(docker: str, image: str) -> None:
     """The repository's tests, mounted read-only, run by the image's pytest against the installed package."""
     tree = "/src/grpo-rlvr"
-    parts = ("pyproject.toml", "tests", "recipes", "scripts")
+    parts = ("pyproject.toml", "tests", "recipes", "scripts", "bench")  # tests import bench helpers
     mounts = (
         *(f"{ROOT / part}:{tree}/{part}:ro" for part in parts),
         f"{ROOT / 'src/grpo_rlvr/gsm8k_data'}:/src/shared/data/gsm8k:ro",  # where tests/conftest.py looks
