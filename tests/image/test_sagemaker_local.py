@@ -33,7 +33,8 @@ HYPERPARAMETERS: dict[str, Any] = {
     "use_peft": True,
     "rewards": ["gsm8k_format", "gsm8k_correctness"],
     "lora_target_modules": ["q_proj", "v_proj"],
-    "reward_kwargs": {"gsm8k_format": {"note": "a, b: c"}},
+    # A mapping whose text holds the separators a naive `key=value,...` encoding would split on.
+    "prompt_format": {"solution_prefix": "First the facts, then the steps: one at a time."},
 }
 TWO_HOST_SIZES = {"per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 16}
 TRAIN_ROWS = 64
@@ -123,7 +124,7 @@ def test_one_instance_trains_and_returns_the_model(one_instance: Job) -> None:
     assert one_instance.decoded_hyperparameters("algo-1") == HYPERPARAMETERS
     config = summary["config"]
     assert config["rewards"]["rewards"] == HYPERPARAMETERS["rewards"]
-    assert config["rewards"]["reward_kwargs"] == HYPERPARAMETERS["reward_kwargs"]
+    assert config["data"]["prompt_format"] == HYPERPARAMETERS["prompt_format"]
     assert config["model"]["lora_target_modules"] == HYPERPARAMETERS["lora_target_modules"]
     assert "failure" not in one_instance.output_names()
 
