@@ -118,6 +118,13 @@ def _dangling_link(base: Path) -> None:
     (base / "input/data/train/more.jsonl").symlink_to(base / "input/data/elsewhere.jsonl")
 
 
+def _one_long_prompt_refused(base: Path) -> None:
+    """Row 17 (after the 16 GSM8K rows) is too long to prompt, under `prompt_length_policy: fail`."""
+    with (base / "input/data/train/data.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"question": "How many? " * 1000, "answer": "#### 1"}) + "\n")
+    _hyperparameters(num_shots="0", prompt_length_policy="fail")(base)
+
+
 def _only_a_readme(base: Path) -> None:
     _empty_channel("train")(base)
     _write("input/data/train/README.txt", "rows are elsewhere")(base)
@@ -330,6 +337,7 @@ CATALOGUE = [
         _write("input/data/train/data.jsonl", "[" * 200_000 + "\n"),
         "data.jsonl:1: JSON nested too deeply",
     ),
+    BadInput("prompt_too_long_refused", _one_long_prompt_refused, "data.jsonl:17: prompt of"),
     BadInput(
         "launch_argument_not_key_value",
         lambda base: None,

@@ -155,18 +155,31 @@ class _CharTokenizer:
         return {"input_ids": [list(t) for t in texts]}
 
 
-def test_prompts_are_never_cut_only_dropped_or_refused() -> None:
+def test_prompts_are_never_cut_only_dropped_or_refused_and_named() -> None:
     examples = data.add_prompts(
         [{"question": "short", "final_answer": "1"}, {"question": "long " * 100, "final_answer": "1"}], 0
     )
     limit = len(examples[0]["prompt"])
-    kept, dropped = data.enforce_prompt_limit(examples, _CharTokenizer(), limit, "drop")
-    assert (kept, dropped) == ([examples[0]], 1)
-    assert kept[0]["prompt"] == examples[0]["prompt"]  # untouched
-    with pytest.raises(data.DataError, match="1 of 2 prompts are longer than max_prompt_tokens"):
-        data.enforce_prompt_limit(examples, _CharTokenizer(), limit, "fail")
+    long = len(examples[1]["prompt"])
+    kept, dropped = data.enforce_prompt_limit(
+        examples, _CharTokenizer(), limit, "drop", ["a.jsonl:1", "a.jsonl:2"]
+    )
+    assert kept == [examples[0]] and kept[0]["prompt"] == examples[0]["prompt"]  # untouched
+    assert dropped == [f"a.jsonl:2: prompt of {long} tokens, over max_prompt_tokens={limit}"]
+    assert data.enforce_prompt_limit(examples, _CharTokenizer(), limit)[1][0].startswith("row 2: ")
+    with pytest.raises(data.DataError, match="1 of 2 prompts are longer than max_prompt_tokens") as refused:
+        data.enforce_prompt_limit(examples, _CharTokenizer(), limit, "fail", ["a.jsonl:1", "a.jsonl:2"])
+    assert f"a.jsonl:2: prompt of {long} tokens" in str(refused.value)
     with pytest.raises(data.DataError):  # nothing would be left
         data.enforce_prompt_limit(examples, _CharTokenizer(), 3, "drop")
+
+
+def test_the_load_report_places_every_kept_row(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"question": "q", "answer": "#### 1"}\n{broken\n{"question": "r", "answer": "#### 2"}\n')
+    examples, report = data.load_examples(path)
+    assert [e["question"] for e in examples] == ["q", "r"]
+    assert report.places == [f"{path}:1", f"{path}:3"]
 
 
 def test_prepare_writes_channels_and_counts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -419,10 +420,12 @@ def test_two_nodes_sigterm_checkpoints_on_every_node(
 def test_dropped_rows_are_named_in_the_log_and_the_summary(
     tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    """Unreadable rows and a row whose prompt is over `max_prompt_tokens` are each named by file:line."""
     base = make_tree(tmp_path, {**SMOKE_HYPERPARAMETERS, "num_shots": "0"})
     data = base / "input" / "data" / "train" / "data.jsonl"
     lines = data.read_bytes().splitlines(keepends=True)
-    lines[4:4] = [b"{broken\n", b'{"question": "caf\xe9", "answer": "#### 1"}\n']  # lines 5 and 6
+    long_row = json.dumps({"question": "How many? " * 1000, "answer": "#### 1"}).encode() + b"\n"
+    lines[4:4] = [b"{broken\n", b'{"question": "caf\xe9", "answer": "#### 1"}\n', long_row]  # lines 5-7
     data.write_bytes(b"".join(lines))
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
     assert launch.main() == 0
@@ -432,5 +435,14 @@ def test_dropped_rows_are_named_in_the_log_and_the_summary(
     ]
     err = capfd.readouterr().err
     assert all(f"dropped {place}" in err for place in named)
+    too_long = re.search(
+        rf"dropped ({re.escape(str(data))}:7: prompt of \d+ tokens, over max_prompt_tokens=1024)", err
+    )
+    assert too_long, err[-3000:]
     summary = json.loads((Paths(base).model_dir / train.SUMMARY_NAME).read_text())
-    assert summary["data_issues"] == {"train": {"count": 2, "first": named}}
+    assert summary["data_issues"]["train"]["first"][:2] == named
+    # The long row is dropped from whichever part the seeded split put it in, and named there.
+    issues = summary["data_issues"]
+    assert sum(part["count"] for part in issues.values()) == 3
+    assert [p for part in issues.values() for p in part["first"]].count(too_long.group(1)) == 1
+    assert sum(summary["data"]["prompts_dropped"].values()) == 1

@@ -18,7 +18,7 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ class LoadReport:
     kept: int = 0
     problems: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
+    places: list[str] = field(default_factory=list)  # file:line of every kept row, in order
 
     def drop(self, where: str, reason: str) -> None:
         self.problems.append(f"{where}: {reason}")
@@ -301,6 +302,7 @@ def load_examples(
             if isinstance(row, ValueError):
                 raise row
             examples.append(_example(row))
+            report.places.append(where)
         except ValueError as err:
             report.drop(where, str(err))
     report.kept = len(examples)
@@ -351,21 +353,33 @@ def prompt_lengths(examples: list[dict[str, Any]], tokenizer: Any) -> list[int]:
 
 
 def enforce_prompt_limit(
-    examples: list[dict[str, Any]], tokenizer: Any, max_tokens: int, policy: str = "drop"
-) -> tuple[list[dict[str, Any]], int]:
-    """Never cut a prompt: drop over-long ones (returning how many) or fail, by `policy`."""
+    examples: list[dict[str, Any]],
+    tokenizer: Any,
+    max_tokens: int,
+    policy: str = "drop",
+    places: Sequence[str] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Never cut a prompt: drop over-long ones or fail, by `policy`. Returns the kept rows and, for
+    every dropped one, its place (file:line from `places`, else its position) and length."""
     if policy not in ("drop", "fail"):
         raise ValueError(f"prompt length policy must be 'drop' or 'fail', got {policy!r}")
     lengths = prompt_lengths(examples, tokenizer)
-    kept = [e for e, n in zip(examples, lengths, strict=True) if n <= max_tokens]
-    over = len(examples) - len(kept)
-    if over and (policy == "fail" or not kept):
+    where = places if places is not None else [f"row {i + 1}" for i in range(len(examples))]
+    kept, dropped = [], []
+    for example, n, place in zip(examples, lengths, where, strict=True):
+        if n <= max_tokens:
+            kept.append(example)
+        else:
+            dropped.append(f"{place}: prompt of {n} tokens, over max_prompt_tokens={max_tokens}")
+    if dropped and (policy == "fail" or not kept):
+        shown = "\n  ".join(dropped[:SHOWN_ISSUES])
+        more = f"\n  ... and {len(dropped) - SHOWN_ISSUES} more" if len(dropped) > SHOWN_ISSUES else ""
         raise DataError(
-            f"{over} of {len(examples)} prompts are longer than max_prompt_tokens={max_tokens} "
+            f"{len(dropped)} of {len(examples)} prompts are longer than max_prompt_tokens={max_tokens} "
             f"(longest {max(lengths)} tokens): raise max_prompt_tokens, use fewer shots, "
-            "or set prompt_length_policy: drop"
+            f"or set prompt_length_policy: drop\n  {shown}{more}"
         )
-    return kept, over
+    return kept, dropped
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:

@@ -198,19 +198,24 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 def prepare_data(
     data: DataArguments, tokenizer: Any, seed: int, prompt_format: PromptFormat
 ) -> tuple[list, list, dict[str, Any]]:
-    """Training and validation rows with prompts; over-long prompts dropped (counted) or failing."""
+    """Training and validation rows with prompts; over-long prompts dropped or failing, each named by its
+    file:line in the log and the summary."""
     loaded: dict[str, str] = {}
     issues: dict[str, dict[str, Any]] = {}
+    prompts_dropped = {"train": 0, "val": 0}
 
-    def load(part: str, source: str, split: str) -> list[dict[str, Any]]:
-        examples, report = gsm8k_data.load_examples(source, hub_config=data.dataset_config, split=split)
-        loaded[part], issues[part] = report.summary(), report.issues()
-        log.info("%s data %s: %s", part, source, loaded[part])
-        for problem in issues[part]["first"]:
+    def report(problems: list[str]) -> None:
+        for problem in problems[: gsm8k_data.SHOWN_ISSUES]:
             log.warning("dropped %s", problem)
-        if issues[part]["count"] > len(issues[part]["first"]):
-            log.warning("... and %d more dropped rows", issues[part]["count"] - len(issues[part]["first"]))
-        return examples
+        if len(problems) > gsm8k_data.SHOWN_ISSUES:
+            log.warning("... and %d more dropped rows", len(problems) - gsm8k_data.SHOWN_ISSUES)
+
+    def load(part: str, source: str, split: str) -> list[tuple[dict[str, Any], str]]:
+        examples, result = gsm8k_data.load_examples(source, hub_config=data.dataset_config, split=split)
+        loaded[part], issues[part] = result.summary(), result.issues()
+        log.info("%s data %s: %s", part, source, loaded[part])
+        report(result.problems)
+        return list(zip(examples, result.places, strict=True))
 
     rows = load("train", data.dataset_path, data.dataset_split)
     if data.val_dataset_path:
@@ -219,27 +224,31 @@ def prepare_data(
         rows, val = gsm8k_data.split_train_val(rows, data.val_fraction, seed)
     rows, val = rows[: data.max_train_samples], val[: data.max_val_samples]
 
-    def with_prompts(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-        if not part:
-            return part, 0
-        prompted = gsm8k_data.add_prompts(part, data.num_shots, prompt_format)
-        return gsm8k_data.enforce_prompt_limit(
-            prompted, tokenizer, data.max_prompt_tokens, data.prompt_length_policy
+    def with_prompts(part: str, placed: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+        if not placed:
+            return []
+        prompted = gsm8k_data.add_prompts([e for e, _ in placed], data.num_shots, prompt_format)
+        kept, dropped = gsm8k_data.enforce_prompt_limit(
+            prompted, tokenizer, data.max_prompt_tokens, data.prompt_length_policy, [p for _, p in placed]
         )
+        prompts_dropped[part] = len(dropped)
+        if dropped:
+            listed = issues.setdefault(part, {"count": 0, "first": []})
+            listed["count"] += len(dropped)
+            listed["first"] = (listed["first"] + dropped)[: gsm8k_data.SHOWN_ISSUES]
+            report(dropped)
+        return kept
 
-    (rows, dropped_train), (val, dropped_val) = with_prompts(rows), with_prompts(val)
-    dropped = {"train": dropped_train, "val": dropped_val}
-    if dropped_train or dropped_val:
-        log.warning("dropped prompts longer than max_prompt_tokens=%d: %s", data.max_prompt_tokens, dropped)
+    train_rows, val_rows = with_prompts("train", rows), with_prompts("val", val)
     return (
-        rows,
-        val,
+        train_rows,
+        val_rows,
         {
             "loaded": loaded,
             "issues": issues,
-            "train_rows": len(rows),
-            "val_rows": len(val),
-            "prompts_dropped": dropped,
+            "train_rows": len(train_rows),
+            "val_rows": len(val_rows),
+            "prompts_dropped": prompts_dropped,
         },
     )
 
