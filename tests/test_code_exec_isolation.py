@@ -7,8 +7,9 @@ Environments: `as-is` (this process's privileges), and when this process is root
 `no-sys-admin` (root without CAP_SYS_ADMIN: what a default `docker run` and SageMaker give) and
 `unprivileged` (uid 65534, user namespaces as the kernel allows) and `no-userns` (uid 65534 in a
 user namespace that may create no more: what `docker run --user` gives, whose seccomp profile refuses
-them). Each runs every probe in one fresh interpreter under those privileges, while the host side
-listens for any contact."""
+them), and `no-landlock` (as `no-sys-admin` under a seccomp filter that refuses Landlock, as older
+Docker profiles do). Each runs every probe in one fresh interpreter under those privileges, while
+the host side listens for any contact."""
 
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def test_values_cross_by_value(program: str, tests: str, passed: int) -> None:
 # --- what a program can reach of the host, per environment --------------------------------------
 
 
-ENVS = ["as-is", "no-sys-admin", "unprivileged", "no-userns"]
+ENVS = ["as-is", "no-sys-admin", "unprivileged", "no-userns", "no-landlock"]
 # Runs argv[1:] as uid 65534 in a new user namespace (uids 0 and 65534 mapped through) that may
 # create no nested one: not root, and no user namespaces for the sandbox.
 NO_USERNS = """import ctypes, os, sys
@@ -169,6 +170,21 @@ for name in ("uid_map", "gid_map"):
         f.write("0 0 1\\n65534 65534 1\\n")
 os.write(go_w, b"x")
 sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+# Runs argv[1:] under a seccomp filter that fails landlock_create_ruleset with EPERM.
+NO_LANDLOCK = """import ctypes, os, struct, sys
+prog = [(0x20, 0, 0, 0), (0x15, 0, 1, 444), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7FFF0000)]
+buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+libc, ulong = ctypes.CDLL(None, use_errno=True), ctypes.c_ulong
+libc.prctl(ulong(38), ulong(1), ulong(0), ulong(0), ulong(0))  # PR_SET_NO_NEW_PRIVS
+fprog = Fprog(len(prog), ctypes.addressof(buf))
+if libc.prctl(ulong(22), ulong(2), ctypes.byref(fprog), ulong(0), ulong(0)) != 0:
+    sys.exit(70)
+os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
@@ -198,6 +214,9 @@ def environments() -> dict[str, list[str]]:
                 python,
             ]
             envs["unprivileged"] = [*nobody, python]
+            refused = [*envs["no-sys-admin"][:-1], python, "-c", NO_LANDLOCK]
+            if _runnable(refused, python):
+                envs["no-landlock"] = [*refused, python]
             if _runnable([sys.executable, "-c", NO_USERNS], python):
                 envs["no-userns"] = [sys.executable, "-c", NO_USERNS, python]
             break
@@ -391,11 +410,11 @@ def isolation(result: dict) -> set[str]:
     return set(result["verdicts"]["asyncio (stream socketpair) still works"][1])
 
 
-def landlocked(mechanisms: set[str]) -> bool:
-    """Whether the sandbox must have applied Landlock: the kernel offers it and no private
-    filesystem made it unneeded. Expected from the kernel, not from the sandbox's own report, so a
-    sandbox that silently skips it fails the probes below."""
-    return landlock_abi() >= 1 and "fs" not in mechanisms
+def landlocked(env: str, mechanisms: set[str]) -> bool:
+    """Whether the sandbox must have applied Landlock: the kernel offers it, the environment does not
+    refuse it, and no private filesystem made it unneeded. Expected from the kernel, not from the
+    sandbox's own report, so a sandbox that silently skips it fails the probes below."""
+    return env != "no-landlock" and landlock_abi() >= 1 and "fs" not in mechanisms
 
 
 def has_sys_admin() -> bool:
@@ -427,13 +446,15 @@ def test_mechanisms_per_environment(measured: dict, env: str) -> None:
     assert len(judged) > 10 and {frozenset(m) for m in judged} == {frozenset(got)}  # every run alike
     print(env, sorted(got), f"Landlock ABI {landlock_abi()}")
     assert "seccomp" in got
-    assert ("landlock" in got) == landlocked(got)
+    assert ("landlock" in got) == landlocked(env, got)
     if env == "as-is" and os.geteuid() == 0 and has_sys_admin():
         assert got == {"net", "fs", "pid", "uid", "seccomp"}
     if env == "no-sys-admin":
         assert got == {"uid", "seccomp"} | ({"landlock"} if landlock_abi() >= 1 else set())
     if env == "unprivileged":
         assert "uid" not in got and got <= {"net", "fs", "pid", "landlock", "seccomp"}
+    if env == "no-landlock":  # refused: the sandbox still runs, as without Landlock
+        assert got == {"uid", "seccomp"}
     if env == "no-userns":
         assert got == {"seccomp"} | ({"landlock"} if landlock_abi() >= 1 else set())
 
@@ -463,7 +484,7 @@ def test_host_processes(measured: dict, env: str) -> None:
     own pid namespace, uid or Landlock."""
     result = in_env(measured, env)
     verdicts, mechanisms = result["verdicts"], isolation(result)
-    has_pid, has_landlock = "pid" in mechanisms, landlocked(mechanisms)
+    has_pid, has_landlock = "pid" in mechanisms, landlocked(env, mechanisms)
     hidden, apart = has_pid or has_landlock, has_pid or has_landlock or "uid" in mechanisms
     assert verdicts["host process command lines"][0] == ("passed" if hidden else "failed")
     # with none, the program shares the trainer's uid and reads its environment (documented)
@@ -481,7 +502,7 @@ def test_host_directories(measured: dict, env: str) -> None:
     dirs (/tmp, /opt/ml, ...), Landlock everything but the interpreter's and system dirs."""
     result = in_env(measured, env)
     verdicts, mechanisms = result["verdicts"], isolation(result)
-    has_fs, has_landlock = "fs" in mechanisms, landlocked(mechanisms)
+    has_fs, has_landlock = "fs" in mechanisms, landlocked(env, mechanisms)
     # a private filesystem hides only the dirs it lists: not one beside them (/opt/<other>)
     assert result["wrote"] == ([] if has_landlock else ["data"] if has_fs else ["tmp", "data"])
     assert verdicts["read a host file in /tmp"][0] == ("passed" if has_fs or has_landlock else "failed")
