@@ -7,8 +7,8 @@ Environments: `as-is` (this process's privileges), and when this process is root
 `no-sys-admin` (root without CAP_SYS_ADMIN: what a default `docker run` and SageMaker give) and
 `unprivileged` (uid 65534, user namespaces as the kernel allows) and `no-userns` (uid 65534 in a
 user namespace that may create no more: what `docker run --user` gives, whose seccomp profile refuses
-them), and `no-landlock` (as `no-sys-admin` under a seccomp filter that refuses Landlock, as older
-Docker profiles do). Each runs every probe in one fresh interpreter under those privileges, while
+them), and `no-landlock` (as `no-sys-admin` under a seccomp filter that refuses Landlock, as a
+stricter profile may). Each runs every probe in one fresh interpreter under those privileges, while
 the host side listens for any contact."""
 
 from __future__ import annotations
@@ -164,7 +164,10 @@ if pid == 0:
     os.setresgid(65534, 65534, 65534)
     os.setresuid(65534, 65534, 65534)
     os.execv(sys.argv[1], sys.argv[1:])
-os.read(ready_r, 1)
+os.close(ready_w)
+os.close(go_r)
+if not os.read(ready_r, 1):  # no user namespace here: the child exited
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 for name in ("uid_map", "gid_map"):
     with open(f"/proc/{pid}/{name}", "w") as f:
         f.write("0 0 1\\n65534 65534 1\\n")
@@ -186,6 +189,11 @@ if libc.prctl(ulong(22), ulong(2), ctypes.byref(fprog), ulong(0), ulong(0)) != 0
     sys.exit(70)
 os.execv(sys.argv[1], sys.argv[1:])
 """
+
+
+def _writable(*candidates: Path | str) -> Path:
+    """The first of `candidates` this process may create a directory in."""
+    return next(Path(c) for c in candidates if os.access(c, os.W_OK))
 
 
 def _runnable(prefix: list[str], python: str) -> bool:
@@ -244,12 +252,12 @@ class Host:
 
     def __init__(self) -> None:
         self.marker = uuid.uuid4().hex
-        self.visible = Path(tempfile.mkdtemp(dir=SRC.parent, prefix=".probe-"))  # not a hidden dir
+        # not a hidden dir; the repository may be mounted read-only (as in the image tests)
+        self.visible = Path(tempfile.mkdtemp(dir=_writable(SRC.parent, "/srv", "/mnt"), prefix=".probe-"))
         self.visible.chmod(0o777)
         self.tmp = Path(tempfile.mkdtemp(prefix="probe-"))
         self.tmp.chmod(0o777)
-        opt = Path("/opt") if os.access("/opt", os.W_OK) else SRC.parent
-        self.data = Path(tempfile.mkdtemp(dir=opt, prefix=".probe-data-"))
+        self.data = Path(tempfile.mkdtemp(dir=_writable("/opt", SRC.parent, "/srv"), prefix=".probe-data-"))
         self.data.chmod(0o777)
         for directory in (self.tmp, self.data):
             (directory / "secret").write_text(self.marker)
