@@ -5,11 +5,15 @@ quotes these tests).
 
 Environments: `as-is` (this process's privileges), and when this process is root also
 `no-sys-admin` (root without CAP_SYS_ADMIN: what a default `docker run` and SageMaker give) and
-`unprivileged` (uid 65534, user namespaces as the kernel allows). Each runs every probe in one fresh
-interpreter under those privileges, while the host side listens for any contact."""
+`unprivileged` (uid 65534, user namespaces as the kernel allows) and `no-userns` (uid 65534 in a
+user namespace that may create no more: what `docker run --user` gives, whose seccomp profile refuses
+them), and `no-landlock` (as `no-sys-admin` under a seccomp filter that refuses Landlock, as a
+stricter profile may). Each runs every probe in one fresh interpreter under those privileges, while
+the host side listens for any contact."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import os
@@ -142,6 +146,56 @@ def test_values_cross_by_value(program: str, tests: str, passed: int) -> None:
 # --- what a program can reach of the host, per environment --------------------------------------
 
 
+ENVS = ["as-is", "no-sys-admin", "unprivileged", "no-userns", "no-landlock"]
+# Runs argv[1:] as uid 65534 in a new user namespace (uids 0 and 65534 mapped through) that may
+# create no nested one: not root, and no user namespaces for the sandbox.
+NO_USERNS = """import ctypes, os, sys
+ready_r, ready_w = os.pipe()
+go_r, go_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        os._exit(70)
+    os.write(ready_w, b"x")
+    os.read(go_r, 1)
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    os.execv(sys.argv[1], sys.argv[1:])
+os.close(ready_w)
+os.close(go_r)
+if not os.read(ready_r, 1):  # no user namespace here: the child exited
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+for name in ("uid_map", "gid_map"):
+    with open(f"/proc/{pid}/{name}", "w") as f:
+        f.write("0 0 1\\n65534 65534 1\\n")
+os.write(go_w, b"x")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+# Runs argv[1:] under a seccomp filter that fails landlock_create_ruleset with EPERM.
+NO_LANDLOCK = """import ctypes, os, struct, sys
+prog = [(0x20, 0, 0, 0), (0x15, 0, 1, 444), (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7FFF0000)]
+buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+libc, ulong = ctypes.CDLL(None, use_errno=True), ctypes.c_ulong
+libc.prctl(ulong(38), ulong(1), ulong(0), ulong(0), ulong(0))  # PR_SET_NO_NEW_PRIVS
+fprog = Fprog(len(prog), ctypes.addressof(buf))
+if libc.prctl(ulong(22), ulong(2), ctypes.byref(fprog), ulong(0), ulong(0)) != 0:
+    sys.exit(70)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _writable(*candidates: Path | str) -> Path:
+    """The first of `candidates` this process may create a directory in."""
+    return next(Path(c) for c in candidates if os.access(c, os.W_OK))
+
+
 def _runnable(prefix: list[str], python: str) -> bool:
     probe = [*prefix, python, "-c", "import grpo_rlvr.rewards.code_exec as c; assert c.check_sandbox()"]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC)}
@@ -168,6 +222,11 @@ def environments() -> dict[str, list[str]]:
                 python,
             ]
             envs["unprivileged"] = [*nobody, python]
+            refused = [*envs["no-sys-admin"][:-1], python, "-c", NO_LANDLOCK]
+            if _runnable(refused, python):
+                envs["no-landlock"] = [*refused, python]
+            if _runnable([sys.executable, "-c", NO_USERNS], python):
+                envs["no-userns"] = [sys.executable, "-c", NO_USERNS, python]
             break
     return envs
 
@@ -179,16 +238,30 @@ print(json.dumps({name: [v.status, list(v.isolation)] for name, v in out.items()
 """
 
 
+def landlock_abi() -> int:
+    """The Landlock ABI this process may use (below 1: none). The sandbox runs under the same kernel
+    and seccomp filters (they are inherited), so it gets Landlock exactly when this is positive."""
+    return ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+
+
 class Host:
     """Things of the host a program must not reach: listeners (each checked for any contact), a
-    process with a marker in its command line and in its environment, a world-writable directory."""
+    process with a marker in its command line and in its environment, world-writable directories
+    holding a world-readable file with the marker: one in /tmp (a hidden dir), one outside the hidden
+    dirs (in /opt where this process may write: beside /opt/ml, as Landlock sees it)."""
 
     def __init__(self) -> None:
         self.marker = uuid.uuid4().hex
-        self.visible = Path(tempfile.mkdtemp(dir=SRC.parent, prefix=".probe-"))  # not a hidden dir
+        # not a hidden dir; the repository may be mounted read-only (as in the image tests)
+        self.visible = Path(tempfile.mkdtemp(dir=_writable(SRC.parent, "/srv", "/mnt"), prefix=".probe-"))
         self.visible.chmod(0o777)
         self.tmp = Path(tempfile.mkdtemp(prefix="probe-"))
         self.tmp.chmod(0o777)
+        self.data = Path(tempfile.mkdtemp(dir=_writable("/opt", SRC.parent, "/srv"), prefix=".probe-data-"))
+        self.data.chmod(0o777)
+        for directory in (self.tmp, self.data):
+            (directory / "secret").write_text(self.marker)
+            (directory / "secret").chmod(0o644)
         self.listeners: dict[str, socket.socket] = {}
         for name, family, kind, address in (
             ("unix path socket", socket.AF_UNIX, socket.SOCK_STREAM, str(self.visible / "s")),
@@ -231,6 +304,15 @@ class Host:
             sock.close()
         shutil.rmtree(self.visible, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def written(self) -> list[str]:
+        """Which of the world-writable dirs ("tmp", "data") a program wrote `w` into since the last
+        call (removed)."""
+        wrote = [name for name, d in (("tmp", self.tmp), ("data", self.data)) if (d / "w").exists()]
+        for directory in (self.tmp, self.data):
+            (directory / "w").unlink(missing_ok=True)
+        return wrote
 
     def probes(self) -> dict[str, tuple[str, str]]:
         """name -> (program, tests): each passes exactly when the program could NOT reach the thing."""
@@ -252,9 +334,10 @@ class Host:
             "    except OSError as e:\n        return type(e).__name__\n",
             f"assert probe({self.address('unix datagram socket')!r}) != 'reached'",
         )
-        scan = (
-            "import os\ndef seen(part):\n    n = 0\n"
-            "    for pid in filter(str.isdigit, os.listdir('/proc')):\n        try:\n"
+        scan = (  # every pid listed, and the marked process's own, in case /proc cannot be listed
+            f"import os\ndef seen(part):\n    n, pids = 0, {{'{self.process.pid}'}}\n    try:\n"
+            "        pids.update(filter(str.isdigit, os.listdir('/proc')))\n    except OSError:\n"
+            "        pass\n    for pid in pids:\n        try:\n"
             f"            n += {self.marker!r}.encode() in open(f'/proc/{{pid}}/' + part, 'rb').read()\n"
             "        except OSError:\n            pass\n    return n\n"
         )
@@ -266,15 +349,31 @@ class Host:
             "assert probe() == 'denied'",
         )
         probes["write to a world-writable host dir"] = (
-            f"def write():\n    try:\n        open({str(self.tmp / 'w')!r}, 'w').write('x')\n"
-            "    except OSError:\n        pass\n",
-            "write()\nassert True",
+            "def write(path):\n    try:\n        open(path, 'w').write('x')\n    except OSError:\n"
+            "        pass\n",
+            f"write({str(self.tmp / 'w')!r})\nwrite({str(self.data / 'w')!r})\nassert True",
         )
-        probes["write into the interpreter's directory"] = (
+        reach = (  # 'denied' when the marker file can be neither read nor listed
+            f"import os\ndef reach(directory):\n    found = []\n    try:\n"
+            f"        found.append({self.marker!r} in open(directory + '/secret').read())\n"
+            "    except OSError:\n        pass\n    try:\n"
+            "        found.append('secret' in os.listdir(directory))\n    except OSError:\n"
+            "        pass\n    return 'found' if any(found) else 'denied'\n"
+        )
+        probes["read a host file in /tmp"] = (reach, f"assert reach({str(self.tmp)!r}) == 'denied'")
+        probes["read a host file outside the hidden dirs"] = (
+            reach,
+            f"assert reach({str(self.data)!r}) == 'denied'",
+        )
+        write_interpreter = (
             "import errno, os, sys\ndef probe():\n    try:\n"
             "        open(os.path.join(sys.base_prefix, 'probe-write'), 'w')\n        return 'wrote'\n"
-            "    except OSError as e:\n        return errno.errorcode[e.errno]\n",
-            "assert probe() == 'EROFS'",
+            "    except OSError as e:\n        return errno.errorcode[e.errno]\n"
+        )
+        probes["write into the interpreter's directory"] = (write_interpreter, "assert probe() == 'EROFS'")
+        probes["write into the interpreter's directory (Landlock)"] = (
+            write_interpreter,
+            "assert probe() == 'EACCES'",
         )
         probes["asyncio (stream socketpair) still works"] = (
             "import asyncio\nasync def twice(x):\n    await asyncio.sleep(0)\n    return 2 * x\n"
@@ -286,7 +385,7 @@ class Host:
 
 @pytest.fixture(scope="module")
 def measured() -> Iterator[dict[str, dict]]:
-    """env -> {"verdicts": probe -> [status, isolation], "contacted": [...], "wrote": bool}."""
+    """env -> {"verdicts": probe -> [status, isolation], "contacted": [...], "wrote": [dirs]}."""
     host = Host()
     try:
         probes = {**host.probes(), **{f"attack: {name}": case for name, case in ATTACKS.items()}}
@@ -298,12 +397,10 @@ def measured() -> Iterator[dict[str, dict]]:
                 env={"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC), "PROBE": host.marker},
             )  # fmt: skip
             assert proc.returncode == 0, proc.stderr[-3000:]
-            wrote = (host.tmp / "w").exists()
-            (host.tmp / "w").unlink(missing_ok=True)
             results[env] = {
                 "verdicts": json.loads(proc.stdout),
                 "contacted": host.contacted(),
-                "wrote": wrote,
+                "wrote": host.written(),
             }
         yield results
     finally:
@@ -321,6 +418,13 @@ def isolation(result: dict) -> set[str]:
     return set(result["verdicts"]["asyncio (stream socketpair) still works"][1])
 
 
+def landlocked(env: str, mechanisms: set[str]) -> bool:
+    """Whether the sandbox must have applied Landlock: the kernel offers it, the environment does not
+    refuse it, and no private filesystem made it unneeded. Expected from the kernel, not from the
+    sandbox's own report, so a sandbox that silently skips it fails the probes below."""
+    return env != "no-landlock" and landlock_abi() >= 1 and "fs" not in mechanisms
+
+
 def has_sys_admin() -> bool:
     caps = next(
         line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff")
@@ -328,7 +432,7 @@ def has_sys_admin() -> bool:
     return bool(int(caps.split()[1], 16) >> 21 & 1)
 
 
-@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+@pytest.mark.parametrize("env", ENVS)
 def test_forging_fails_in_every_environment(measured: dict, env: str) -> None:
     """The attack table again, under each environment's privileges: the judge's design does not
     depend on namespaces (its uid differs as root; otherwise it is not dumpable)."""
@@ -340,21 +444,27 @@ def test_forging_fails_in_every_environment(measured: dict, env: str) -> None:
     } == {}
 
 
-@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+@pytest.mark.parametrize("env", ENVS)
 def test_mechanisms_per_environment(measured: dict, env: str) -> None:
-    """What each environment gets (printed for the docs); seccomp is available in all of them."""
+    """What each environment gets (printed for the docs); seccomp is available in all of them, and
+    Landlock wherever the kernel offers it and there is no private filesystem."""
     result = in_env(measured, env)
     got = isolation(result)
     judged = [v[1] for v in result["verdicts"].values() if v[0] in ("passed", "failed")]
     assert len(judged) > 10 and {frozenset(m) for m in judged} == {frozenset(got)}  # every run alike
-    print(env, sorted(got))
+    print(env, sorted(got), f"Landlock ABI {landlock_abi()}")
     assert "seccomp" in got
+    assert ("landlock" in got) == landlocked(env, got)
     if env == "as-is" and os.geteuid() == 0 and has_sys_admin():
         assert got == {"net", "fs", "pid", "uid", "seccomp"}
     if env == "no-sys-admin":
-        assert got == {"uid", "seccomp"}
+        assert got == {"uid", "seccomp"} | ({"landlock"} if landlock_abi() >= 1 else set())
     if env == "unprivileged":
-        assert "uid" not in got and got <= {"net", "fs", "pid", "seccomp"}
+        assert "uid" not in got and got <= {"net", "fs", "pid", "landlock", "seccomp"}
+    if env == "no-landlock":  # refused: the sandbox still runs, as without Landlock
+        assert got == {"uid", "seccomp"}
+    if env == "no-userns":
+        assert got == {"seccomp"} | ({"landlock"} if landlock_abi() >= 1 else set())
 
 
 SOCKETS = [
@@ -366,7 +476,7 @@ SOCKETS = [
 ]
 
 
-@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+@pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("name", SOCKETS)
 def test_no_host_socket_is_reachable(measured: dict, env: str, name: str) -> None:
     result = in_env(measured, env)
@@ -375,15 +485,17 @@ def test_no_host_socket_is_reachable(measured: dict, env: str, name: str) -> Non
     assert result["verdicts"]["asyncio (stream socketpair) still works"][0] == "passed"
 
 
-@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+@pytest.mark.parametrize("env", ENVS)
 def test_host_processes(measured: dict, env: str) -> None:
-    """Command lines of host processes are hidden exactly where there is a pid namespace; their
-    environments and memory wherever the program has its own pid namespace or uid."""
+    """Command lines of host processes are hidden exactly where there is a pid namespace or Landlock
+    (which denies all of /proc); their environments and memory wherever the program also has its
+    own pid namespace, uid or Landlock."""
     result = in_env(measured, env)
     verdicts, mechanisms = result["verdicts"], isolation(result)
-    has_pid, apart = "pid" in mechanisms, bool({"pid", "uid"} & mechanisms)
-    assert verdicts["host process command lines"][0] == ("passed" if has_pid else "failed")
-    # with neither, the program shares the trainer's uid and reads its environment (documented)
+    has_pid, has_landlock = "pid" in mechanisms, landlocked(env, mechanisms)
+    hidden, apart = has_pid or has_landlock, has_pid or has_landlock or "uid" in mechanisms
+    assert verdicts["host process command lines"][0] == ("passed" if hidden else "failed")
+    # with none, the program shares the trainer's uid and reads its environment (documented)
     assert verdicts["host process environments"][0] == ("passed" if apart else "failed")
     if apart:
         assert verdicts["host process memory"][0] == "passed"
@@ -391,13 +503,21 @@ def test_host_processes(measured: dict, env: str) -> None:
         assert has_pid
 
 
-@pytest.mark.parametrize("env", ["as-is", "no-sys-admin", "unprivileged"])
+@pytest.mark.parametrize("env", ENVS)
 def test_host_directories(measured: dict, env: str) -> None:
     """World-writable host directories are hidden, and the interpreter's directory is read-only,
-    exactly where there is a private filesystem."""
+    exactly where there is a private filesystem or Landlock. The private filesystem hides the listed
+    dirs (/tmp, /opt/ml, ...), Landlock everything but the interpreter's and system dirs."""
     result = in_env(measured, env)
-    has_fs = "fs" in isolation(result)
-    assert result["wrote"] == (not has_fs)
+    verdicts, mechanisms = result["verdicts"], isolation(result)
+    has_fs, has_landlock = "fs" in mechanisms, landlocked(env, mechanisms)
+    # a private filesystem hides only the dirs it lists: not one beside them (/opt/<other>)
+    assert result["wrote"] == ([] if has_landlock else ["data"] if has_fs else ["tmp", "data"])
+    assert verdicts["read a host file in /tmp"][0] == ("passed" if has_fs or has_landlock else "failed")
+    outside = verdicts["read a host file outside the hidden dirs"][0]
+    assert outside == ("passed" if has_landlock else "failed")
+    if has_landlock:
+        assert verdicts["write into the interpreter's directory (Landlock)"][0] == "passed"
     if has_fs:  # without it, whether the interpreter is writable is up to its owner and mounts
-        assert result["verdicts"]["write into the interpreter's directory"][0] == "passed"
+        assert verdicts["write into the interpreter's directory"][0] == "passed"
     assert not Path(sys.base_prefix, "probe-write").exists()

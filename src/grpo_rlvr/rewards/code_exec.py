@@ -28,7 +28,9 @@ rlimits (CPU, address space, file size, processes, open files, core dumps), no_n
 filter (no new sockets, no ptrace, io_uring, mount or namespace calls); as root a dedicated
 unprivileged uid pair per concurrent run (leased with flock, swept with SIGKILL afterwards); new
 mount, network and pid namespaces with private tmpfs over the writable dirs, the interpreter's dirs
-bound back read-only, no network interface up and a /proc showing only the run's processes.
+bound back read-only, no network interface up and a /proc showing only the run's processes; without
+that private filesystem, Landlock: reads only beneath the interpreter's and system dirs, writes only
+in the run's work dir, no /proc, no signal or abstract socket outside the run.
 Output is read up to `max_output_bytes`, the rest drained and dropped.
 """
 
@@ -160,6 +162,7 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
     import os
     import resource
     import socket
+    import stat
     import struct
     import sys
     import traceback
@@ -247,8 +250,70 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
         fprog = Fprog(len(prog), ctypes.addressof(buf))
         return libc.prctl(ulong(22), ulong(2), ctypes.byref(fprog), ulong(0), ulong(0)) == 0
 
+    def landlock() -> bool:
+        """Without a private filesystem, Landlock (unprivileged, inherited by children): read only
+        beneath the interpreter's and system library dirs and a few /dev nodes, read/write only in the
+        work dir, so host dirs (/tmp, /opt/ml, /root, ...) and /proc (other processes' command lines)
+        are out of reach; from ABI 6 no signal or abstract Unix socket outside the run, from ABI 4 no
+        TCP. False where the kernel or the container's seccomp profile does not offer it."""
+
+        def call(nr: int, *args: object) -> int:  # landlock_* numbers are the same on x86_64 and aarch64
+            return libc.syscall(ctypes.c_long(nr), *(ulong(a) if type(a) is int else a for a in args))
+
+        abi = call(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+        if abi < 1:  # ENOSYS, EOPNOTSUPP (not enabled), EPERM (a seccomp profile)
+            return False
+        # every filesystem right this ABI knows: v1's 13, REFER (v2), TRUNCATE (v3), IOCTL_DEV (v5)
+        handled = (1 << 13) - 1 | (abi >= 2) << 13 | (abi >= 3) << 14 | (abi >= 5) << 15
+        execute, write, read, read_dir, truncate = 1, 2, 4, 8, 1 << 14
+        on_files = execute | write | read | truncate | 1 << 15  # the rights a rule on a file may hold
+        hidden = [h.rstrip("/") + "/" for h in cfg["hidden"]]
+        interpreter = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path,
+                       os.path.dirname(os.path.realpath(sys.executable)), "/bin", "/etc", "/lib",
+                       "/lib64", "/usr"}  # fmt: skip
+        # read-only dirs, never one holding a hidden dir (/, or /opt over /opt/ml)
+        rules = [
+            (p, execute | read | read_dir)
+            for p in sorted(interpreter)
+            if p.startswith("/") and not any(h.startswith(p.rstrip("/") + "/") for h in hidden)
+        ]
+        rules += [("/dev/null", read | write | truncate), ("/dev/zero", read), ("/dev/random", read),
+                  ("/dev/urandom", read), (os.getcwd(), handled)]  # fmt: skip
+
+        class RulesetAttr(ctypes.Structure):
+            _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+        class PathBeneath(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+        # net: bind and connect TCP (v4); scoped: abstract Unix sockets and signals (v6)
+        attr = RulesetAttr(handled, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
+        ruleset = call(444, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+        if ruleset < 0:
+            return False
+        try:
+            for path, access in rules:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:  # absent, or beyond this uid's reach anyway
+                    continue
+                try:
+                    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                        access &= on_files
+                    rule = PathBeneath(access & handled, fd)
+                    if call(445, ruleset, 1, ctypes.byref(rule), 0) != 0:  # LANDLOCK_RULE_PATH_BENEATH
+                        return False  # half a ruleset could lock out the interpreter: none at all
+                finally:
+                    os.close(fd)
+            return call(446, ruleset, 0) == 0  # landlock_restrict_self
+        finally:
+            os.close(ruleset)
+
     def lockdown(uid: int | None) -> list[str]:
-        """The last steps before untrusted or test code runs: uid, no_new_privs, rlimits, seccomp."""
+        """The last steps before untrusted or test code runs: uid, no_new_privs, rlimits, Landlock
+        (unless the private filesystem hides the host already), seccomp (which leaves Landlock's
+        calls allowed: a program may only restrict itself further)."""
         done = []
         if uid is not None:
             os.setgroups([])
@@ -265,6 +330,8 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(res, (value, value))
+        if "fs" not in isolation and landlock():
+            done.append("landlock")
         if seccomp():
             done.append("seccomp")
         return done
@@ -567,7 +634,9 @@ def _sandbox_main() -> None:  # pragma: no cover - runs in the sandboxed child
     if len(ready) != 3 or ready[0] != "ready" or ready[1] not in ("ok", "error", "tampered"):
         report("tampered")
     if type(ready[2]) is list:  # what only the program's process could set up: its /proc, its filter
-        isolation += [m for m in ready[2] if m in ("pid", "seccomp", "uid") and m not in isolation]
+        isolation += [
+            m for m in ready[2] if m in ("pid", "landlock", "seccomp", "uid") and m not in isolation
+        ]
     if ready[1] != "ok":
         report(ready[1])
     ns = {"__name__": "tests", "__builtins__": builtins}
@@ -774,8 +843,8 @@ def _judge(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:
 def check_sandbox() -> tuple[str, ...]:
     """Run a known-good program once per process: a sandbox that cannot import the stdlib (e.g. an
     interpreter the sandbox uid may not read; the harness has not loaded `fractions` itself) would
-    score every completion 0, so fail loudly. Returns the isolation mechanisms in effect, warning
-    once when the network is not cut off."""
+    score every completion 0, so fail loudly. Returns the isolation mechanisms in effect (logged),
+    warning once when the network is not cut off or host files (/opt/ml's data) are not hidden."""
     program = "import fractions, json\ndef f():\n    return json.dumps(int(fractions.Fraction(3, 2)))\n"
     verdict = run_program(program, "assert f() == '1'")
     if verdict.status != "passed":
@@ -784,6 +853,10 @@ def check_sandbox() -> tuple[str, ...]:
     if not {"net", "seccomp"} & set(verdict.isolation):
         log.warning("code_exec: neither a network namespace nor seccomp here; sandboxed programs can "
                     "reach the network")  # fmt: skip
+    if not {"fs", "landlock"} & set(verdict.isolation):
+        log.warning("code_exec: neither a private filesystem nor Landlock here; sandboxed programs can "
+                    "read world-readable host files, /opt/ml included")  # fmt: skip
+    log.info("code_exec: sandbox isolation: %s", ", ".join(verdict.isolation))
     return verdict.isolation
 
 
