@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoTokenizer
+from trl.data_utils import maybe_apply_chat_template
 
 from grpo_rlvr import evaluate
 from grpo_rlvr.cli import main
-from grpo_rlvr.data import packaged_gsm8k
+from grpo_rlvr.data import DataError, build_chat_prompt, packaged_gsm8k
 from grpo_rlvr.evaluate import Generation, HFGenerator, ModelSpec, evaluate_examples
+from grpo_rlvr.prompt_format import PromptFormat
 
 GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
 FAST = ("--max-new-tokens", "4")  # a random model's completions need not be long
@@ -26,6 +29,8 @@ TWO_QUESTIONS = [
     {"question": "What is 6 * 7?", "final_answer": "42"},
     {"question": "Lives?", "final_answer": "7"},
 ]
+CHAT = PromptFormat(chat=True)
+END = "<|im_end|>"  # the chat end token, one special token of the tiny tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +96,13 @@ def test_compare_writes_table_json_and_png_with_both_series(
     ]
     assert metrics["models"][1]["adapter"] == adapter
     assert metrics["data"]["source"] == str(GSM8K / "test.jsonl") and metrics["data"]["limit"] == 3
-    assert metrics["decoding"] == {"greedy": True, "max_new_tokens": 4, "stop": ["\nQuestion:"]}
+    assert metrics["decoding"] == {
+        "greedy": True,
+        "max_new_tokens": 4,
+        "stop": ["\nQuestion:"],
+        "end_tokens": [],
+    }
+    assert metrics["prompt"].startswith("text (data.build_prompt)")
     assert set(metrics["versions"]) >= {"torch", "transformers", "peft"}
     comparison = metrics["comparison"]
     assert (comparison["base"], comparison["trained"]) == (tiny_model, trained)
@@ -132,12 +143,14 @@ def test_plot_has_one_series_per_model_with_interval_error_bars() -> None:
 
 
 class Scripted:
-    """A backend that returns fixed texts without cutting them, as a backend without stop strings would."""
+    """A backend that returns fixed texts without cutting them, as a backend without stop strings would;
+    it keeps the prompts it was given."""
 
     def __init__(self, text: str) -> None:
-        self.text, self.info = text, {"device": "none"}
+        self.text, self.info, self.prompts = text, {"device": "none"}, []
 
     def generate(self, prompts: list[str]) -> list[Generation]:
+        self.prompts += prompts
         return [Generation(self.text, len(p), 9, "length") for p in prompts]
 
 
@@ -151,6 +164,55 @@ def test_invented_continuation_is_not_graded_even_when_the_backend_did_not_stop(
     assert graded == [("42", "42", True), ("42", "7", False)]
     assert rows[0]["completion"] == INVENTED  # stored as generated; only grading cuts
     assert metrics["results"][0]["correct"] == 1
+
+
+def _rendered(tokenizer: Any, question: str, shots: int) -> str:
+    """The chat prompt as TRL renders it for generation in training."""
+    return maybe_apply_chat_template({"prompt": build_chat_prompt(question, shots)}, tokenizer)["prompt"]
+
+
+def test_a_chat_format_renders_prompts_with_the_models_chat_template(
+    tmp_path: Path, chat_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, calls = Scripted(FIRST_ANSWER), []
+    monkeypatch.setattr(evaluate, "make_generator", lambda *args: calls.append(args) or backend)
+    metrics = evaluate_examples(
+        [chat_model], TWO_QUESTIONS, tmp_path, shots=[0, 1], prompt_format=CHAT, end_tokens=[END]
+    )
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    assert backend.prompts == [_rendered(tokenizer, q["question"], k) for k in (0, 1) for q in TWO_QUESTIONS]
+    assert backend.prompts[0] == f"<|im_start|>user\nWhat is 6 * 7?{END}\n<|im_start|>assistant\n"
+    assert backend.prompts[2].count("<|im_start|>assistant\n") == 2  # the worked example's turn, then ours
+    assert [args[5] for args in calls] == [[END]]  # the end tokens reach the backend
+    assert metrics["prompt"].startswith("chat (data.build_chat_prompt)")
+    assert metrics["decoding"]["end_tokens"] == [END]
+    assert [r["correct"] for r in metrics["results"]] == [1, 1]
+
+
+def test_a_chat_format_for_a_model_without_a_chat_template_fails_before_any_model_loads(
+    tmp_path: Path, tiny_model: str, chat_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_model(*args: Any) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(evaluate, "make_generator", no_model)
+    with pytest.raises(DataError, match=f"model '{tiny_model}' has no chat template"):
+        evaluate_examples([chat_model, tiny_model], TWO_QUESTIONS, tmp_path / "out", prompt_format=CHAT)
+    assert not (tmp_path / "out").exists()
+
+
+def test_hf_generation_in_a_chat_format_runs_and_grades(tmp_path: Path, chat_model: str) -> None:
+    metrics = evaluate_examples(
+        [chat_model], TWO_QUESTIONS, tmp_path, max_new_tokens=4, prompt_format=CHAT, end_tokens=[END]
+    )
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    rows = _jsonl(tmp_path / "predictions.jsonl")
+    assert [r["prompt_tokens"] for r in rows] == [
+        len(tokenizer(_rendered(tokenizer, q["question"], 0))["input_ids"]) for q in TWO_QUESTIONS
+    ]
+    assert all(r["finish"] in ("stop", "length") and r["correct"] is False for r in rows)
+    assert [(r["n"], r["correct"]) for r in metrics["results"]] == [(2, 0)]
+    assert f"stopping at EOS, `{END}` or a new `Question:`" in (tmp_path / "results.md").read_text()
 
 
 def _script(generator: HFGenerator, text: str, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -189,6 +251,26 @@ def test_hf_generation_stops_at_an_invented_question_and_grades_the_first_answer
     _script(short, " 1 2 3 4 5 6 7 8 9", monkeypatch)
     generations = short.generate(["a", "a longer prompt"])
     assert {(g.finish, g.completion_tokens) for g in generations} == {("length", 5)}
+
+
+def test_an_end_token_stops_hf_generation_and_counts_as_stop(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=64)
+    ending = HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=64, end_tokens=[END])
+    end_id = ending.tokenizer.convert_tokens_to_ids(END)
+    assert end_id in ending.config.eos_token_id and end_id not in plain.config.eos_token_id
+    answer_tokens = len(ending.tokenizer(FIRST_ANSWER, add_special_tokens=False)["input_ids"])
+    for generator in (plain, ending):
+        _script(generator, f"{FIRST_ANSWER}{END} and then some more words", monkeypatch)
+    assert {(g.completion, g.completion_tokens, g.finish) for g in ending.generate(["a", "a b c"])} == {
+        (FIRST_ANSWER, answer_tokens, "stop")
+    }
+    ran_on = plain.generate(["a"])[0]  # without the end token it writes on past it
+    assert ran_on.completion.endswith("more words") and ran_on.completion_tokens > answer_tokens + 1
+
+    with pytest.raises(ValueError, match=f"end_tokens for model '{tiny_model}': '<|not-a-token|>' is"):
+        HFGenerator(ModelSpec(tiny_model), batch_size=1, max_new_tokens=1, end_tokens=["<|not-a-token|>"])
 
 
 def test_batched_left_padded_generation_equals_one_prompt_at_a_time(
@@ -258,6 +340,8 @@ def test_evaluating_the_same_model_twice_is_byte_identical(
         (["--model", "TINY", "--limit", "0"], "--limit must be at least 1"),
         (["--model", "TINY", "--batch-size", "0"], "batch size and max new tokens must be at least 1"),
         (["--model", "TINY", "--backend", "vllm"], "backend 'vllm' needs the vllm package"),
+        (["--model", "TINY", "--recipe", "no-such-recipe"], "recipe: no recipe file or baked recipe named"),
+        (["--model", "TINY", "--recipe", "qwen2.5-0.5b-gsm8k-seed"], "model 'TINY' has no chat template"),
     ],
 )
 def test_cli_errors_exit_2_with_a_clear_message(
@@ -270,8 +354,38 @@ def test_cli_errors_exit_2_with_a_clear_message(
 ) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # as on a CPU box, even where vllm is installed
     assert _cli(tmp_path, *[a.replace("TINY", tiny_model) for a in args]) == 2
-    assert f"grpo-rlvr evaluate: error: {message}" in capsys.readouterr().err
+    assert f"grpo-rlvr evaluate: error: {message.replace('TINY', tiny_model)}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # failed before any model loaded or any file was written
+
+
+@pytest.mark.parametrize("recipe", ["yaml", "baked"])
+def test_cli_recipe_evaluates_in_the_format_the_model_was_trained_with(
+    recipe: str, tmp_path: Path, chat_model: str, capsys: pytest.CaptureFixture
+) -> None:
+    if recipe == "yaml":
+        path = tmp_path / "chat.yaml"
+        path.write_text(
+            json.dumps(
+                {"model_name_or_path": chat_model, "prompt_format": {"chat": True}, "end_tokens": [END]}
+            )
+        )
+        recipe = str(path)
+    else:
+        recipe = "qwen2.5-0.5b-gsm8k-seed"  # chat prompts ending at <|im_end|>
+    assert (
+        _cli(tmp_path, "--model", chat_model, "--recipe", recipe, "--limit", "2", "--shots", "0,1", *FAST)
+        == 0
+    )
+    assert "chat prompts" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["prompt"].startswith("chat (data.build_chat_prompt)")
+    assert metrics["decoding"]["end_tokens"] == [END]
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    questions = evaluate.load_eval_examples(GSM8K, "test", limit=2)[0]
+    rows = _jsonl(tmp_path / "out" / "predictions.jsonl")
+    assert [r["prompt_tokens"] for r in rows] == [
+        len(tokenizer(_rendered(tokenizer, q["question"], k))["input_ids"]) for k in (0, 1) for q in questions
+    ]
 
 
 def test_cli_needs_exactly_one_of_model_or_compare(tmp_path: Path) -> None:
@@ -280,9 +394,7 @@ def test_cli_needs_exactly_one_of_model_or_compare(tmp_path: Path) -> None:
     assert exit_.value.code == 2
 
 
-def test_vllm_backend_is_greedy_with_the_stop_string_and_loads_the_merged_adapter(
-    tmp_path: Path, tiny_model: str, adapter: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _fake_vllm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """vLLM cannot run here: a stand-in module records what the backend asks of it."""
     seen: dict[str, Any] = {}
 
@@ -292,6 +404,7 @@ def test_vllm_backend_is_greedy_with_the_stop_string_and_loads_the_merged_adapte
             seen["config_written"] = (Path(model) / "config.json").exists()
 
         def generate(self, prompts: list[str], params: Any, use_tqdm: bool) -> list[Any]:
+            seen.setdefault("prompts", []).extend(prompts)
             finishes = ["stop", "length"]
             return [
                 SimpleNamespace(
@@ -308,10 +421,22 @@ def test_vllm_backend_is_greedy_with_the_stop_string_and_loads_the_merged_adapte
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams = LLM, lambda **kwargs: seen.setdefault("sampling", kwargs)
     monkeypatch.setitem(sys.modules, "vllm", vllm)
+    return seen
+
+
+def test_vllm_backend_is_greedy_with_the_stop_string_and_loads_the_merged_adapter(
+    tmp_path: Path, tiny_model: str, adapter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _fake_vllm(monkeypatch)
     metrics = evaluate_examples(
         [ModelSpec(tiny_model, adapter)], TWO_QUESTIONS, tmp_path, backend="vllm", max_new_tokens=32
     )
-    assert seen["sampling"] == {"temperature": 0, "max_tokens": 32, "stop": ["\nQuestion:"]}
+    assert seen["sampling"] == {
+        "temperature": 0,
+        "max_tokens": 32,
+        "stop": ["\nQuestion:"],
+        "stop_token_ids": [],
+    }
     assert seen["llm"]["model"] != tiny_model and seen["config_written"] and seen["llm"]["seed"] == 0
     rows = _jsonl(tmp_path / "predictions.jsonl")
     assert [(r["finish"], r["prompt_tokens"], r["completion_tokens"], r["correct"]) for r in rows] == [
@@ -319,6 +444,19 @@ def test_vllm_backend_is_greedy_with_the_stop_string_and_loads_the_merged_adapte
         ("length", 5, 3, False),
     ]
     assert metrics["backend"] == "vllm" and metrics["results"][0]["truncated"] == 1
+
+
+def test_vllm_backend_stops_at_the_end_tokens_and_gets_chat_prompts_as_text(
+    tmp_path: Path, chat_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _fake_vllm(monkeypatch)
+    evaluate_examples(
+        [chat_model], TWO_QUESTIONS, tmp_path, backend="vllm", prompt_format=CHAT, end_tokens=[END]
+    )
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    assert seen["sampling"]["stop_token_ids"] == [tokenizer.convert_tokens_to_ids(END)]
+    assert seen["llm"]["model"] == chat_model
+    assert seen["prompts"] == [_rendered(tokenizer, q["question"], 0) for q in TWO_QUESTIONS]
 
 
 def test_comparison_counts_intervals_and_paired_test() -> None:

@@ -760,7 +760,8 @@ def test_vllm_generation_gets_the_stop_and_a_stopped_completion_counts_as_finish
 def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and_chat_prompts(
     tmp_path: Path, chat_model: str, gsm8k_dir: Path
 ) -> None:
-    """The seed recipe as published, on the tiny model, real GSM8K rows, one CPU step."""
+    """The seed recipe as published, on the tiny model, real GSM8K rows, one CPU step; then evaluated at
+    the end in its own chat format."""
     history = History()
     overrides = {
         "model_name_or_path": chat_model,
@@ -779,6 +780,8 @@ def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and
         "output_dir": str(tmp_path / "checkpoints"),
         "model_dir": str(tmp_path / "model"),
         "summary_dir": str(tmp_path / "output"),
+        "eval_at_end": True,
+        "eval_max_new_tokens": 4,
     }
     config = load_config("qwen2.5-0.5b-gsm8k-seed", overrides)
     summary = train.run(config, [history])
@@ -790,3 +793,9 @@ def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and
     assert end in generation["eos_token_id"]  # the saved model stops at the chat end token
     adapter = load_file(tmp_path / "model" / "adapter" / "adapter_model.safetensors")
     assert any("lm_head" in k for k in adapter) and any("embed_tokens" in k for k in adapter)
+    # The end-of-run evaluation: the validation rows in the recipe's chat format, ending at <|im_end|>.
+    assert [(r["shots"], r["n"]) for r in summary["evaluation"]["results"]] == [(2, 2)]
+    saved = json.loads((tmp_path / "model" / "run_summary.json").read_text())
+    assert saved["evaluation"] == summary["evaluation"]
+    metrics = json.loads((tmp_path / "output" / "eval" / "metrics.json").read_text())
+    assert metrics["prompt"].startswith("chat") and metrics["decoding"]["end_tokens"] == ["<|im_end|>"]

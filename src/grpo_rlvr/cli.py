@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from grpo_rlvr import data
+from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -70,8 +71,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--adapter goes with --model; with --compare write MODEL+ADAPTER")
     shots = evaluate.parse_shots(args.shots)
     models = [evaluate.ModelSpec(args.model, args.adapter)] if args.model else args.compare
+    prompt_format, end_tokens = _training_format(args.recipe)
     examples, info = evaluate.load_eval_examples(args.data, args.split, args.limit)
-    print(f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']})")
+    print(
+        f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']}), "
+        f"{'chat' if prompt_format.chat else 'text'} prompts"
+    )
     out = args.out or evaluate.default_out_dir()
     metrics = evaluate.evaluate_examples(
         models,
@@ -83,11 +88,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         compare_base_trained=bool(args.compare),
         data_info=info,
+        prompt_format=prompt_format,
+        end_tokens=end_tokens,
     )
     for r in metrics["results"]:
         print(f"{r['model']} {r['shots']}-shot: {accuracy_line(r['correct'], r['n'])}")
     print(f"wrote {evaluate.PREDICTIONS}, {evaluate.METRICS}, {evaluate.TABLE}, {evaluate.PLOT} to {out}")
     return 0
+
+
+def _training_format(recipe: str | None) -> tuple[PromptFormat, list[str]]:
+    """The prompt format and end tokens a recipe trains with (validated as for training), so a model is
+    graded in the format it learned; without a recipe, the default text format."""
+    if recipe is None:
+        return DEFAULT, []
+    from grpo_rlvr.config import load_config
+
+    config = load_config(recipe)
+    return config.prompt_format, list(config.data.end_tokens or [])
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -146,13 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     from grpo_rlvr.evaluate import BACKENDS
     from grpo_rlvr.prompt_format import MAX_NEW_TOKENS
 
-    p = sub.add_parser("evaluate", help="greedy GSM8K accuracy with 95%% intervals, tables and a plot")
+    p = sub.add_parser(
+        "evaluate",
+        help="greedy GSM8K accuracy with 95%% intervals, tables and a plot",
+        description="Greedy GSM8K accuracy with 95% intervals, tables and a plot. Prompts are in the "
+        "default text format unless --recipe names the recipe the model was trained with: then its "
+        "prompt_format (chat prompts rendered by each model's chat template) and end_tokens are used.",
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="local folder, hub id or builtin:tiny-qwen2")
     which.add_argument(
         "--compare", nargs=2, metavar=("BASE", "TRAINED"), help="two models, each MODEL or MODEL+ADAPTER"
     )
     p.add_argument("--adapter", help="PEFT adapter folder, merged into --model")
+    p.add_argument(
+        "--recipe",
+        help="recipe YAML file or baked recipe name the model was trained with: prompts in its "
+        "prompt_format, generation also ending at its end_tokens (default: the default text format)",
+    )
     p.add_argument(
         "--data",
         help=f"JSONL/JSON/Parquet file or folder, or a hub id (default: {data.PACKAGED_GSM8K}, shipped)",

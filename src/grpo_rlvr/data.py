@@ -341,14 +341,28 @@ def split_train_val(
     return train, val
 
 
+def prompt_text(prompt: str | list[dict[str, str]], tokenizer: Any) -> str:
+    """A prompt as the model reads it: chat turns through the tokenizer's chat template with the
+    assistant's turn opened, as TRL renders a conversational prompt for generation; text as it is."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def single_token_ids(tokens: Sequence[str], tokenizer: Any) -> list[int]:
+    """The id of each token; ValueError for one this tokenizer writes as several (it could end nothing)."""
+    ids = []
+    for token in tokens:
+        encoded = tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ValueError(f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
+        ids.append(encoded[0])
+    return ids
+
+
 def prompt_lengths(examples: list[dict[str, Any]], tokenizer: Any) -> list[int]:
     """Token count of each prompt, as the trainer will see it (chat prompts through the template)."""
-    texts = [
-        e["prompt"]
-        if isinstance(e["prompt"], str)
-        else tokenizer.apply_chat_template(e["prompt"], tokenize=False, add_generation_prompt=True)
-        for e in examples
-    ]
+    texts = [prompt_text(e["prompt"], tokenizer) for e in examples]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 

@@ -2,11 +2,12 @@
 
 The result this project starts from ("11% -> 41% on 100 samples") read the last integer of prompt +
 1,024 greedy tokens, on 10-50 rows, and scored base and tuned models differently. Here every model gets
-the same prompts (`data.build_prompt` in the run's `PromptFormat`), greedy decoding that stops where the
-answer ends (EOS or the start of an invented next question, the format's stop string),
-the extractor training and `grade` use (`grading.grade_one`,
-which also cuts any invented continuation), the whole split unless `limit` says otherwise, and a 95%
-Wilson interval next to every accuracy.
+the same prompts (`data.build_prompt` in the run's `PromptFormat`; with a chat format, its chat turns
+rendered by each model's own chat template, as training renders them), greedy decoding that stops where
+the answer ends (EOS, the run's end tokens, or the start of an invented next question, the format's
+stop string), the extractor training and `grade` use (`grading.grade_one`, which also cuts any invented
+continuation), the whole split unless `limit` says otherwise, and a 95% Wilson interval next to every
+accuracy.
 
 `evaluate_examples` is the API (the CLI and end-of-training evaluation both call it); a `Generator`
 turns prompts into completions (`HFGenerator` on CPU or GPU, `VLLMGenerator` on GPU).
@@ -33,8 +34,11 @@ from grpo_rlvr.data import (
     PACKAGED_GSM8K,
     DataError,
     add_prompts,
+    build_chat_prompt,
     build_prompt,
     load_examples,
+    prompt_text,
+    single_token_ids,
     write_jsonl,
 )
 from grpo_rlvr.files import is_local_path, local_path
@@ -105,29 +109,70 @@ class Generator(Protocol):
     def generate(self, prompts: list[str]) -> list[Generation]: ...
 
 
+Prompt = str | list[dict[str, str]]  # text, or chat turns (`data.build_chat_prompt`)
+
+
 def cut_at_stop(text: str, stop_strings: Sequence[str] = DEFAULT.stop_strings) -> str:
     """Text before the first stop string (vLLM leaves it out too, so both backends agree)."""
     cuts = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
     return text[: min(cuts)] if cuts else text
 
 
+def _not_loadable(spec: ModelSpec, err: OSError) -> FileNotFoundError:
+    """A missing folder, or a hub id the hub cannot provide, as the error the CLI reports."""
+    return FileNotFoundError(f"cannot load model {spec.label!r}: {err}")
+
+
+def load_tokenizer(spec: ModelSpec) -> Any:
+    """The model's tokenizer (an adapter's base's), left-padding, with EOS as pad where it has none."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec.model), padding_side="left")
+    except OSError as err:
+        raise _not_loadable(spec, err) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_merged(spec: ModelSpec, dtype: Any) -> tuple[Any, Any]:
     """Model and tokenizer; a PEFT adapter is merged into the weights (plain layers are faster)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    path = resolve_model_path(spec.model)
+    tokenizer = load_tokenizer(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec.model), dtype=dtype)
         if spec.adapter:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
-    except OSError as err:  # a missing folder, or a hub id the hub cannot provide
-        raise FileNotFoundError(f"cannot load model {spec.label!r}: {err}") from err
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    except OSError as err:
+        raise _not_loadable(spec, err) from err
     return model, tokenizer
+
+
+def end_token_ids(spec: ModelSpec, tokenizer: Any, end_tokens: Sequence[str]) -> list[int]:
+    """The ids of the run's end tokens, where generation stops as training's did; a ValueError naming the
+    model for one its tokenizer writes as several tokens."""
+    try:
+        return single_token_ids(end_tokens, tokenizer)
+    except ValueError as err:
+        raise ValueError(f"end_tokens for model {spec.label!r}: {err}") from err
+
+
+def render_prompts(spec: ModelSpec, prompts: dict[int, list[Prompt]]) -> dict[int, list[str]]:
+    """Each shot count's prompts as text for `spec`: chat turns through its own tokenizer's chat template
+    (`data.prompt_text`, as TRL renders them in training), so both backends get the same text. Runs
+    before any model loads, so a model without a chat template fails here, not inside generation."""
+    chat = any(not isinstance(p, str) for part in prompts.values() for p in part)
+    tokenizer = load_tokenizer(spec) if chat else None
+    if chat and not tokenizer.chat_template:
+        raise DataError(
+            f"model {spec.label!r} has no chat template, so the chat prompt format cannot be rendered for "
+            "it: evaluate it in a text prompt format"
+        )
+    return {k: [prompt_text(p, tokenizer) for p in part] for k, part in prompts.items()}
 
 
 class HFGenerator:
@@ -140,6 +185,7 @@ class HFGenerator:
         batch_size: int | None,
         max_new_tokens: int,
         stop: Sequence[str] = DEFAULT.stop_strings,
+        end_tokens: Sequence[str] = (),
     ) -> None:
         import torch
         from transformers import GenerationConfig
@@ -151,7 +197,9 @@ class HFGenerator:
         self.batch_size = batch_size or HF_BATCH_SIZE
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos
-        self.eos_ids = set(eos) if isinstance(eos, list) else {eos}
+        self.eos_ids = (set(eos) if isinstance(eos, list) else {eos}) | set(
+            end_token_ids(spec, self.tokenizer, end_tokens)
+        )
         # Every decoding setting explicit: unset ones would be taken from the model's generation_config.
         self.config = GenerationConfig(
             do_sample=False,
@@ -191,7 +239,8 @@ class HFGenerator:
         return [results[i] for i in range(len(prompts))]
 
     def _generation(self, ids: list[int], prompt_tokens: int) -> Generation:
-        """Drop the padding that follows a finished sequence; tell EOS/stop from running out of tokens."""
+        """Drop the padding that follows a finished sequence; tell EOS, an end token or a stop string from
+        running out of tokens."""
         eos_at = next((j for j, t in enumerate(ids) if t in self.eos_ids), None)
         if eos_at is not None:
             ids = ids[:eos_at]
@@ -205,7 +254,8 @@ class HFGenerator:
 
 
 class VLLMGenerator:
-    """vLLM on a GPU: greedy (`temperature=0`) with the same stop strings; it schedules batches itself."""
+    """vLLM on a GPU: greedy (`temperature=0`) with the same stop strings and end tokens (vLLM's
+    `stop_token_ids`); it schedules batches itself."""
 
     def __init__(
         self,
@@ -214,11 +264,13 @@ class VLLMGenerator:
         batch_size: int | None,
         max_new_tokens: int,
         stop: Sequence[str] = DEFAULT.stop_strings,
+        end_tokens: Sequence[str] = (),
     ) -> None:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as err:
             raise ValueError("backend 'vllm' needs the vllm package (GPU image); use --backend hf") from err
+        end_ids = end_token_ids(spec, load_tokenizer(spec), end_tokens)  # before the engine starts
         path = resolve_model_path(spec.model)
         if spec.adapter:  # vLLM loads plain weights: write the merged model to a folder that lives with us
             self._merged = tempfile.TemporaryDirectory(prefix="grpo-rlvr-merged-")
@@ -230,7 +282,9 @@ class VLLMGenerator:
         limits = {"max_num_seqs": batch_size} if batch_size else {}
         self.llm = LLM(model=path, seed=0, gpu_memory_utilization=0.45, **limits)
         self.stop = tuple(stop)
-        self.params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop=list(stop))
+        self.params = SamplingParams(
+            temperature=0, max_tokens=max_new_tokens, stop=list(stop), stop_token_ids=end_ids
+        )
         self.info = {"device": "cuda", "dtype": "auto", "max_num_seqs": batch_size}
 
     def generate(self, prompts: list[str]) -> list[Generation]:
@@ -252,10 +306,24 @@ def make_generator(
     batch_size: int | None,
     max_new_tokens: int,
     stop: Sequence[str] = DEFAULT.stop_strings,
+    end_tokens: Sequence[str] = (),
 ) -> Generator:
     """The one place a backend is chosen (tests replace it with scripted generators)."""
     cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[backend]
-    return cls(spec, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
+    return cls(spec, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop, end_tokens=end_tokens)
+
+
+def prompt_description(prompt_format: PromptFormat) -> str:
+    """metrics.json's `prompt`: text or chat, and the prompt of a question with no shots."""
+    if prompt_format.chat:
+        return (
+            "chat (data.build_chat_prompt): the first k worked examples as user/assistant turns, then "
+            f"{build_chat_prompt('…', 0, prompt_format)!r}, rendered by each model's chat template with "
+            "the assistant's turn opened"
+        )
+    return (
+        f"text (data.build_prompt): the first k worked examples, then {build_prompt('…', 0, prompt_format)!r}"
+    )
 
 
 def parse_shots(text: str) -> list[int]:
@@ -375,8 +443,9 @@ def render_table(metrics: dict[str, Any]) -> str:
         f"{data['examples']} questions"
         + (f" from `{data['source']}`" if data["source"] else "")
         + (f" (split {data['split']})" if data["split"] else "")
-        + f"; greedy decoding, at most {dec['max_new_tokens']} new tokens, stopping at EOS or a new "
-        f"`{dec['stop'][0].strip()}`; backend {metrics['backend']}. Intervals: 95% Wilson.",
+        + f"; greedy decoding, at most {dec['max_new_tokens']} new tokens, stopping at "
+        + ", ".join(["EOS", *(f"`{t}`" for t in dec["end_tokens"])])
+        + f" or a new `{dec['stop'][0].strip()}`; backend {metrics['backend']}. Intervals: 95% Wilson.",
         "",
         "| model | shots | accuracy | correct / n | 95% interval |",
         "|---|---:|---:|---:|---|",
@@ -444,12 +513,14 @@ def evaluate_examples(
     compare_base_trained: bool = False,
     data_info: dict[str, Any] | None = None,
     prompt_format: PromptFormat = DEFAULT,
+    end_tokens: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate every model at every shot count on `examples` (rows with `question` + gold answer).
 
     Writes predictions.jsonl, metrics.json, results.md, accuracy_vs_shots.png and timing.json to
     `out_dir` and returns the metrics. `compare_base_trained` needs exactly two models (base, trained).
-    Prompts, stop strings and the canonical answer line come from `prompt_format` (the training run's).
+    Prompts, stop strings and the canonical answer line come from `prompt_format` and generation also
+    ends at `end_tokens` (both the training run's), so a model is graded in the format it was trained in.
     """
     from accelerate.utils.memory import clear_device_cache
 
@@ -468,24 +539,24 @@ def evaluate_examples(
     shots = sorted(set(shots))
     prompted = {k: add_prompts(list(examples), k, prompt_format) for k in shots}
     stop = prompt_format.stop_strings
-    if any(not isinstance(e["prompt"], str) for e in prompted[shots[0]]):
-        raise DataError("evaluate needs question rows or text prompts (chat prompts are not supported)")
     missing = [i for i, e in enumerate(examples) if "final_answer" not in e]
     if missing:
         raise DataError(f"{len(missing)} rows have no gold answer (first: row {missing[0] + 1})")
     for spec in specs:
         spec.check_paths()
+    prompts = {k: [e["prompt"] for e in prompted[k]] for k in shots}
+    texts = {spec.label: render_prompts(spec, prompts) for spec in specs}
 
     rows: list[dict[str, Any]] = []
     model_info, seconds = [], {}
     for spec in specs:
-        generator = make_generator(spec, backend, batch_size, max_new_tokens, stop)
+        generator = make_generator(spec, backend, batch_size, max_new_tokens, stop, end_tokens)
         model_info.append(
             {"label": spec.label, "model": spec.model, "adapter": spec.adapter} | generator.info
         )
         for k in shots:
             start = time.perf_counter()
-            generations = generator.generate([e["prompt"] for e in prompted[k]])
+            generations = generator.generate(texts[spec.label][k])
             elapsed = time.perf_counter() - start
             seconds[f"{spec.label} | {k}-shot"] = round(elapsed, 3)
             for i, (example, gen) in enumerate(zip(examples, generations, strict=True)):
@@ -510,10 +581,14 @@ def evaluate_examples(
     results = summarize(rows, labels, shots)
     metrics: dict[str, Any] = {
         "data": {"source": None, "split": None, **(data_info or {}), "examples": len(examples)},
-        "prompt": "data.build_prompt: the first k worked examples, then "
-        + repr(build_prompt("…", 0, prompt_format)),
+        "prompt": prompt_description(prompt_format),
         "backend": backend,
-        "decoding": {"greedy": True, "max_new_tokens": max_new_tokens, "stop": list(stop)},
+        "decoding": {
+            "greedy": True,
+            "max_new_tokens": max_new_tokens,
+            "stop": list(stop),
+            "end_tokens": list(end_tokens),
+        },
         "models": model_info,
         "versions": package_versions(),
         "results": results,

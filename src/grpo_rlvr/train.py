@@ -15,9 +15,10 @@ Invariants this module keeps:
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
   folder without that file is not a finished model.
 - With `eval_at_end`, the main process then measures GSM8K accuracy on the validation rows with
-  `evaluate.evaluate_examples` (the code `grpo-rlvr evaluate` runs) into `summary_dir/eval` and adds the
-  accuracies to `run_summary.json`. Rows it cannot evaluate fail the run before the model loads; a
-  failing evaluation fails the run but leaves the finished model and its summary in place.
+  `evaluate.evaluate_examples` (the code `grpo-rlvr evaluate` runs) in the run's prompt format and end
+  tokens into `summary_dir/eval` and adds the accuracies to `run_summary.json`. Rows it cannot evaluate
+  fail the run before the model loads; a failing evaluation fails the run but leaves the finished model
+  and its summary in place.
 
 Layout of `model_dir` for a LoRA/QLoRA run: the merged full model (config, safetensors, tokenizer,
 generation config) at the top, loadable with `AutoModelForCausalLM.from_pretrained(model_dir)`, and the
@@ -302,6 +303,7 @@ def evaluate_at_end(config: RunConfig, rows: list[dict[str, Any]], full_model: b
         max_new_tokens=config.run.eval_max_new_tokens,
         data_info={"source": source, "split": hub_split, "limit": config.run.eval_limit},
         prompt_format=config.prompt_format,
+        end_tokens=data.end_tokens or (),
     )  # fmt: skip
     keep = ("shots", "n", "correct", "accuracy", "ci95")
     return {"dir": str(out_dir), "results": [{k: r[k] for k in keep} for r in metrics["results"]]}
@@ -419,13 +421,10 @@ def end_token_ids(data: DataArguments, prompt_format: PromptFormat, tokenizer: A
     """The ids of the recipe's `end_tokens` (each must be one token), checked before the model loads."""
     if prompt_format.chat and not tokenizer.chat_template:
         raise ConfigError("prompt_format", "chat needs a tokenizer with a chat template; this one has none")
-    ids = []
-    for token in data.end_tokens or ():
-        encoded = tokenizer.encode(token, add_special_tokens=False)
-        if len(encoded) != 1:
-            raise ConfigError("end_tokens", f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
-        ids.append(encoded[0])
-    return ids
+    try:
+        return gsm8k_data.single_token_ids(data.end_tokens or (), tokenizer)
+    except ValueError as err:
+        raise ConfigError("end_tokens", str(err)) from err
 
 
 def add_end_tokens(model: torch.nn.Module, args: GRPOConfig, ids: list[int]) -> None:
