@@ -479,8 +479,23 @@ def test_comparison_counts_intervals_and_paired_test() -> None:
         "intervals_overlap": False,
         "base_only_correct": 0,
         "trained_only_correct": 10,
-        "mcnemar_p": round(2 / 1024, 6),
+        "mcnemar_p": 0.001953,  # 2 / 1024 to 4 significant digits
     }
+    # A decisive difference keeps its p-value (6.788e-25 for 183 against 36), not a rounded 0.
+    rows = [
+        {
+            "model": m,
+            "shots": 0,
+            "id": i,
+            "correct": (m == "trained") == (i < 183),
+            "extracted": "1",
+            "finish": "stop",
+        }
+        for i in range(219)
+        for m in ("base", "trained")
+    ]
+    (row,) = evaluate.compare(rows, evaluate.summarize(rows, ["base", "trained"], [0]), "base", "trained")
+    assert row["mcnemar_p"] == 6.788e-25
 
 
 def test_mcnemar_exact_p_matches_statsmodels() -> None:

@@ -424,7 +424,7 @@ def compare(
                 "intervals_overlap": t["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= t["ci95"][1],
                 "base_only_correct": base_only,
                 "trained_only_correct": trained_only,
-                "mcnemar_p": round(mcnemar_p(base_only, trained_only), 6),
+                "mcnemar_p": float(f"{mcnemar_p(base_only, trained_only):.4g}"),  # 4 digits, never 0
             }
         )
     return table

@@ -3,12 +3,17 @@
 1. Data: synthetic GSM8K-style word problems (`grpo_rlvr.synthetic`): warm-up, training and held-out
    test questions, no question in two of them.
 2. Base model: `builtin:mini-qwen2` (random weights) taught by a short supervised warm-up (TRL's
-   `SFTTrainer`) on documents of worked problems in the training answer format, as a pretrained model
-   has seen text. It learns the format and part of the arithmetic: its accuracy is between 0 and 100%.
-   Like a pretrained model, it continues after its answer with an invented next `Question:`.
-3. GRPO with `gsm8k_format` + `gsm8k_correctness` through `train.run` (recipe `mini-grpo-cpu`).
-4. `grpo-rlvr evaluate --compare` base vs trained on the held-out questions: accuracies with 95%
-   Wilson intervals and the exact McNemar test on the paired per-question results.
+   `SFTTrainer`, loss on the completion only) to answer the prompts GRPO and evaluation build, in the
+   training answer format. Half of the warm-up solutions end in a careless slip (the answer line
+   repeats a number of the last step, not its result), as text written in a hurry does: the base model
+   learns the arithmetic and the slip, so its accuracy is well above 0 and well below 100%. Like a
+   pretrained model, it goes on after its answer with an invented next `Question:`.
+3. GRPO with `gsm8k_format` + `gsm8k_correctness` through `train.run` (recipe `mini-grpo-cpu`). Only
+   the correctness reward tells a slip from the result, so only a working loop (rewards, advantages,
+   update) unlearns it.
+4. `grpo-rlvr evaluate --compare` base vs trained on the held-out questions (no slips there, gold
+   answers only): accuracies with 95% Wilson intervals and the exact McNemar test on the paired
+   per-question results.
 
 The run passes when the trained model beats the base at p < `P_MAX`; it writes `results.md`,
 `metrics.json` and `training.png` into the output folder (the evaluation's own files in `eval/`).
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from grpo_rlvr import synthetic
-from grpo_rlvr.data import load_examples, worked_example
+from grpo_rlvr.data import build_prompt, load_examples, worked_example
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,28 +46,27 @@ log = logging.getLogger(__name__)
 BUILTIN = "builtin:mini-qwen2"
 RECIPE = "mini-grpo-cpu"
 P_MAX = 0.01  # the trained model must beat the base at this paired-test level
-SIZES = {"warmup": 4000, "train": 2000, "test": 300}  # problems per split
-WARMUP_STEPS, WARMUP_LR = 300, 3e-3
-WARMUP_DOC_PROBLEMS = 4  # worked problems per warm-up document
+SIZES = {"warmup": 4000, "train": 2000, "test": 500}  # problems per split
+TOP = 10  # operands of additions and subtractions stay at most this
+WARMUP_SLIP = 0.5  # share of warm-up solutions whose answer line is a careless slip
+WARMUP_STEPS, WARMUP_LR, WARMUP_BATCH = 2000, 3e-3, 16
 EVAL_MAX_NEW_TOKENS = 64
 NO_STOP_STEPS = 8  # GRPO steps run again without the stop rule, to measure what it saves
 RESULTS, METRICS, PLOT = "results.md", "metrics.json", "training.png"
 
 
-def warmup_documents(rows: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
-    """Rows -> `{"text": …}` documents of `WARMUP_DOC_PROBLEMS` worked problems each, shuffled, laid out
-    as the shots of a prompt are: after an answer comes the next `Question:`, as in pretraining text."""
+def warmup_pairs(rows: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
+    """Rows -> `{"prompt", "completion"}` pairs: the prompt exactly as GRPO and evaluation build it; the
+    completion its worked solution, then the next problem's prompt, as pretraining text goes on (what the
+    stop rule cuts)."""
     order = list(rows)
     random.Random(seed).shuffle(order)
-    size = WARMUP_DOC_PROBLEMS
-    return [
-        {
-            "text": "".join(worked_example(r["question"], r["answer"]) for r in order[i : i + size]).rstrip(
-                "\n"
-            )
-        }
-        for i in range(0, len(order), size)
-    ]
+    pairs = []
+    for row, following in zip(order, order[1:] + order[:1], strict=True):
+        prompt = build_prompt(row["question"], 0)
+        text = worked_example(row["question"], row["answer"]) + build_prompt(following["question"], 0)
+        pairs.append({"prompt": prompt, "completion": text.removeprefix(prompt)})
+    return pairs
 
 
 def warm_up(
@@ -79,7 +83,7 @@ def warm_up(
     args = SFTConfig(
         output_dir=str(out_dir / "checkpoints"),
         max_steps=steps,
-        per_device_train_batch_size=16,
+        per_device_train_batch_size=WARMUP_BATCH,
         learning_rate=learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, steps // 20),
@@ -96,7 +100,7 @@ def warm_up(
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(path),
         args=args,
-        train_dataset=Dataset.from_list(warmup_documents(rows, seed)),
+        train_dataset=Dataset.from_list(warmup_pairs(rows, seed)),
         processing_class=AutoTokenizer.from_pretrained(path),
     )
     result = trainer.train()
@@ -241,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, out = time.time(), args.out
 
     # 1. Data
-    data = synthetic.write_splits(out / "data", SIZES, args.seed)
+    data = synthetic.write_splits(out / "data", SIZES, args.seed, TOP, {"warmup": WARMUP_SLIP})
     warmup_rows, _ = load_examples(data["warmup"])
 
     # 2. Base model: the random built-in after a supervised warm-up

@@ -5,11 +5,17 @@ parameters can partly learn in a minute on a CPU, and that are graded exactly li
 GSM8K's shape: `question` and a worked `answer` ending in `#### N`, so `data.load_examples`, the
 rewards and `grpo-rlvr evaluate` read them as they read GSM8K. One and two-step problems with small
 whole numbers: the model must read the numbers from the question and get the arithmetic right.
+
+A split may carry careless slips (`slip`): an answer line that repeats a number of the last step
+instead of its result, as worked solutions written in a hurry do. The reasoning stays right, so a
+model trained on them knows the result and sometimes writes the wrong one: an error only a reward
+that checks the final answer sees.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +24,8 @@ from grpo_rlvr.data import write_jsonl
 NAMES = ("Ava", "Ben", "Chloe", "Dan", "Ella", "Finn", "Grace", "Hugo", "Ivy", "Jack", "Lena", "Max")
 ITEMS = ("apples", "pencils", "stickers", "marbles", "cookies", "books", "shells", "cards")
 CONTAINERS = ("bags", "boxes", "jars", "baskets")
+
+_FIRST_NUMBER = re.compile(r"\d+")
 
 Problem = tuple[str, list[str], int]  # question, reasoning lines, answer
 
@@ -57,30 +65,38 @@ def _mul_sub(r: random.Random, name: str, item: str, top: int) -> Problem:
 KINDS: tuple[Callable[[random.Random, str, str, int], Problem], ...] = (_add, _sub, _mul, _mul_sub)
 
 
-def problem(r: random.Random, top: int = 20) -> dict[str, str]:
-    """One GSM8K-shaped row; `top` bounds the operands of additions and subtractions."""
+def problem(r: random.Random, top: int = 20, slip: float = 0.0) -> dict[str, str]:
+    """One GSM8K-shaped row; `top` bounds the operands of additions and subtractions. With probability
+    `slip` the answer line is a careless slip: it repeats the last step's first number, not its result."""
     kind = r.choice(KINDS)
     question, steps, answer = kind(r, r.choice(NAMES), r.choice(ITEMS), top)
+    if r.random() < slip:
+        answer = int(_FIRST_NUMBER.search(steps[-1]).group())
     return {"question": question, "answer": "\n".join(steps) + f"\n#### {answer}"}
 
 
-def problems(n: int, seed: int, top: int = 20, exclude: set[str] | frozenset[str] = frozenset()) -> list:
+def problems(
+    n: int, seed: int, top: int = 20, exclude: set[str] | frozenset[str] = frozenset(), slip: float = 0.0
+) -> list:
     """`n` distinct problems from `seed`, none whose question is in `exclude` (another split's)."""
     r, rows, seen = random.Random(seed), [], set(exclude)
     while len(rows) < n:
-        row = problem(r, top)
+        row = problem(r, top, slip)
         if row["question"] not in seen:
             seen.add(row["question"])
             rows.append(row)
     return rows
 
 
-def write_splits(out_dir: Path, sizes: dict[str, int], seed: int, top: int = 20) -> dict[str, Path]:
-    """One `<name>.jsonl` per split under `out_dir`, no question in two splits; their paths."""
+def write_splits(
+    out_dir: Path, sizes: dict[str, int], seed: int, top: int = 20, slips: dict[str, float] | None = None
+) -> dict[str, Path]:
+    """One `<name>.jsonl` per split under `out_dir`, no question in two splits; their paths. `slips`
+    gives a split's share of careless answer lines (none by default)."""
     seen: set[str] = set()
     paths = {}
     for i, (name, n) in enumerate(sizes.items()):
-        rows = problems(n, seed + i, top, exclude=seen)
+        rows = problems(n, seed + i, top, exclude=seen, slip=(slips or {}).get(name, 0.0))
         seen |= {row["question"] for row in rows}
         paths[name] = Path(out_dir) / f"{name}.jsonl"
         write_jsonl(rows, paths[name])
