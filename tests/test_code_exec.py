@@ -131,7 +131,9 @@ def test_hostile_program_is_contained(program: str, statuses: set[str]) -> None:
     verdict = run_program(program, SQUARE_TESTS, FAST)
     assert verdict.status in statuses
     assert verdict.score() == (1.0 if statuses == {"passed"} else 0.0)
-    assert time.monotonic() - start < FAST.timeout + 1.5
+    # A kill deadline, not a speed target: contained means ended soon after the timeout, even on a
+    # loaded machine; a program that escaped it would run on far past this.
+    assert time.monotonic() - start < FAST.timeout + 30
     assert len(verdict.output) <= FAST.max_output_bytes
     assert_healthy()
 

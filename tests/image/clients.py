@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(label: str, port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+@contextmanager
+def serving(
+    label: str, command: Sequence[str], port: int, log_path: Path, timeout: float = 60
+) -> Iterator[None]:
+    """A server this test starts, listening on 127.0.0.1:`port` within `timeout`, its output in
+    `log_path`; terminated (then killed) on exit."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(list(command), stdout=log, stderr=log)
+        try:
+            _wait_for_port(label, port, process, timeout)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_port(label: str, port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -107,13 +128,3 @@ def wait_for_port(label: str, port: int, process: subprocess.Popen[bytes], timeo
                 return
         time.sleep(0.2)
     pytest.fail(f"{label} failed: nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server this test started, by its own process."""
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

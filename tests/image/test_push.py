@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from clients import DOCKER, IMAGE, ROOT, client_env, client_venv, free_port, run_step, stop, wait_for_port
+from clients import DOCKER, IMAGE, ROOT, client_env, client_venv, free_port, run_step, serving
 
 pytestmark = pytest.mark.image
 
@@ -37,16 +37,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's server on a free loopback port: the AWS API endpoint for the AWS CLI."""
     python = client_venv("push")
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [str(python.parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    try:
-        wait_for_port("push: moto_server", port, process)
+    command = [str(python.parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with serving("push: moto_server", command, port, tmp_path_factory.mktemp("moto") / "moto.log"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
-        log.close()
 
 
 def _registry_binary() -> str:
@@ -75,14 +68,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"storage:\n  filesystem:\n    rootdirectory: {folder / 'storage'}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    log = (folder / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-    try:
-        wait_for_port("push: docker-registry", port, process)
+    with serving("push: docker-registry", [binary, "serve", str(config)], port, folder / "registry.log"):
         yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
-        log.close()
 
 
 def _push(env: dict[str, str], registry: str, label: str) -> subprocess.CompletedProcess[str]:
