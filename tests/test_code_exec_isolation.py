@@ -13,6 +13,7 @@ the host side listens for any contact."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import json
@@ -196,9 +197,20 @@ def _writable(*candidates: Path | str) -> Path:
     return next(Path(c) for c in candidates if os.access(c, os.W_OK))
 
 
+@functools.cache
+def _source() -> str:
+    """The package for the probe interpreters: a world-readable copy, so one running as uid 65534
+    imports it wherever the checkout lives (a private temporary folder, a 0700 home)."""
+    root = Path(tempfile.mkdtemp(dir=_writable("/srv", "/mnt", "/opt", SRC.parent), prefix=".probe-src-"))
+    root.chmod(0o755)
+    shutil.copytree(SRC / "grpo_rlvr", root / "grpo_rlvr", ignore=shutil.ignore_patterns("__pycache__"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return str(root)
+
+
 def _runnable(prefix: list[str], python: str) -> bool:
     probe = [*prefix, python, "-c", "import grpo_rlvr.rewards.code_exec as c; assert c.check_sandbox()"]
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC)}
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": _source()}
     return subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
 
 
@@ -252,8 +264,8 @@ class Host:
 
     def __init__(self) -> None:
         self.marker = uuid.uuid4().hex
-        # not a hidden dir; the repository may be mounted read-only (as in the image tests)
-        self.visible = Path(tempfile.mkdtemp(dir=_writable(SRC.parent, "/srv", "/mnt"), prefix=".probe-"))
+        # not a hidden dir, and one every probe uid can reach (the checkout may be private or read-only)
+        self.visible = Path(tempfile.mkdtemp(dir=_writable("/srv", "/mnt", SRC.parent), prefix=".probe-"))
         self.visible.chmod(0o777)
         self.tmp = Path(tempfile.mkdtemp(prefix="probe-"))
         self.tmp.chmod(0o777)
@@ -394,7 +406,7 @@ def measured() -> Iterator[dict[str, dict]]:
             proc = subprocess.run(
                 [*prefix, "-c", RUNNER], input=json.dumps(probes), capture_output=True, text=True,
                 timeout=600,
-                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(SRC), "PROBE": host.marker},
+                env={"PATH": os.environ["PATH"], "PYTHONPATH": _source(), "PROBE": host.marker},
             )  # fmt: skip
             assert proc.returncode == 0, proc.stderr[-3000:]
             results[env] = {
