@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+import grpo_rlvr
 from grpo_rlvr.rewards.code_exec import run_program
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -199,11 +200,13 @@ def _writable(*candidates: Path | str) -> Path:
 
 @functools.cache
 def _source() -> str:
-    """The package for the probe interpreters: a world-readable copy, so one running as uid 65534
-    imports it wherever the checkout lives (a private temporary folder, a 0700 home)."""
+    """The package under test (the checkout's, or the image's installed one) for the probe interpreters:
+    a world-readable copy, so one running as uid 65534 imports it wherever it lives (a private
+    temporary folder, a 0700 home)."""
     root = Path(tempfile.mkdtemp(dir=_writable("/srv", "/mnt", "/opt", SRC.parent), prefix=".probe-src-"))
     root.chmod(0o755)
-    shutil.copytree(SRC / "grpo_rlvr", root / "grpo_rlvr", ignore=shutil.ignore_patterns("__pycache__"))
+    package = Path(grpo_rlvr.__file__).parent
+    shutil.copytree(package, root / "grpo_rlvr", ignore=shutil.ignore_patterns("__pycache__"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return str(root)
 
