@@ -158,7 +158,6 @@ def decode_value(raw: Any) -> Any:
     return raw  # the recipe parser decides
 
 
-
 def _python_literal(text: str) -> list[Any] | dict[str, Any] | None:
     """A list or dict written as a Python literal, or None when the text is not one of JSON's shapes (a
     set, a tuple, bytes, a complex number or a non-string key would not survive the trip through JSON)."""
