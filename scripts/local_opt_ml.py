@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_sagemaker import check_no_secrets, check_recipe, hyperparameters  # puts src/ on sys.path
-
+# A plain checkout runs this script uninstalled: the modules it needs want only PyYAML.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths
+from grpo_rlvr.sagemaker_job import check_no_secrets, check_recipe, hyperparameters
 
 CHANNELS = ("train", "val", "rewards")
 
