@@ -38,7 +38,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a bad value in one line (no usage block), exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"launch_sagemaker: error: {message}\n")
 
 
 def positive_int(text: str) -> int:
@@ -67,7 +67,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="launch_sagemaker.py",
         description=__doc__,
         formatter_class=HelpFormatter,
     )
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.region:
             check_region(args.region)
     except ValueError as err:  # JobRequestError, ConfigError, ContractError, a --hp or --env not KEY=VALUE
-        print(f"launch_sagemaker.py: error: {err}", file=sys.stderr)
+        print(f"launch_sagemaker: error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
         print(json.dumps(request, indent=2))
@@ -126,9 +125,9 @@ def send(request: dict[str, Any], region: str | None, wait: bool) -> int:
         check_region(client.meta.region_name)
         return submit(request, client, wait)
     except NoRegionError:
-        print("launch_sagemaker.py: error: no AWS region: give --region or set AWS_REGION", file=sys.stderr)
+        print("launch_sagemaker: error: no AWS region: give --region or set AWS_REGION", file=sys.stderr)
     except (JobRequestError, BotoCoreError, ClientError) as err:  # no credentials, access denied, ...
-        print(f"launch_sagemaker.py: error: {err}", file=sys.stderr)
+        print(f"launch_sagemaker: error: {err}", file=sys.stderr)
     return 2
 
 

@@ -305,7 +305,7 @@ def test_what_aws_would_refuse_is_one_line_before_any_call(option: str, value: s
     assert result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if not line.startswith("note:")]
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("launch_sagemaker.py: error: ")
+    assert lines[0].startswith("launch_sagemaker: error: ")
     assert says in lines[0]
 
 
@@ -356,8 +356,7 @@ def test_missing_region_is_one_line(
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     assert launch.main(BASE_ARGS) == 2
     assert (
-        capsys.readouterr().err
-        == "launch_sagemaker.py: error: no AWS region: give --region or set AWS_REGION\n"
+        capsys.readouterr().err == "launch_sagemaker: error: no AWS region: give --region or set AWS_REGION\n"
     )
 
 
