@@ -529,3 +529,29 @@ def test_default_out_dir_follows_sagemaker(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv("SAGEMAKER_BASE_DIR")
     expected = Path("/opt/ml/output/data") if Path("/opt/ml").is_dir() else Path("eval")
     assert evaluate.default_out_dir() == expected
+
+
+def test_model_on_a_checkpoint_folder_says_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A LoRA checkpoint holds an adapter, not a model: the error names the base+adapter form to use."""
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-6"
+    checkpoint.mkdir(parents=True)
+    adapter_config = {"base_model_name_or_path": "Qwen/Qwen2.5-0.5B"}
+    (checkpoint / "adapter_config.json").write_text(json.dumps(adapter_config))
+    (checkpoint / "adapter_model.safetensors").write_bytes(b"")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(checkpoint), "--out", str(out), "--limit", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sentencepiece" not in err
+    assert f"pass --model Qwen/Qwen2.5-0.5B+{checkpoint}" in err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_model_on_a_folder_without_a_model_says_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no config.json, so it is no transformers model folder: pass the model_dir" in err
