@@ -20,19 +20,24 @@ LAUNCH_ARGS ?= --help
 DOCKER ?= docker
 BUILD_ARGS ?=
 
+.DEFAULT_GOAL := help
+
+help: ## list the targets and what each does (the default)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
+
 env: $(ENV_STAMP) ## create or refresh .venv with the lock's versions (CPU torch where pip's find-links has it)
 
 $(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
 	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
 	@touch $@
 
-.PHONY: build image-test lock env data train smoke reproduce-mini test lint bench eval push launch
+.PHONY: help build image-test lock env data train smoke reproduce-mini test lint bench eval push launch
 
 # BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
 build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
 	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t $(IMAGE) .
 
-image-test: ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
+image-test: $(ENV_STAMP) ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
 	IMAGE=$(IMAGE) PY=$(PY) scripts/image_test.sh
 
 lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.11 (no builds, see docker/uv.toml)

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 # A plain checkout runs this script uninstalled: the package's job modules need only the standard
 # library and PyYAML (botocore, when installed, for the checks).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.sagemaker_job import JobRequestError, build_request, check_region, submit
 
 
@@ -59,10 +60,6 @@ def hours(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive, finite number of hours, got {text!r}")
     return value
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and each option's default."""
 
 
 def build_parser() -> argparse.ArgumentParser:

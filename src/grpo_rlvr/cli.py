@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from grpo_rlvr import data
+from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 
@@ -135,7 +136,8 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grpo-rlvr", description=__doc__)
+    parser = argparse.ArgumentParser(prog="grpo-rlvr", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="validate a dataset and write train/ and val/ channels as JSONL")
@@ -232,7 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="print package versions and devices")
     p.set_defaults(func=_env)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("grpo-rlvr")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def quiet_notices() -> None:
