@@ -62,7 +62,6 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import logging
 
     from grpo_rlvr import evaluate
     from grpo_rlvr.grading import accuracy_line
@@ -248,18 +247,8 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def quiet_notices() -> None:
-    """Silence library notices that flag nothing wrong on a healthy run, before those libraries load.
-
-    bitsandbytes warns on every import on CPUs with AVX512-BF16 that an optional hub kernel for 4-bit
-    CPU matmuls is missing; its errors still show.
-    """
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_notices()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors

@@ -25,8 +25,8 @@ from grpo_rlvr.sagemaker import encode_hyperparameters
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # A URL's userinfo (`https://user:password@host/`): the part before `@` in the authority.
 _URL_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
-# The trainer prints each logging step as a dict line, values as strings:
-#   {'loss': '0.0123', 'grad_norm': '0.51', ..., 'reward': '0.75', ..., 'step_time': '1.9'}
+# The trainer prints each logging step as a dict line of numbers (grpo_rlvr.history):
+#   {'loss': 0.0123, 'grad_norm': 0.51, ..., 'reward': 0.75, ..., 'step_time': 1.9}
 # SageMaker reads these from the job's log into the console's charts and CloudWatch.
 LOGGED_METRICS = {
     "train:reward": "reward",
@@ -71,8 +71,8 @@ def refuse_url_credentials(where: str, value: str) -> None:
 
 
 def metric_definitions() -> list[dict[str, str]]:
-    """One MetricDefinition per logged key: `'key': 'number'` (the quote before the key keeps
-    `loss` from matching `train_loss`)."""
+    """One MetricDefinition per logged key: `'key': number` (the quote before the key keeps `loss` from
+    matching `train_loss`; a number in quotes, as transformers' own progress bar prints it, matches too)."""
     return [
         {"Name": name, "Regex": f"'{key}': '?(-?[0-9.]+(?:e[-+]?[0-9]+)?)"}
         for name, key in LOGGED_METRICS.items()
@@ -86,13 +86,11 @@ def check_recipe(recipe: str, items: list[str]) -> None:
     keys need TRL's settings, so from a plain checkout without the training stack only the job checks them.
     """
     from grpo_rlvr import config
-    from grpo_rlvr.cli import quiet_notices
     from grpo_rlvr.sagemaker import check_no_contract_keys
 
     overrides = parse_overrides(items)
     check_no_contract_keys(overrides)
     config.find_recipe(recipe)
-    quiet_notices()
     try:
         from trl import GRPOConfig  # noqa: F401  (trl imports lazily: this loads the training stack)
     except (ImportError, RuntimeError) as err:

@@ -67,7 +67,7 @@ from grpo_rlvr.checkpoints import (
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.files import write_atomic
-from grpo_rlvr.history import write_history
+from grpo_rlvr.history import use_numeric_progress, write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
@@ -146,6 +146,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             callbacks=[MarkCompleteCheckpoints(), rotation, StopOnNonFinite(), stop, *callbacks],
         )
         match_saved_modules(trainer.model)
+        use_numeric_progress(trainer)
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
