@@ -304,7 +304,7 @@ def test_limit_and_shots_change_what_is_evaluated(tmp_path: Path, tiny_model: st
     assert [(r["shots"], r["n"]) for r in metrics["results"]] == [(0, 2)]
     assert [(r["id"], r["shots"]) for r in _jsonl(out / "predictions.jsonl")] == [(0, 0), (1, 0)]
 
-    assert _cli(tmp_path, "--model", tiny_model, "--limit", "3", "--shots", "2,0", *FAST) == 0
+    assert _cli(tmp_path, "--model", tiny_model, "--limit", "3", "--shots", "2,0", "--overwrite", *FAST) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(r["shots"], r["n"]) for r in metrics["results"]] == [(0, 3), (2, 3)]
     rows = _jsonl(out / "predictions.jsonl")
@@ -555,3 +555,19 @@ def test_model_on_a_folder_without_a_model_says_what_to_pass(
     assert main(["evaluate", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "eval")]) == 2
     err = capsys.readouterr().err
     assert "holds no config.json, so it is no transformers model folder: pass the model_dir" in err
+
+
+def test_an_earlier_evaluation_is_not_overwritten_silently(
+    tmp_path: Path, tiny_model: str, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", tiny_model, "--data", str(GSM8K / "test.jsonl"), "--limit", "2"]
+    args += ["--shots", "0", "--max-new-tokens", "4", "--out", str(out)]
+    assert main(args) == 0
+    assert f"results into {out}" in capsys.readouterr().out
+    first = (out / "metrics.json").read_text()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} already holds an evaluation" in err and "--overwrite" in err
+    assert (out / "metrics.json").read_text() == first
+    assert main([*args, "--overwrite"]) == 0

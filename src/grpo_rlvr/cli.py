@@ -72,12 +72,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     shots = evaluate.parse_shots(args.shots)
     models = [evaluate.ModelSpec(args.model, args.adapter)] if args.model else args.compare
     prompt_format, end_tokens = _training_format(args.recipe)
+    out = args.out or evaluate.default_out_dir()
+    if (out / evaluate.METRICS).exists() and not args.overwrite:
+        raise ValueError(
+            f"{out} already holds an evaluation ({evaluate.METRICS}): pass --out with a new folder, "
+            "or --overwrite to replace it"
+        )
     examples, info = evaluate.load_eval_examples(args.data, args.split, args.limit)
     print(
         f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']}), "
-        f"{'chat' if prompt_format.chat else 'text'} prompts"
+        f"{'chat' if prompt_format.chat else 'text'} prompts; results into {out}"
     )
-    out = args.out or evaluate.default_out_dir()
     metrics = evaluate.evaluate_examples(
         models,
         examples,
@@ -196,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=Path,
-        help="default: $SAGEMAKER_BASE_DIR/output/data, /opt/ml/output/data in the container, else ./eval",
+        help="folder for the results; default: $SAGEMAKER_BASE_DIR/output/data, /opt/ml/output/data in the "
+        "container, else ./eval",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out"
     )
     p.set_defaults(func=_evaluate)
 
