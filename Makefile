@@ -68,8 +68,9 @@ smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher,
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
 
-reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO on the GSM8K rewards, held-out base vs trained
-	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini
+SIZE ?= full
+reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO, held-out base vs trained (SIZE=small: a quick look)
+	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini --size $(SIZE)
 
 test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest

@@ -17,7 +17,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        silent = action.default in (None, False, argparse.SUPPRESS, []) or "default" in text
+        default = action.default
+        silent = (
+            default is None or default is False or default in (argparse.SUPPRESS, []) or "default" in text
+        )
         if silent or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
