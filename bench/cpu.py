@@ -121,8 +121,9 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 def print_table(rows: list[tuple[str, str, str]], machine: dict[str, Any], what: str) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     print(
-        f"\nCPU benchmark {machine['date']}, {what}: {machine['cpus_usable']} cores ({machine['cpu_model']}), "
-        f"torch threads {machine['torch_threads']}, load {machine['load_average_1m']:.1f}"
+        f"\nCPU benchmark {machine['date']}, {what}: {machine['cpus_usable']} cores "
+        f"({machine['cpu_model']}), torch threads {machine['torch_threads']}, "
+        f"load {machine['load_average_1m']:.1f}"
     )
     for name, value, note in rows:
         print(f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {note}")
