@@ -16,7 +16,7 @@ says `report_to: none` explicitly: then nothing is reported, MLflow included.
 Checks that need no model run here too: the model path, the rewards and their options (after loading a
 user reward module), the prompt format, the group size against the batch and the shot count; each
 failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
-is checked by `train.run` before it loads the model.
+is checked by `training.grpo.run` before it loads the model.
 """
 
 from __future__ import annotations
