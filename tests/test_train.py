@@ -1,6 +1,7 @@
 """GRPO training end to end on CPU: it learns, it saves loadable models, it resumes, it stops cleanly on
 SIGTERM, two processes agree, and every recipe error fails before a model loads."""
 
+import dataclasses
 import json
 import os
 import re
@@ -605,6 +606,31 @@ def test_rotation_never_leaves_fewer_than_one_complete_checkpoint(
     summary = grpo.run(load_config(recipe))
     assert summary["resumed_from"] == str(saved / "checkpoint-1") and summary["global_step"] == 3
     assert [p.name for p in saved.glob("checkpoint-*")] == ["checkpoint-3"]  # rotation still applies
+
+
+def test_run_leaves_the_config_unchanged_and_the_summary_records_it(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    """Every value the trainer sees differently (rotation, end tokens, stop rule, model init options) goes
+    to the trainer's own copy: the validated config, frozen, is what run_summary.json records."""
+    values = {
+        "save_strategy": "steps", "save_steps": 1, "save_total_limit": 1, "end_tokens": ["<|im_end|>"],
+        "model_init_kwargs": {"low_cpu_mem_usage": True}, "eval_at_end": False, **LORA,
+    }  # fmt: skip
+    config = load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=2, **values))
+    before = json.dumps(config.resolved(), sort_keys=True)
+    training = dict(vars(config.training))
+    summary = grpo.run(config)
+    assert json.dumps(config.resolved(), sort_keys=True) == before
+    assert {k: v for k, v in vars(config.training).items() if training.get(k) is not v} == {}
+    args = config.training
+    assert (args.save_total_limit, args.generation_kwargs, args.model_init_kwargs) == (
+        1, None, {"low_cpu_mem_usage": True},
+    )  # fmt: skip
+    assert summary["config"] == json.loads(before) and summary["global_step"] == 2
+    assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.data.end_tokens = None  # type: ignore[misc]
 
 
 def test_a_ctrl_c_run_exits_130(

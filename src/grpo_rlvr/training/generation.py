@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import torch
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 
 from grpo_rlvr import data as gsm8k_data
-from grpo_rlvr.config import ConfigError, DataArguments
+from grpo_rlvr.config import ConfigError, DataArguments, RunConfig
 from grpo_rlvr.prompt_format import PromptFormat
 
 
@@ -25,24 +25,31 @@ def end_token_ids(data: DataArguments, prompt_format: PromptFormat, tokenizer: A
         raise ConfigError("end_tokens", str(err)) from err
 
 
-def add_end_tokens(model: torch.nn.Module, args: GRPOConfig, ids: list[int]) -> None:
+def add_end_tokens(model: torch.nn.Module, ids: list[int]) -> None:
     """TRL ends completions (and counts them finished) at the model's generation-config EOS ids: add
-    ours there; vLLM reads its end tokens from the model folder, so it gets them as `stop_token_ids`."""
+    ours there (vLLM gets them from `generation_kwargs`)."""
     if not ids:
         return
     eos = model.generation_config.eos_token_id
     eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     model.generation_config.eos_token_id = [*eos, *(i for i in ids if i not in eos)]
-    if args.use_vllm:
-        args.generation_kwargs = {"stop_token_ids": ids, **(args.generation_kwargs or {})}
 
 
-def add_stop_rule(args: GRPOConfig, stop_strings: Sequence[str]) -> None:
-    """Training generation ends where evaluation's does (the prompt format's `stop_strings`), through
-    TRL's own `generation_kwargs`: vLLM's SamplingParams read `stop`, transformers' GenerationConfig
-    `stop_strings`. A value the recipe sets itself wins."""
-    key = "stop" if args.use_vllm else "stop_strings"
-    args.generation_kwargs = {key: list(stop_strings), **(args.generation_kwargs or {})}
+def generation_kwargs(config: RunConfig, end_ids: list[int]) -> dict[str, Any] | None:
+    """TRL's `generation_kwargs` for training: the recipe's own, plus where completions end.
+
+    The stop rule (`stop_at_answer`) ends training generation where evaluation's ends (the prompt
+    format's `stop_strings`): vLLM's SamplingParams read `stop`, transformers' GenerationConfig
+    `stop_strings`. vLLM reads its end tokens from the model folder, so it gets ours as
+    `stop_token_ids`. A value the recipe sets itself wins."""
+    args, ours = config.training, {}
+    if config.data.stop_at_answer:
+        ours["stop" if args.use_vllm else "stop_strings"] = list(config.prompt_format.stop_strings)
+    if end_ids and args.use_vllm:
+        ours["stop_token_ids"] = end_ids
+    if not ours:
+        return args.generation_kwargs
+    return {**ours, **(args.generation_kwargs or {})}
 
 
 class StopAtAnswerTrainer(GRPOTrainer):

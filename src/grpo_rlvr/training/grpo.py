@@ -22,6 +22,7 @@ from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, latest_c
 from grpo_rlvr.config import RunConfig, load_config
 from grpo_rlvr.history import write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
+from grpo_rlvr.training.arguments import trainer_arguments
 from grpo_rlvr.training.callbacks import (
     GracefulStop,
     MarkCompleteCheckpoints,
@@ -29,8 +30,8 @@ from grpo_rlvr.training.callbacks import (
     StopOnNonFinite,
     check_checkpoint,
 )
-from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, add_stop_rule, end_token_ids
-from grpo_rlvr.training.model import check_lora_targets, load_model, match_saved_modules, use_plain_cpu_device
+from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, end_token_ids
+from grpo_rlvr.training.model import check_lora_targets, load_model, match_saved_modules
 from grpo_rlvr.training.outputs import (
     ADAPTER_DIR,
     evaluate_at_end,
@@ -47,8 +48,7 @@ log = logging.getLogger(__name__)
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Train, save and summarise one run; returns the run summary (written by the main process only)."""
     started = time.time()
-    args = config.training
-    resolved = config.resolved()  # before the trainer adjusts anything
+    args = config.training  # the recipe's GRPOConfig, never changed: the trainer gets its own copy
     model_path = resolve_model_path(config.model.model_name_or_path)
     if config.model.model_name_or_path.startswith(BUILTIN_PREFIX):
         log.info(
@@ -87,23 +87,24 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         if peft_config is not None:
             check_lora_targets(peft_config, model_path, config.model, args)
         model = load_model(model_path, config.model, args)
-        use_plain_cpu_device(args)
-        rotation = RotateCompleteCheckpoints(args.save_total_limit)
-        args.save_total_limit = None  # transformers would rotate before the new checkpoint is complete
 
         # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule
-        add_end_tokens(model, args, end_ids)
-        if config.data.stop_at_answer:
-            add_stop_rule(args, config.prompt_format.stop_strings)
+        add_end_tokens(model, end_ids)
         trainer = StopAtAnswerTrainer(
             model=model,
             reward_funcs=funcs,
-            args=args,
+            args=trainer_arguments(config, end_ids),
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[MarkCompleteCheckpoints(), rotation, StopOnNonFinite(), stop, *callbacks],
+            callbacks=[
+                MarkCompleteCheckpoints(),
+                RotateCompleteCheckpoints(args.save_total_limit),
+                StopOnNonFinite(),
+                stop,
+                *callbacks,
+            ],
         )
         match_saved_modules(trainer.model)
 
@@ -138,7 +139,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         "rewards": reward_means(trainer.state.log_history, trainer.reward_func_names),
         "wall_time_s": round(time.time() - started, 1),
         "versions": package_versions(),
-        "config": resolved,
+        "config": config.resolved(),
     }
     if not trainer.is_world_process_zero():
         return summary

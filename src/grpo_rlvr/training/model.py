@@ -38,7 +38,6 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
         "trust_remote_code": args.trust_remote_code,
         **(args.model_init_kwargs or {}),
     }
-    args.model_init_kwargs = None  # applied here; TRL would otherwise warn that they are ignored
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
@@ -96,14 +95,3 @@ def match_saved_modules(model: torch.nn.Module) -> None:
         dtype = next(original.parameters()).dtype
         for copy in copies.values():
             copy.to(dtype)
-
-
-def use_plain_cpu_device(args: GRPOConfig) -> None:
-    """Give a multi-process CPU run the device `cpu`, not accelerate's `cpu:0`, so it can resume.
-
-    With several processes transformers loads the optimizer state with `map_location=args.device`, and
-    `torch.load` cannot map to "cpu:0" (the same device as "cpu"). `TrainingArguments.device` reads the
-    `_setup_devices` cached property, so its cached value is replaced; the accelerator keeps its own.
-    """
-    if args.device.type == "cpu" and args.device.index is not None:
-        args.__dict__["_setup_devices"] = torch.device("cpu")
