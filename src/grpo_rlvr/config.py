@@ -90,6 +90,14 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _check_shots(key: str, shots: Iterable[int], given: object) -> None:
+    """The default prompt format's range of shot counts, as a ConfigError naming the key."""
+    try:
+        DEFAULT.check_shots(shots, given)
+    except ValueError as err:
+        raise ConfigError(key, str(err)) from None
+
+
 def _json_mapping(key: str, value: dict | str | None) -> dict:
     """A mapping setting, given as a mapping (recipe) or as JSON text (a command line)."""
     if isinstance(value, str):
@@ -153,8 +161,7 @@ class DataArguments:
     def __post_init__(self) -> None:
         # The one normalisation, made while the object is built (frozen: nothing changes it afterwards).
         object.__setattr__(self, "prompt_format", _json_mapping("prompt_format", self.prompt_format) or None)
-        if not 0 <= self.num_shots <= MAX_SHOTS:
-            raise ConfigError("num_shots", f"must be between 0 and {MAX_SHOTS}, got {self.num_shots}")
+        _check_shots("num_shots", [self.num_shots], self.num_shots)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError("val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         for key in ("max_prompt_tokens", "max_train_samples", "max_val_samples"):
@@ -213,8 +220,7 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
-        if any(not 0 <= k <= MAX_SHOTS for k in self.eval_shots or ()):
-            raise ConfigError("eval_shots", f"each must be between 0 and {MAX_SHOTS}, got {self.eval_shots}")
+        _check_shots("eval_shots", self.eval_shots or (), self.eval_shots)
         for key in ("eval_max_new_tokens", "eval_limit"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -549,10 +555,12 @@ def prompt_format(data: DataArguments) -> PromptFormat:
     answer = extract(probe, chosen.canonical)
     if answer.value != 1234 or not answer.canonical:
         raise ConfigError("prompt_format", f"answer_line: the extractor cannot read the number in {probe!r}")
-    if data.num_shots > len(chosen.exemplars):
+    try:
+        chosen.check_shots([data.num_shots], data.num_shots)
+    except ValueError:
         raise ConfigError(
             "num_shots", f"{data.num_shots} shots but prompt_format has {len(chosen.exemplars)} exemplars"
-        )
+        ) from None
     return chosen
 
 

@@ -43,7 +43,7 @@ from grpo_rlvr.data import (
 )
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.grading import grade_one, wilson_interval
-from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
+from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, PromptFormat
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
@@ -332,8 +332,10 @@ def parse_shots(text: str) -> list[int]:
         shots = sorted({int(part) for part in text.split(",")})
     except ValueError:
         raise ValueError(f"--shots must be comma-separated integers such as 0,2,4,8, got {text!r}") from None
-    if shots[0] < 0 or shots[-1] > MAX_SHOTS:
-        raise ValueError(f"--shots values must be between 0 and {MAX_SHOTS}, got {text!r}")
+    try:
+        DEFAULT.check_shots(shots, repr(text))
+    except ValueError as err:
+        raise ValueError(f"--shots values {err}") from None
     return shots
 
 

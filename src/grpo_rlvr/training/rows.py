@@ -7,6 +7,7 @@ from typing import Any
 
 from grpo_rlvr import data as gsm8k_data
 from grpo_rlvr.config import ConfigError, DataArguments
+from grpo_rlvr.data import DroppedRows
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 
@@ -19,20 +20,14 @@ def prepare_data(
     """Training and validation rows with prompts; over-long prompts dropped or failing, each named by its
     file:line in the log and the summary."""
     loaded: dict[str, str] = {}
-    issues: dict[str, dict[str, Any]] = {}
+    dropped_rows: dict[str, DroppedRows] = {}  # by part, as loading and then the prompt limit drop them
     prompts_dropped = {"train": 0, "val": 0}
-
-    def report(problems: list[str]) -> None:
-        for problem in problems[: gsm8k_data.SHOWN_ISSUES]:
-            log.warning("dropped %s", problem)
-        if len(problems) > gsm8k_data.SHOWN_ISSUES:
-            log.warning("... and %d more dropped rows", len(problems) - gsm8k_data.SHOWN_ISSUES)
 
     def load(part: str, source: str, split: str) -> list[tuple[dict[str, Any], str]]:
         examples, result = gsm8k_data.load_examples(source, hub_config=data.dataset_config, split=split)
-        loaded[part], issues[part] = result.summary(), result.issues()
+        loaded[part], dropped_rows[part] = result.summary(), DroppedRows(list(result.problems))
         log.info("%s data %s: %s", part, source, loaded[part])
-        report(result.problems)
+        dropped_rows[part].log(log)
         return list(zip(examples, result.places, strict=True))
 
     rows = load("train", data.dataset_path, data.dataset_split)
@@ -51,10 +46,8 @@ def prepare_data(
         )
         prompts_dropped[part] = len(dropped)
         if dropped:
-            listed = issues.setdefault(part, {"count": 0, "first": []})
-            listed["count"] += len(dropped)
-            listed["first"] = (listed["first"] + dropped)[: gsm8k_data.SHOWN_ISSUES]
-            report(dropped)
+            DroppedRows(dropped).log(log)
+            dropped_rows.setdefault(part, DroppedRows()).problems.extend(dropped)
         return kept
 
     train_rows, val_rows = with_prompts("train", rows), with_prompts("val", val)
@@ -63,7 +56,7 @@ def prepare_data(
         val_rows,
         {
             "loaded": loaded,
-            "issues": issues,
+            "issues": {part: drops.issues() for part, drops in dropped_rows.items()},
             "train_rows": len(train_rows),
             "val_rows": len(val_rows),
             "prompts_dropped": prompts_dropped,
