@@ -72,7 +72,9 @@ def test_a_changed_template_reaches_training_grading_and_evaluation(
 
     def answering(*args: Any) -> Answering:
         backends.append(
-            Answering({r["question"].strip(): r["answer"].rpartition("####")[2] for r in val_rows}, args[4])
+            Answering(
+                {r["question"].strip(): r["answer"].rpartition("####")[2] for r in val_rows}, args[2].stop
+            )
         )
         return backends[-1]
 

@@ -367,10 +367,11 @@ def prompt_text(prompt: str | list[dict[str, str]], tokenizer: Any) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def single_token_ids(tokens: Sequence[str], tokenizer: Any) -> list[int]:
-    """The id of each token; ValueError for one this tokenizer writes as several (it could end nothing)."""
+def end_token_ids(tokens: Sequence[str] | None, tokenizer: Any) -> list[int]:
+    """The id of each of a run's `end_tokens`, where generation stops (in training and evaluation alike);
+    ValueError for one this tokenizer writes as several (it could end nothing)."""
     ids = []
-    for token in tokens:
+    for token in tokens or ():
         encoded = tokenizer.encode(token, add_special_tokens=False)
         if len(encoded) != 1:
             raise ValueError(f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")

@@ -15,12 +15,13 @@ from grpo_rlvr.config import ConfigError, DataArguments, RunConfig
 from grpo_rlvr.prompt_format import PromptFormat
 
 
-def end_token_ids(data: DataArguments, prompt_format: PromptFormat, tokenizer: Any) -> list[int]:
-    """The ids of the recipe's `end_tokens` (each must be one token), checked before the model loads."""
+def check_tokenizer(data: DataArguments, prompt_format: PromptFormat, tokenizer: Any) -> list[int]:
+    """The tokenizer fits the recipe (a chat template for a chat format, every end token one token),
+    checked before the model loads; returns the end tokens' ids."""
     if prompt_format.chat and not tokenizer.chat_template:
         raise ConfigError("prompt_format", "chat needs a tokenizer with a chat template; this one has none")
     try:
-        return gsm8k_data.single_token_ids(data.end_tokens or (), tokenizer)
+        return gsm8k_data.end_token_ids(data.end_tokens, tokenizer)
     except ValueError as err:
         raise ConfigError("end_tokens", str(err)) from err
 

@@ -30,7 +30,7 @@ from grpo_rlvr.training.callbacks import (
     StopOnNonFinite,
     check_checkpoint,
 )
-from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, end_token_ids
+from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, check_tokenizer
 from grpo_rlvr.training.model import check_lora_targets, load_model, match_saved_modules
 from grpo_rlvr.training.outputs import (
     ADAPTER_DIR,
@@ -65,7 +65,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             model_path, revision=config.model.model_revision, trust_remote_code=args.trust_remote_code,
             padding_side="left", truncation_side="left",
         )  # fmt: skip
-        end_ids = end_token_ids(config.data, config.prompt_format, tokenizer)
+        end_ids = check_tokenizer(config.data, config.prompt_format, tokenizer)
         train_rows, val_rows, data_info = prepare_data(
             config.data, tokenizer, args.seed, config.prompt_format
         )

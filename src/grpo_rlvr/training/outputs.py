@@ -10,13 +10,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForCausalLM, GenerationConfig
+from transformers import GenerationConfig
 from trl import GRPOTrainer
 
 from grpo_rlvr.checkpoints import SUMMARY_NAME
 from grpo_rlvr.config import RunConfig
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.files import write_atomic
+from grpo_rlvr.merging import merged_model
 from grpo_rlvr.training.callbacks import NonFiniteError
 from grpo_rlvr.training.model import torch_dtype
 
@@ -110,19 +111,18 @@ def check_finite_weights(folder: Path) -> None:
 
 def merge_adapter(base_path: str, adapter_dir: Path, out_dir: Path, config: RunConfig) -> None:
     """Merge the saved adapter into a fresh full-precision base (also for QLoRA) and save it."""
-    from peft import PeftModel
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     # Only the main process merges, after training: a ZeRO-3 partitioned load here would wait forever
     # for the other processes, so this load is an ordinary one.
     unset_hf_deepspeed_config()
-    base = AutoModelForCausalLM.from_pretrained(
+    merged = merged_model(
         base_path,
-        revision=config.model.model_revision,
+        adapter_dir,
         dtype=torch_dtype(config.model.dtype),
+        revision=config.model.model_revision,
         trust_remote_code=config.training.trust_remote_code,
     )
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(out_dir)
 
 
