@@ -86,7 +86,9 @@ def time_to_exit(command: Sequence[str], env: dict[str, str], code: int) -> floa
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != code:
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}, not {code}:\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} exited {done.returncode}, not {code}:\n{done.stderr[-2000:]}"
+        )
     return seconds
 
 
@@ -97,7 +99,10 @@ def config_error_commands(workdir: Path) -> dict[str, tuple[list[str], dict[str,
     train = [sys.executable, "-m", "grpo_rlvr.cli", "train", "--recipe", RECIPE, "learning_rat=1e-5"]
     return {
         "train": (train, env),
-        "launch": ([sys.executable, "-m", "grpo_rlvr.cli", "launch"], {**env, "SAGEMAKER_BASE_DIR": str(base)}),
+        "launch": (
+            [sys.executable, "-m", "grpo_rlvr.cli", "launch"],
+            {**env, "SAGEMAKER_BASE_DIR": str(base)},
+        ),
     }
 
 

@@ -98,10 +98,17 @@ def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path
             {"learning_rat": 1e-5}, "learning_rat", "did you mean 'learning_rate'", id="unknown-key"
         ),
         pytest.param({"no_bf16": True}, "no_bf16", "unknown key", id="argparse-complement-is-not-a-key"),
-        pytest.param({"num_train_epochs": "two"}, "num_train_epochs", "must be a number, got 'two'", id="wrong-type"),
-        pytest.param({"use_peft": "maybe"}, "use_peft", "must be true or false, got 'maybe'", id="wrong-bool"),
         pytest.param(
-            {"prompt_length_policy": "cut"}, "prompt_length_policy", "must be one of 'drop', 'fail'; got 'cut'", id="bad-choice"
+            {"num_train_epochs": "two"}, "num_train_epochs", "must be a number, got 'two'", id="wrong-type"
+        ),
+        pytest.param(
+            {"use_peft": "maybe"}, "use_peft", "must be true or false, got 'maybe'", id="wrong-bool"
+        ),
+        pytest.param(
+            {"prompt_length_policy": "cut"},
+            "prompt_length_policy",
+            "must be one of 'drop', 'fail'; got 'cut'",
+            id="bad-choice",
         ),
         pytest.param({"run_name": ["a", "b"]}, "run_name", "takes one value", id="list-for-scalar"),
         pytest.param({"learning_rate": None}, "learning_rate", "may not be null", id="null-for-required"),

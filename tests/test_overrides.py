@@ -122,9 +122,28 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
 def test_trl_style_flags_read_as_key_value() -> None:
     own = ("--recipe", "--print-config")
     assert from_flags(
-        ["--recipe", "r", "--learning_rate", "-1e-5", "--bf16", "--max-steps=3", "a=1", "--print-config", "--x"],
+        [
+            "--recipe",
+            "r",
+            "--learning_rate",
+            "-1e-5",
+            "--bf16",
+            "--max-steps=3",
+            "a=1",
+            "--print-config",
+            "--x",
+        ],
         own,
-    ) == ["--recipe", "r", "learning_rate=-1e-5", "bf16=true", "max_steps=3", "a=1", "--print-config", "x=true"]
+    ) == [
+        "--recipe",
+        "r",
+        "learning_rate=-1e-5",
+        "bf16=true",
+        "max_steps=3",
+        "a=1",
+        "--print-config",
+        "x=true",
+    ]
 
 
 def test_the_grammar() -> None:

@@ -470,8 +470,8 @@ def _arg(value: Any) -> str:
 
 
 _GROUP_KEYS = (
-    "per_device_train_batch_size", "generation_batch_size", "steps_per_generation", "gradient_accumulation_steps",
-    "num_generations",
+    "per_device_train_batch_size", "generation_batch_size", "steps_per_generation",
+    "gradient_accumulation_steps", "num_generations",
 )  # fmt: skip
 
 

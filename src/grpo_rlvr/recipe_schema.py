@@ -15,6 +15,7 @@ parser's own actions for every field, so neither can drift from what the full va
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
@@ -64,10 +65,8 @@ def field_kind(field: dataclasses.Field, hint: Any) -> dict[str, Any]:
     default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
     if default is not dataclasses.MISSING:
         default = default.value if isinstance(default, enum.Enum) else default
-        try:
+        with contextlib.suppress(TypeError, ValueError):  # not plain data: no check here needs it
             described["default"] = json.loads(json.dumps(default))
-        except (TypeError, ValueError):  # not plain data: no check here needs it
-            pass
     return described
 
 
@@ -175,7 +174,9 @@ def check_values(
 
 def write_snapshot() -> None:
     """Describe the installed TRL's classes into `trl_fields.json` (after a TRL upgrade)."""
-    SNAPSHOT.write_text(json.dumps(describe(trl_classes()), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    SNAPSHOT.write_text(
+        json.dumps(describe(trl_classes()), indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
     print(f"wrote {SNAPSHOT}", file=sys.stderr)
 
 
