@@ -80,17 +80,16 @@ def test_a_list_item_of_the_wrong_type_is_named(tmp_path: Path) -> None:
 
 
 def test_a_recipe_mistake_is_found_without_importing_torch_or_trl(tmp_path: Path) -> None:
-    """What makes the error come in seconds: neither torch nor TRL (nor transformers) is imported."""
+    """What makes `grpo-rlvr train`'s error come in seconds: neither torch nor TRL is imported first."""
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({**MINIMAL, "learning_rat": 1e-5, "num_generations": 3}))
     probe = (
         "import sys\n"
-        "from grpo_rlvr.config import ConfigError, load_config\n"
-        f"try:\n    load_config({str(path)!r}, ['bf16=perhaps'])\n"
-        "except ConfigError as err:\n    print(err)\n"
-        "print(sorted(m for m in ('torch', 'trl', 'transformers', 'peft') if m in sys.modules))\n"
+        "from grpo_rlvr import cli\n"
+        f"code = cli.main(['train', '--recipe', {str(path)!r}, '--bf16', 'perhaps'])\n"
+        "print(code, sorted(m for m in ('torch', 'trl', 'transformers', 'peft') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert "learning_rat: unknown key" in out and "bf16: must be true or false" in out
-    assert "num_generations: 3 does not divide the generation batch" in out
-    assert out.strip().endswith("[]")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "learning_rat: unknown key" in done.stderr and "bf16: must be true or false" in done.stderr
+    assert "num_generations: 3 does not divide the generation batch" in done.stderr
+    assert done.stdout.strip() == "2 []"

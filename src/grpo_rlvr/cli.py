@@ -116,9 +116,12 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from grpo_rlvr.config import load_config
+
+    config = load_config(args.recipe, args.overrides)  # a recipe's mistakes come before torch and TRL load
     from grpo_rlvr.training import grpo
 
-    return grpo.execute(args.recipe, args.overrides, print_config=args.print_config)
+    return grpo.execute(config, print_config=args.print_config)
 
 
 def _env(args: argparse.Namespace) -> int:
