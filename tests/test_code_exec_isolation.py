@@ -65,6 +65,32 @@ for o in gc.get_objects():
 def square(x):
     return answers.get(x, 0)
 """
+# The program's process taken over: it speaks the judge's protocol itself (found through `gc`) and
+# hands the judge more names than it asked for: a replacement for a builtin the tests call, or
+# `__builtins__` itself. Its `abs` prints what the judge passes it: the expected value leaks.
+HIJACK = """import gc, json, os, socket, struct
+sock = next(o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0)
+def send(message):
+    data = json.dumps(message).encode()
+    sock.sendall(struct.pack('>I', len(data)) + data)
+def recv():
+    size = struct.unpack('>I', sock.recv(4, socket.MSG_WAITALL))[0]
+    return json.loads(sock.recv(size, socket.MSG_WAITALL))
+send(['ready', 'ok', []])
+while True:
+    op, *args = recv()
+    if op == 'names':
+        send(['ok', ['d', [['square', ['h', 0]], EXTRA]]])
+    elif op == 'call':
+        print('the judge passed', args[1], flush=True)
+        send(['ok', 0])
+    elif op == 'finish':
+        send(['ok', True])
+        os._exit(0)
+    else:
+        send(['raise', 'Exception', ''])
+"""
+ABS_TESTS = "assert abs(square(3) - 9) < 1e-9\nassert abs(square(-2) - 4) < 1e-9\n"
 ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `passed` is right
     "builtin shadowed in the program's namespace": (
         WRONG + "len = lambda o: 3\n", "assert len(str(square(12))) == 3\n"),
@@ -105,6 +131,10 @@ ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `p
         "for v in (1, 2):\n    assert square(v) == v * v\nassert True\n"),
     "sys.exit and os._exit patched to no-ops": (
         "import os, sys\nsys.exit = os._exit = lambda *a: None\n" + WRONG, SQUARE_TESTS),
+    "judge handed a builtin it did not ask for": (
+        HIJACK.replace("EXTRA", "['abs', ['h', 1]]"), ABS_TESTS),
+    "judge handed __builtins__": (
+        HIJACK.replace("EXTRA", "['__builtins__', ['d', [['abs', ['h', 1]]]]]"), ABS_TESTS),
 }  # fmt: skip
 
 
@@ -114,6 +144,15 @@ def test_forging_the_verdict_fails(name: str) -> None:
     verdict = run_program(program, tests)
     assert verdict.status in {"failed", "error", "tampered", "crashed"}, verdict
     assert verdict.score() < 1.0
+
+
+@pytest.mark.parametrize("name", [name for name in ATTACKS if name.startswith("judge handed")])
+def test_the_judge_takes_only_the_names_it_asked_for(name: str) -> None:
+    """An extra name is refused before any test runs, so nothing of the tests reaches the program:
+    the judge never called the program's `abs`, which would have seen `square(3) - 9`."""
+    verdict = run_program(*ATTACKS[name])
+    assert verdict.status == "tampered", verdict
+    assert b"[-9]" not in verdict.output and b"[-4]" not in verdict.output
 
 
 @pytest.mark.parametrize(
