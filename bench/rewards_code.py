@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from grpo_rlvr.rewards.code_exec import check_sandbox, code_exec
+from grpo_rlvr.rewards.code_exec import code_exec
+from grpo_rlvr.sandbox import check_sandbox
 
 PASSING = "```python\ndef add(a, b):\n    return a + b\n```"
 FAILING = "```python\ndef add(a, b):\n    return a - b\n```"

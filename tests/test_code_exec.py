@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 
 from grpo_rlvr.rewards import resolve
-from grpo_rlvr.rewards.code_exec import (
-    Limits,
-    _sandbox_processes,
-    check_sandbox,
-    code_exec,
-    extract_code,
-    parse_tests,
-    run_program,
-)
+from grpo_rlvr.rewards.code_exec import code_exec, extract_code
+from grpo_rlvr.sandbox import Limits, check_sandbox, parse_tests, run_program
+from grpo_rlvr.sandbox.uids import sandbox_processes as uid_processes
 
 DATA = Path(__file__).parent / "data" / "code_tasks.jsonl"
 FAST = Limits(timeout=2.0)
@@ -45,7 +39,7 @@ def assert_healthy() -> None:
 
 def sandbox_processes() -> list[int]:
     """Live processes running as a sandbox uid (as root; otherwise the child keeps our uid)."""
-    return [pid for procs in _sandbox_processes().values() for pid, zombie in procs if not zombie]
+    return [pid for procs in uid_processes().values() for pid, zombie in procs if not zombie]
 
 
 # --- scoring -------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import grpo_rlvr
-from grpo_rlvr.rewards.code_exec import run_program
+from grpo_rlvr.sandbox import run_program
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SQUARE_TESTS = "assert square(3) == 9\nassert square(-2) == 4\n"
@@ -251,7 +251,7 @@ def _source() -> str:
 
 
 def _runnable(prefix: list[str], python: str) -> bool:
-    probe = [*prefix, python, "-c", "import grpo_rlvr.rewards.code_exec as c; assert c.check_sandbox()"]
+    probe = [*prefix, python, "-c", "import grpo_rlvr.sandbox as c; assert c.check_sandbox()"]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": _source()}
     return subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
 
@@ -286,7 +286,7 @@ def environments() -> dict[str, list[str]]:
 
 
 RUNNER = """import json, sys
-from grpo_rlvr.rewards.code_exec import Limits, run_program
+from grpo_rlvr.sandbox import Limits, run_program
 out = {name: run_program(p, t, Limits(timeout=5.0)) for name, (p, t) in json.load(sys.stdin).items()}
 print(json.dumps({name: [v.status, list(v.isolation)] for name, v in out.items()}))
 """
