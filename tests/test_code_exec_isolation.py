@@ -187,6 +187,7 @@ def test_values_cross_by_value(program: str, tests: str, passed: int) -> None:
 # --- what a program can reach of the host, per environment --------------------------------------
 
 
+FILL_DIRS = ("/tmp", "/var/tmp", "/dev/shm", ".")  # world-writable host dirs, then the work dir
 ENVS = ["as-is", "no-sys-admin", "unprivileged", "no-userns", "no-landlock"]
 # Runs argv[1:] as uid 65534 in a new user namespace (uids 0 and 65534 mapped through) that may
 # create no nested one: not root, and no user namespaces for the sandbox.
@@ -287,7 +288,8 @@ def environments() -> dict[str, list[str]]:
 
 RUNNER = """import json, sys
 from grpo_rlvr.sandbox import Limits, run_program
-out = {name: run_program(p, t, Limits(timeout=5.0)) for name, (p, t) in json.load(sys.stdin).items()}
+probes = json.load(sys.stdin)
+out = {name: run_program(p, t, Limits(**{"timeout": 5.0, **dict(*k)})) for name, (p, t, *k) in probes.items()}
 print(json.dumps({name: [v.status, list(v.isolation)] for name, v in out.items()}))
 """
 
@@ -359,6 +361,16 @@ class Host:
         shutil.rmtree(self.visible, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         shutil.rmtree(self.data, ignore_errors=True)
+        self.landed()
+
+    def landed(self) -> int:
+        """MB of the disk probe's files left in the host's world-writable dirs since the last call
+        (removed): written outside the run, where no limit of the run's can count them."""
+        files = [p for d in FILL_DIRS if d != "." for p in Path(d).glob(f"fill-{self.marker}-*")]
+        size = sum(p.stat().st_size for p in files)
+        for path in files:
+            path.unlink()
+        return size >> 20
 
     def written(self) -> list[str]:
         """Which of the world-writable dirs ("tmp", "data") a program wrote `w` into since the last
@@ -368,7 +380,7 @@ class Host:
             (directory / "w").unlink(missing_ok=True)
         return wrote
 
-    def probes(self) -> dict[str, tuple[str, str]]:
+    def probes(self) -> dict[str, tuple]:
         """name -> (program, tests): each passes exactly when the program could NOT reach the thing."""
         connect = (
             "import socket\ndef probe(family, address):\n    try:\n"
@@ -434,7 +446,31 @@ class Host:
             "def run(x):\n    return asyncio.run(twice(x))\n",
             "assert run(2) == 4",
         )
-        return probes
+        return probes | self.limit_probes()
+
+    def limit_probes(self) -> dict[str, tuple[str, str, dict]]:
+        """Limits for the program as a whole: four forked processes of 100 MB each under memory_mb 256
+        (each alone is within it), and six 8 MB files (each within max_file_mb) spread over every
+        writable dir under disk_mb 32. Each passes only when the limit did not hold."""
+        memory = (  # fork retried: killed processes of earlier runs may still count against RLIMIT_NPROC
+            "import os, time\ndef fork():\n    for _ in range(100):\n        try:\n"
+            "            return os.fork()\n        except BlockingIOError:\n            time.sleep(0.02)\n"
+            "def hold():\n    forked = 0\n    for _ in range(4):\n        pid = fork()\n"
+            "        if pid == 0:\n            blob = b'x' * (100 << 20)\n            time.sleep(3)\n"
+            "            os._exit(0)\n        forked += pid is not None\n    time.sleep(1)\n"
+            "    return forked\nheld = hold()\n"
+        )
+        disk = (  # the host's world-writable dirs first, then the work dir; 4 MB files, 10 per dir
+            f"def fill():\n    done = 0\n    for i in range(40):\n        where = {FILL_DIRS!r}[i // 10]\n"
+            "        try:\n"
+            f"            with open(f'{{where}}/fill-{self.marker}-{{i}}', 'wb') as f:\n"
+            "                f.write(b'x' * (4 << 20))\n            done += 4\n"
+            "        except OSError:\n            pass\n    return done\nwritten = fill()\n"
+        )
+        return {
+            "memory of all processes together": (memory, "assert held == 4", {"memory_mb": 256}),
+            "disk of all files together": (disk, "assert written > 32", {"disk_mb": 32}),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -455,6 +491,7 @@ def measured() -> Iterator[dict[str, dict]]:
                 "verdicts": json.loads(proc.stdout),
                 "contacted": host.contacted(),
                 "wrote": host.written(),
+                "landed_mb": host.landed(),
             }
         yield results
     finally:
@@ -575,3 +612,18 @@ def test_host_directories(measured: dict, env: str) -> None:
     if has_fs:  # without it, whether the interpreter is writable is up to its owner and mounts
         assert verdicts["write into the interpreter's directory"][0] == "passed"
     assert not Path(sys.base_prefix, "probe-write").exists()
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_limits_hold_for_the_program_as_a_whole(measured: dict, env: str) -> None:
+    """Memory everywhere (the host sums the run's processes). Disk wherever writes are confined to the
+    run: one private tmpfs behind every writable dir, or Landlock's work dir, which the host meters;
+    without either, files land in the host's world-writable dirs, beyond any limit (documented)."""
+    result = in_env(measured, env)
+    verdicts, mechanisms = result["verdicts"], isolation(result)
+    assert verdicts["memory of all processes together"][0] == "over_limit"
+    disk = verdicts["disk of all files together"][0]
+    if "fs" in mechanisms or landlocked(env, mechanisms):
+        assert disk in {"failed", "over_limit"} and result["landed_mb"] == 0, (disk, result["landed_mb"])
+    else:
+        assert result["landed_mb"] > 32

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpo_rlvr.sandbox.meter import MAX_FILES, SAMPLE_S, Meter, run_processes
 from grpo_rlvr.sandbox.uids import UID_POOL, lease_uid, sweep
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Limits:
     """Per-run resource limits; every field is a `reward_kwargs` option of `code_exec`."""
 
     timeout: float = 5.0  # wall clock for program + tests, seconds
-    memory_mb: int = 1024  # RLIMIT_AS
+    memory_mb: int = 1024  # resident, all of the run's processes together; RLIMIT_AS of each
     max_processes: int = 16  # RLIMIT_NPROC (per sandbox uid as root)
     max_file_mb: int = 16  # RLIMIT_FSIZE
     disk_mb: int = 64  # all of the run's files together
@@ -47,7 +48,7 @@ class Limits:
 @dataclass(frozen=True)
 class Verdict:
     """What one run produced. `status` is passed | failed | no_code | syntax_error | error | timeout |
-    tampered | crashed; only `passed` and `failed` mean every test unit was actually evaluated."""
+    over_limit | tampered | crashed; only `passed` and `failed` mean every test unit was evaluated."""
 
     status: str
     passed: int = 0
@@ -98,23 +99,32 @@ def _compiles(code: str) -> bool:
     return True
 
 
-def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits) -> tuple[bytes, bytes, bool]:
-    """Read output (capped, the rest drained) and the result pipe until the child exits or time runs
-    out. Returns (output, result, timed_out). Leftover grandchildren holding the pipes do not stall
-    this: it stops when the direct child is gone."""
+def _collect(
+    proc: subprocess.Popen, result_fd: int, limits: Limits, meter: Meter
+) -> tuple[bytes, bytes, str]:
+    """Read output (capped, the rest drained) and the result pipe until the child exits, time runs out
+    or the run goes over a program-wide limit. Returns (output, result, why it was stopped: "" when it
+    ended by itself). Leftover grandchildren holding the pipes do not stall this: it stops when the
+    direct child is gone."""
     assert proc.stdout is not None
-    bufs = {proc.stdout.fileno(): bytearray(), result_fd: bytearray()}
-    caps = {proc.stdout.fileno(): limits.max_output_bytes, result_fd: RESULT_CAP}
+    out = proc.stdout.fileno()
+    bufs = {out: bytearray(), result_fd: bytearray()}
+    caps = {out: limits.max_output_bytes, result_fd: RESULT_CAP}
     deadline = time.monotonic() + limits.timeout
+    stopped = ""
     with selectors.DefaultSelector() as sel:
         for fd in bufs:
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
             exited = proc.poll() is not None
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[result_fd]), not exited
-            events = sel.select(0 if exited else min(remaining, 0.1))
+            if remaining <= 0 and not exited:
+                stopped = "timeout"
+                break
+            if not exited and (over := meter.over()):
+                stopped = f"over_limit: {over}"
+                break
+            events = sel.select(0 if exited else min(remaining, SAMPLE_S))
             for key, _ in events:
                 data = os.read(key.fd, 65536)
                 if not data:
@@ -123,7 +133,7 @@ def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits) -> tuple[by
                 buf += data[: max(0, caps[key.fd] - len(buf))]
             if exited and not events:
                 break
-    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[result_fd]), False
+    return bytes(bufs[out]), bytes(bufs[result_fd]), stopped
 
 
 def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdict:
@@ -146,7 +156,7 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
             "uid": uid, "judge_uid": None if uid is None else uid + UID_POOL, "program": program,
             "imports": imports, "hidden": HIDDEN_DIRS, "cpu_seconds": int(limits.timeout) + 1,
             "memory_mb": limits.memory_mb, "max_file_mb": limits.max_file_mb, "disk_mb": limits.disk_mb,
-            "max_processes": limits.max_processes,
+            "max_processes": limits.max_processes, "max_files": MAX_FILES,
         }  # fmt: skip
         judge_cfg = {"nonce": nonce, "result_fd": write_end, "units": units, "names": names}
         payload = b"".join(
@@ -164,18 +174,32 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.write(payload)  # type: ignore[union-attr]
                 proc.stdin.close()  # type: ignore[union-attr]
-            output, result, timed_out = _collect(proc, read_end, limits)
+            meter = Meter(proc.pid, workdir, limits.memory_mb, limits.disk_mb)
+            output, result, stopped = _collect(proc, read_end, limits, meter)
+            if not stopped and (over := meter.disk_over()):
+                stopped = f"over_limit: {over}"
         finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc.pid)
             proc.wait()
             if uid is not None:  # catches setsid() escapees before their directory goes
                 sweep(uid)
             os.close(read_end)
             proc.stdout.close()  # type: ignore[union-attr]
-    if timed_out:
-        return Verdict("timeout", total=len(units), output=output)
+    if stopped:
+        status, _, why = stopped.partition(": ")
+        note = f"\nsandbox: stopped, {why}\n".encode() if why else b""
+        return Verdict(status, total=len(units), output=output + note)
     return _verdict(result, nonce, len(units), output)
+
+
+def _kill(first: int) -> None:
+    """SIGKILL the run: its process group, and every process below its first one (a process that
+    left the group with setsid is still there, re-parented to the judge)."""
+    for pid in run_processes(first):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(first, signal.SIGKILL)
 
 
 def _verdict(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:

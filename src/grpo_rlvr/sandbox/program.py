@@ -27,7 +27,6 @@ CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER, CLONE_NEWPID = 0x20000, 0x40000000, 0x
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x20, 0x1000, 0x4000, 0x40000
 FRAME_CAP = 64 << 20  # the largest message either side accepts
 MAX_DEPTH = 100  # nesting of a value crossing between the processes
-MAX_FILES = 8192  # files and dirs of a run (their inodes are memory too)
 # machine: (AUDIT_ARCH, socketpair, denied syscall numbers): socket, ptrace, process_vm_readv/writev,
 # io_uring x3, mount, umount2, pivot_root, unshare, setns, add_key, request_key, keyctl, bpf,
 # perf_event_open, userfaultfd, fsopen... (see `seccomp`)
@@ -74,7 +73,7 @@ def mount(src: str | None, target: str, fstype: str | None, flags: int, data: st
         raise OSError(ctypes.get_errno(), f"mount {target}")
 
 
-def private_filesystem(hidden: list[str], disk_mb: int) -> None:
+def private_filesystem(hidden: list[str], disk_mb: int, max_files: int) -> None:
     """One size-limited tmpfs, its subfolders over each writable/secret dir, so the run's files share
     one `disk_mb` however many there are and wherever they are written; the interpreter's own dirs bound
     back in, every one of them read-only, so a program cannot change the stdlib that later runs import."""
@@ -85,7 +84,7 @@ def private_filesystem(hidden: list[str], disk_mb: int) -> None:
     fds = {p: os.open(p, os.O_PATH) for p in keep if any(p.startswith(h + "/") for h in hidden)}
     dirs = [h for h in hidden if os.path.isdir(h) and not os.path.islink(h)]
     # the tmpfs goes to a dir no hidden one lies under, first mounted where it cannot be seen twice
-    mount("tmpfs", dirs[0], "tmpfs", 0, f"size={disk_mb}m,nr_inodes={MAX_FILES},mode=1777")
+    mount("tmpfs", dirs[0], "tmpfs", 0, f"size={disk_mb}m,nr_inodes={max_files},mode=1777")
     store = os.path.join(dirs[0], ".sandbox")
     os.mkdir(store, 0o700)
     for i in range(len(dirs)):
@@ -244,7 +243,7 @@ def namespaces(cfg: dict, root: bool) -> list[str]:
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
         try:
-            private_filesystem(cfg["hidden"], cfg["disk_mb"])
+            private_filesystem(cfg["hidden"], cfg["disk_mb"], cfg["max_files"])
             isolation.append("fs")
         except OSError as e:
             print(f"sandbox: no private filesystem: {e}", file=sys.stderr)
@@ -592,6 +591,9 @@ def main() -> None:
         with contextlib.suppress(BaseException):
             __import__(module)
     not_dumpable()  # before the fork: the program starts running while the judge still sets up
+    # PR_SET_CHILD_SUBREAPER: a daemonised grandchild is re-parented to the judge, not to init, so the
+    # host still finds it below this process and counts its memory
+    LIBC.prctl(ULONG(36), ULONG(1), ULONG(0), ULONG(0), ULONG(0))
     judge_end, program_end = socket.socketpair()
     if os.fork() == 0:
         judge_end.close()

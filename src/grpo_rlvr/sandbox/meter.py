@@ -1,0 +1,85 @@
+"""Program-wide limits the kernel does not give without cgroups: the host samples a run while it runs
+and ends it once all of its processes together hold more than `memory_mb` resident, or its files
+(in the work dir on the host disk, where there is no private tmpfs) more than `disk_mb` or `MAX_FILES`.
+
+Per-process rlimits (RLIMIT_AS = memory_mb, RLIMIT_NPROC, RLIMIT_FSIZE) bound what a run can take
+between two samples; the sampling bounds the whole. The run's processes are found from its first
+process down through `/proc/<pid>/task/<tid>/children`, which any uid may read; the judge is a child
+subreaper, so a daemonised grandchild stays in that tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+SAMPLE_S = 0.01  # between two samples
+MAX_FILES = 8192  # files and dirs of a run (the private tmpfs's nr_inodes too)
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def run_processes(first: int) -> list[int]:
+    """`first` and every process below it (a process that exits mid-walk is skipped)."""
+    found, todo = [], [first]
+    while todo and len(found) < 4096:
+        pid = todo.pop()
+        found.append(pid)
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                todo += map(int, Path(f"/proc/{pid}/task/{tid}/children").read_bytes().split())
+    return found
+
+
+def resident_mb(pids: list[int]) -> float:
+    """Resident memory of `pids` together; a page shared between processes counts in each of them."""
+    pages = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            pages += int(Path(f"/proc/{pid}/statm").read_bytes().split()[1])
+    return pages * PAGE / (1 << 20)
+
+
+def disk_use(root: str) -> tuple[float, int]:
+    """(MB allocated, entries) beneath `root`, counting stops past MAX_FILES entries."""
+    blocks, entries, todo = 0, 0, [root]
+    while todo and entries <= MAX_FILES:
+        try:
+            with os.scandir(todo.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    st = entry.stat(follow_symlinks=False)
+                    blocks += st.st_blocks
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+        except OSError:
+            pass
+    return blocks * 512 / (1 << 20), entries
+
+
+class Meter:
+    """Samples one run: `over()` says which program-wide limit it exceeds, if any."""
+
+    def __init__(self, first_pid: int, workdir: str, memory_mb: int, disk_mb: int) -> None:
+        self.first_pid, self.workdir = first_pid, workdir
+        self.memory_mb, self.disk_mb = memory_mb, disk_mb
+
+    def over(self) -> str | None:
+        pids = run_processes(self.first_pid)
+        memory = resident_mb(pids)
+        if memory > self.memory_mb:
+            return f"{memory:.0f} MB resident in {len(pids)} processes, over memory_mb {self.memory_mb}"
+        return self.disk_over()
+
+    def disk_over(self) -> str | None:
+        """Also checked once the run has ended: its files stay until the work dir is removed."""
+        disk, entries = disk_use(self.workdir)
+        if disk > self.disk_mb:
+            return f"{disk:.0f} MB of files, over disk_mb {self.disk_mb}"
+        if entries > MAX_FILES:
+            return f"more than {MAX_FILES} files and folders"
+        return None
