@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grpo_rlvr.sandbox.meter import MAX_FILES, SAMPLE_S, Meter, run_processes
+from grpo_rlvr.sandbox.meter import MAX_FILES, SAMPLE_S, Meter, kill_run
 from grpo_rlvr.sandbox.uids import UID_POOL, lease_uid, sweep
 
 log = logging.getLogger(__name__)
@@ -102,38 +101,35 @@ def _compiles(code: str) -> bool:
 def _collect(
     proc: subprocess.Popen, result_fd: int, limits: Limits, meter: Meter
 ) -> tuple[bytes, bytes, str]:
-    """Read output (capped, the rest drained) and the result pipe until the child exits, time runs out
-    or the run goes over a program-wide limit. Returns (output, result, why it was stopped: "" when it
-    ended by itself). Leftover grandchildren holding the pipes do not stall this: it stops when the
-    direct child is gone."""
+    """Read output (capped, the rest drained) and the result pipe until the judge's verdict line is
+    complete or the child exits, time runs out or the run goes over a program-wide limit. Returns
+    (output, result, why it was stopped: "" when it ended by itself). Leftover grandchildren holding
+    the pipes do not stall this: it stops when the direct child is gone."""
     assert proc.stdout is not None
     out = proc.stdout.fileno()
     bufs = {out: bytearray(), result_fd: bytearray()}
     caps = {out: limits.max_output_bytes, result_fd: RESULT_CAP}
     deadline = time.monotonic() + limits.timeout
-    stopped = ""
     with selectors.DefaultSelector() as sel:
         for fd in bufs:
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
-            exited = proc.poll() is not None
+            done = proc.poll() is not None or b"\n" in bufs[result_fd]
             remaining = deadline - time.monotonic()
-            if remaining <= 0 and not exited:
-                stopped = "timeout"
-                break
-            if not exited and (over := meter.over()):
-                stopped = f"over_limit: {over}"
-                break
-            events = sel.select(0 if exited else min(remaining, SAMPLE_S))
+            if remaining <= 0 and not done:
+                return bytes(bufs[out]), bytes(bufs[result_fd]), "timeout"
+            if not done and (over := meter.over()):
+                return bytes(bufs[out]), bytes(bufs[result_fd]), f"over_limit: {over}"
+            events = sel.select(0 if done else min(remaining, SAMPLE_S))
             for key, _ in events:
                 data = os.read(key.fd, 65536)
                 if not data:
                     sel.unregister(key.fd)
                 buf = bufs[key.fd]
                 buf += data[: max(0, caps[key.fd] - len(buf))]
-            if exited and not events:
+            if done and not events:
                 break
-    return bytes(bufs[out]), bytes(bufs[result_fd]), stopped
+    return bytes(bufs[out]), bytes(bufs[result_fd]), ""
 
 
 def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdict:
@@ -171,35 +167,28 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
         finally:
             os.close(write_end)
         try:
-            with contextlib.suppress(BrokenPipeError):
+            with contextlib.suppress(BrokenPipeError):  # kept open: the judge waits for its end
                 proc.stdin.write(payload)  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
             meter = Meter(proc.pid, workdir, limits.memory_mb, limits.disk_mb)
             output, result, stopped = _collect(proc, read_end, limits, meter)
             if not stopped and (over := meter.disk_over()):
                 stopped = f"over_limit: {over}"
         finally:
-            _kill(proc.pid)
+            whole = kill_run(proc.pid)
             proc.wait()
-            if uid is not None:  # catches setsid() escapees before their directory goes
+            # a run that ended without its judge (killed, crashed) may have processes outside its tree
+            if uid is not None and (stopped or not whole or b"\n" not in result):
                 sweep(uid)
             os.close(read_end)
             proc.stdout.close()  # type: ignore[union-attr]
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()  # type: ignore[union-attr]
     if stopped:
         status, _, why = stopped.partition(": ")
         note = f"\nsandbox: stopped, {why}\n".encode() if why else b""
         return Verdict(status, total=len(units), output=output + note)
     return _verdict(result, nonce, len(units), output)
-
-
-def _kill(first: int) -> None:
-    """SIGKILL the run: its process group, and every process below its first one (a process that
-    left the group with setsid is still there, re-parented to the judge)."""
-    for pid in run_processes(first):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(first, signal.SIGKILL)
 
 
 def _verdict(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:

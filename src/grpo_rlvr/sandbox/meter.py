@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from pathlib import Path
 
 SAMPLE_S = 0.01  # between two samples
@@ -33,6 +34,34 @@ def run_processes(first: int) -> list[int]:
             with contextlib.suppress(OSError):
                 todo += map(int, Path(f"/proc/{pid}/task/{tid}/children").read_bytes().split())
     return found
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie, not gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_run(first: int) -> bool:
+    """SIGKILL every process below `first` (the judge, a child subreaper: an orphan is re-parented to
+    it, so none can leave the tree while it lives) until none is left alive, then `first` and its
+    process group. True when the judge was still alive, so nothing can have left the tree."""
+    whole = alive(first)
+    for _ in range(100):
+        live = [pid for pid in run_processes(first)[1:] if alive(pid)]
+        if not live:
+            break
+        for pid in live:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    else:
+        whole = False
+    for kill in (os.kill, os.killpg):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(first, signal.SIGKILL)
+    return whole
 
 
 def resident_mb(pids: list[int]) -> float:

@@ -558,7 +558,11 @@ def judge_run(cfg: dict, root: bool, isolation: list[str], sock: socket.socket) 
     judge = Judge(Channel(sock))
 
     def report(status: str, passed: int = 0) -> None:
+        """The verdict line, then stay: the run's orphans are re-parented to this process, so the host
+        finds all of them below it until it kills the run (or its end of stdin closes)."""
         write(result_fd, f"{nonce} {status} {passed} {','.join(isolation)}\n".encode())
+        with contextlib.suppress(OSError):
+            os.read(0, 1)
         os._exit(0)
 
     try:

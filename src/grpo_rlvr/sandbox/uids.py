@@ -1,11 +1,12 @@
 """As root, each run gets a dedicated unprivileged uid pair: `uid` runs the program, `uid + UID_POOL`
-the judge. Leases are exclusive across processes (flock), and every process of a leased uid is
-SIGKILLed after its run."""
+the judge. Leases are exclusive across processes (flock); a run that did not end cleanly has every
+process of its uid SIGKILLed by a scan of /proc."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import signal
@@ -51,8 +52,8 @@ def sandbox_processes() -> dict[int, list[tuple[int, bool]]]:
 
 def sweep(uid: int) -> None:
     """SIGKILL every live process of a leased uid (program and judge) until none is left (fork bombs
-    race the first pass). Zombies stay until init reaps them; they still count against RLIMIT_NPROC,
-    hence the lease's preference for uids without any."""
+    race the first pass): a scan of all of /proc, for the runs that did not end cleanly. Zombies stay
+    until init reaps them; they still count against RLIMIT_NPROC."""
     for _ in range(200):
         live = [pid for pid, zombie in sandbox_processes().get(uid, []) if not zombie]
         if not live:
@@ -64,18 +65,22 @@ def sweep(uid: int) -> None:
     log.warning("code_exec: processes of sandbox uid %d survived the sweep", uid)
 
 
+_next = itertools.count()  # where the next lease starts looking: leftovers spread over the pool
+
+
 @contextlib.contextmanager
 def lease_uid() -> Iterator[int | None]:
-    """As root, an exclusive sandbox uid (flock, so concurrent trainers on one host never share one;
-    the caller sweeps it after its run), preferring one with no leftover processes or zombies;
-    otherwise None: the child keeps our uid."""
+    """As root, an exclusive sandbox uid (flock, so concurrent trainers on one host never share one);
+    otherwise None: the child keeps our uid. The lease file says whether its last holder finished
+    (`clean`: every process of the uid was killed); any other holder's leftovers are swept first."""
     if os.geteuid() != 0:
         yield None
         return
     directory = _lock_dir()
     while True:
-        busy = sandbox_processes()
-        for uid in sorted(range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + UID_POOL), key=lambda u: u in busy):
+        start = next(_next)
+        for i in range(UID_POOL):
+            uid = SANDBOX_UID_BASE + (start + i) % UID_POOL
             fd = os.open(os.path.join(directory, str(uid)), os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,8 +88,11 @@ def lease_uid() -> Iterator[int | None]:
                 os.close(fd)
                 continue
             try:
-                sweep(uid)  # a crashed earlier holder may have left processes behind
+                if os.pread(fd, 5, 0) != b"clean":
+                    sweep(uid)  # a crashed earlier holder may have left processes behind
+                os.pwrite(fd, b"dirty", 0)
                 yield uid
+                os.pwrite(fd, b"clean", 0)  # only when the caller's cleanup ran to its end
             finally:
                 os.close(fd)
             return
