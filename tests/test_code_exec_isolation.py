@@ -455,10 +455,12 @@ class Host:
         memory = (  # fork retried: killed processes of earlier runs may still count against RLIMIT_NPROC
             "import os, time\ndef fork():\n    for _ in range(100):\n        try:\n"
             "            return os.fork()\n        except BlockingIOError:\n            time.sleep(0.02)\n"
-            "def hold():\n    forked = 0\n    for _ in range(4):\n        pid = fork()\n"
-            "        if pid == 0:\n            blob = b'x' * (100 << 20)\n            time.sleep(3)\n"
-            "            os._exit(0)\n        forked += pid is not None\n    time.sleep(1)\n"
-            "    return forked\nheld = hold()\n"
+            "def hold():\n    r, w = os.pipe()\n    for _ in range(4):\n        if fork() == 0:\n"
+            "            blob = b'x' * (100 << 20)\n            os.write(w, b'1')\n"
+            "            time.sleep(30)\n            os._exit(0)\n    held = 0\n"
+            "    while held < 4 and os.read(r, 1):\n        held += 1\n"
+            "    time.sleep(1)  # all four hold their 100 MB: a second of samples\n    return held\n"
+            "held = hold()\n"
         )
         disk = (  # the host's world-writable dirs first, then the work dir; 4 MB files, 10 per dir
             f"def fill():\n    done = 0\n    for i in range(40):\n        where = {FILL_DIRS!r}[i // 10]\n"
@@ -468,7 +470,11 @@ class Host:
             "        except OSError:\n            pass\n    return done\nwritten = fill()\n"
         )
         return {
-            "memory of all processes together": (memory, "assert held == 4", {"memory_mb": 256}),
+            "memory of all processes together": (
+                memory,
+                "assert held == 4",
+                {"memory_mb": 256, "timeout": 30},
+            ),
             "disk of all files together": (disk, "assert written > 32", {"disk_mb": 32}),
         }
 

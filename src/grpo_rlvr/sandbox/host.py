@@ -13,21 +13,17 @@ import logging
 import os
 import secrets
 import selectors
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from grpo_rlvr.sandbox.meter import MAX_FILES, SAMPLE_S, Meter, kill_run
+from grpo_rlvr.sandbox.server import RESULT_FD, start_run
 from grpo_rlvr.sandbox.uids import UID_POOL, lease_uid, sweep
 
 log = logging.getLogger(__name__)
 
-PROGRAM = Path(__file__).with_name("program.py")
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home", "/run", "/opt/ml")
-ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 RESULT_CAP = 64 * 1024  # bytes read from the verdict pipe
 PARTIAL_REWARD = 0.2  # the score of a program that ran but failed a test unit
 
@@ -98,28 +94,24 @@ def _compiles(code: str) -> bool:
     return True
 
 
-def _collect(
-    proc: subprocess.Popen, result_fd: int, limits: Limits, meter: Meter
-) -> tuple[bytes, bytes, str]:
-    """Read output (capped, the rest drained) and the result pipe until the judge's verdict line is
-    complete or the child exits, time runs out or the run goes over a program-wide limit. Returns
-    (output, result, why it was stopped: "" when it ended by itself). Leftover grandchildren holding
-    the pipes do not stall this: it stops when the direct child is gone."""
-    assert proc.stdout is not None
-    out = proc.stdout.fileno()
-    bufs = {out: bytearray(), result_fd: bytearray()}
-    caps = {out: limits.max_output_bytes, result_fd: RESULT_CAP}
+def _collect(output_fd: int, result_fd: int, limits: Limits, meter: Meter) -> tuple[bytes, bytes, str]:
+    """Read output (capped, the rest drained) and the verdict pipe until the judge's line is complete
+    or the judge is gone (its pipe closes), time runs out or the run goes over a program-wide limit.
+    Returns (output, result, why it was stopped: "" when it ended by itself). Leftover grandchildren
+    holding the output pipe do not stall this: only the judge holds the verdict pipe."""
+    bufs = {output_fd: bytearray(), result_fd: bytearray()}
+    caps = {output_fd: limits.max_output_bytes, result_fd: RESULT_CAP}
     deadline = time.monotonic() + limits.timeout
     with selectors.DefaultSelector() as sel:
         for fd in bufs:
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
-            done = proc.poll() is not None or b"\n" in bufs[result_fd]
+            done = result_fd not in sel.get_map() or b"\n" in bufs[result_fd]
             remaining = deadline - time.monotonic()
             if remaining <= 0 and not done:
-                return bytes(bufs[out]), bytes(bufs[result_fd]), "timeout"
+                return bytes(bufs[output_fd]), bytes(bufs[result_fd]), "timeout"
             if not done and (over := meter.over()):
-                return bytes(bufs[out]), bytes(bufs[result_fd]), f"over_limit: {over}"
+                return bytes(bufs[output_fd]), bytes(bufs[result_fd]), f"over_limit: {over}"
             events = sel.select(0 if done else min(remaining, SAMPLE_S))
             for key, _ in events:
                 data = os.read(key.fd, 65536)
@@ -129,7 +121,7 @@ def _collect(
                 buf += data[: max(0, caps[key.fd] - len(buf))]
             if done and not events:
                 break
-    return bytes(bufs[out]), bytes(bufs[result_fd]), ""
+    return bytes(bufs[output_fd]), bytes(bufs[result_fd]), ""
 
 
 def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdict:
@@ -147,48 +139,49 @@ def run_program(program: str, tests: str, limits: Limits | None = None) -> Verdi
         if uid is not None:
             os.chown(workdir, uid, uid)
         os.chmod(workdir, 0o700)
-        read_end, write_end = os.pipe()
         cfg = {
             "uid": uid, "judge_uid": None if uid is None else uid + UID_POOL, "program": program,
             "imports": imports, "hidden": HIDDEN_DIRS, "cpu_seconds": int(limits.timeout) + 1,
             "memory_mb": limits.memory_mb, "max_file_mb": limits.max_file_mb, "disk_mb": limits.disk_mb,
             "max_processes": limits.max_processes, "max_files": MAX_FILES,
         }  # fmt: skip
-        judge_cfg = {"nonce": nonce, "result_fd": write_end, "units": units, "names": names}
+        judge_cfg = {"nonce": nonce, "result_fd": RESULT_FD, "units": units, "names": names}
         payload = b"".join(
             f"{len(p):010d}".encode() + p for p in map(str.encode, map(json.dumps, (cfg, judge_cfg)))
         )
+        (stdin, to_stdin), (output_fd, to_output), (result_fd, to_result) = os.pipe(), os.pipe(), os.pipe()
+        theirs = [stdin, to_output, to_result, os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)]
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", "-u", str(PROGRAM)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                cwd=workdir, env=ENV, pass_fds=(write_end,), start_new_session=True,
-            )  # fmt: skip
+            server, pid = start_run(*theirs)
         finally:
-            os.close(write_end)
+            for fd in theirs:
+                os.close(fd)
         try:
             with contextlib.suppress(BrokenPipeError):  # kept open: the judge waits for its end
-                proc.stdin.write(payload)  # type: ignore[union-attr]
-                proc.stdin.flush()  # type: ignore[union-attr]
-            meter = Meter(proc.pid, workdir, limits.memory_mb, limits.disk_mb)
-            output, result, stopped = _collect(proc, read_end, limits, meter)
+                _write_all(to_stdin, payload)
+            meter = Meter(pid, workdir, limits.memory_mb, limits.disk_mb)
+            output, result, stopped = _collect(output_fd, result_fd, limits, meter)
             if not stopped and (over := meter.disk_over()):
                 stopped = f"over_limit: {over}"
         finally:
-            whole = kill_run(proc.pid)
-            proc.wait()
+            whole = kill_run(pid)
+            server.reap(pid)
             # a run that ended without its judge (killed, crashed) may have processes outside its tree
             if uid is not None and (stopped or not whole or b"\n" not in result):
                 sweep(uid)
-            os.close(read_end)
-            proc.stdout.close()  # type: ignore[union-attr]
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()  # type: ignore[union-attr]
+            for fd in (to_stdin, output_fd, result_fd):
+                os.close(fd)
     if stopped:
         status, _, why = stopped.partition(": ")
         note = f"\nsandbox: stopped, {why}\n".encode() if why else b""
         return Verdict(status, total=len(units), output=output + note)
     return _verdict(result, nonce, len(units), output)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _verdict(result: bytes, nonce: str, total: int, output: bytes) -> Verdict:

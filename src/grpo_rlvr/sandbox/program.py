@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import resource
+import select
 import socket
 import stat
 import struct
@@ -588,6 +589,7 @@ def judge_run(cfg: dict, root: bool, isolation: list[str], sock: socket.socket) 
 
 
 def main() -> None:
+    """One run: this process becomes the judge, its child the program's process."""
     cfg = read_part()
     root = os.geteuid() == 0
     isolation = namespaces(cfg, root)
@@ -606,5 +608,63 @@ def main() -> None:
     judge_run(cfg, root, isolation, judge_end)
 
 
+# -- the fork server: started once, it forks a fresh child per run, so a run starts without an
+# interpreter start-up, imports or compiling this file. It never reads a run's input itself.
+
+RESULT_FD = 3  # where a run finds its verdict pipe
+
+
+def start_run(control: socket.socket, fds: list[int]) -> int:
+    """Fork one run on the host's pipes (stdin, output, verdict) and work dir; the child never returns."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        # dumpable again until `main` makes it not: a non-dumpable process's /proc/self belongs to root,
+        # and as another uid it could not write its user namespace's uid_map
+        LIBC.prctl(ULONG(4), ULONG(1), ULONG(0), ULONG(0), ULONG(0))
+        os.setsid()
+        stdin, output, result, workdir = fds  # received after 0-2 and the control socket: none below 3
+        os.fchdir(workdir)
+        os.dup2(stdin, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.dup2(result, RESULT_FD)
+        control.detach()
+        os.closerange(RESULT_FD + 1, 1 << 16)  # the control socket and the fds as they came
+        main()
+    except BaseException:
+        traceback.print_exc()  # on the run's output: the verdict is `crashed`
+    finally:
+        os._exit(5)
+
+
+def serve_runs(control: socket.socket) -> None:
+    """`--serve FD`: on each `run` message (four fds), fork a run and answer its pid; a run's child stays
+    unreaped (so its pid cannot be reused) until the host, done killing its tree, sends `reap PID`."""
+    not_dumpable()
+    unreaped: set[int] = set()
+    while True:
+        for pid in list(unreaped):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            unreaped.discard(pid)
+        if unreaped and not select.select([control], [], [], 0.05)[0]:
+            continue
+        msg, fds, _, _ = socket.recv_fds(control, 64, 4)
+        if not msg:  # the host is gone
+            os._exit(0)
+        if msg == b"run" and len(fds) == 4:
+            pid = start_run(control, fds)
+            control.sendall(struct.pack(">i", pid))
+        elif msg.startswith(b"reap ") and msg[5:].isdigit():
+            unreaped.add(int(msg[5:]))
+        for fd in fds:
+            os.close(fd)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve_runs(socket.socket(fileno=int(sys.argv[2])))
     main()
