@@ -17,7 +17,7 @@ import pytest
 
 from grpo_rlvr.rewards import resolve
 from grpo_rlvr.rewards.code_exec import code_exec, extract_code
-from grpo_rlvr.sandbox import Limits, check_sandbox, parse_tests, run_program
+from grpo_rlvr.sandbox import Limits, check_sandbox, parse_tests, run_program, server
 from grpo_rlvr.sandbox.uids import sandbox_processes as uid_processes
 
 DATA = Path(__file__).parent / "data" / "code_tasks.jsonl"
@@ -233,3 +233,15 @@ THREADED = [
 def test_threaded_program_scores_one_every_time_under_load(cpu_load: None, program: str) -> None:
     verdicts = [run_program(program, SQUARE_TESTS, Limits(timeout=20.0)) for _ in range(20)]
     assert [v.status for v in verdicts] == ["passed"] * 20
+
+
+def test_a_dead_fork_server_is_replaced() -> None:
+    """The sandbox's fork server (one per process) killed between two runs: the next run starts a new one."""
+    assert run_program(SQUARE, SQUARE_TESTS, FAST).score() == 1.0
+    first = server._server
+    assert first is not None and first.proc.poll() is None
+    first.proc.kill()
+    first.proc.wait()
+    assert run_program(SQUARE, SQUARE_TESTS, FAST).score() == 1.0
+    assert server._server is not first and server._server.proc.poll() is None
+    assert_healthy()
