@@ -450,8 +450,9 @@ class Host:
 
     def limit_probes(self) -> dict[str, tuple[str, str, dict]]:
         """Limits for the program as a whole: four forked processes of 100 MB each under memory_mb 256
-        (each alone is within it), and six 8 MB files (each within max_file_mb) spread over every
-        writable dir under disk_mb 32. Each passes only when the limit did not hold."""
+        (each alone is within it, and each holds its memory until the program has seen all four do), and
+        4 MB files (each within max_file_mb), ten in each of the host's world-writable dirs and then ten
+        in the work dir, under disk_mb 32. Each passes only when the limit did not hold."""
         memory = (  # fork retried: killed processes of earlier runs may still count against RLIMIT_NPROC
             "import os, time\ndef fork():\n    for _ in range(100):\n        try:\n"
             "            return os.fork()\n        except BlockingIOError:\n            time.sleep(0.02)\n"
