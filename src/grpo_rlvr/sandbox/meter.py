@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 SAMPLE_S = 0.01  # between two samples
 MAX_FILES = 8192  # files and dirs of a run (the private tmpfs's nr_inodes too)
 PAGE = os.sysconf("SC_PAGE_SIZE")
+KILL_WAIT_S = 5.0  # for a killed run's processes to be gone (a loaded machine delays SIGKILL)
 
 
 def run_processes(first: int) -> list[int]:
@@ -47,20 +49,22 @@ def alive(pid: int) -> bool:
 def kill_run(first: int) -> bool:
     """SIGKILL every process below `first` (the judge, a child subreaper: an orphan is re-parented to
     it, so none can leave the tree while it lives) until none is left alive, then `first` and its
-    process group. True when the judge was still alive, so nothing can have left the tree."""
-    whole = alive(first)
-    for _ in range(100):
-        live = [pid for pid in run_processes(first)[1:] if alive(pid)]
-        if not live:
+    process group, and wait for `first` to be gone. True when the judge was still alive, so nothing
+    can have left the tree."""
+    whole, deadline = alive(first), time.monotonic() + KILL_WAIT_S
+    while live := [pid for pid in run_processes(first)[1:] if alive(pid)]:
+        if time.monotonic() > deadline:
+            whole = False
             break
         for pid in live:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-    else:
-        whole = False
+        time.sleep(0.001)  # SIGKILL takes effect when the process next runs
     for kill in (os.kill, os.killpg):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(first, signal.SIGKILL)
+    while alive(first) and time.monotonic() < deadline:
+        time.sleep(0.001)
     return whole
 
 
