@@ -3,7 +3,9 @@ healthy. Every hostile case is followed by a correct program that must still sco
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import select
 import socket
 import subprocess
@@ -17,7 +19,7 @@ import pytest
 
 from grpo_rlvr.rewards import resolve
 from grpo_rlvr.rewards.code_exec import code_exec, extract_code
-from grpo_rlvr.sandbox import Limits, check_sandbox, parse_tests, run_program, server
+from grpo_rlvr.sandbox import Limits, check_sandbox, parse_tests, run_program, server, uids
 from grpo_rlvr.sandbox.uids import sandbox_processes as uid_processes
 
 DATA = Path(__file__).parent / "data" / "code_tasks.jsonl"
@@ -38,8 +40,21 @@ def assert_healthy() -> None:
 
 
 def sandbox_processes() -> list[int]:
-    """Live processes running as a sandbox uid (as root; otherwise the child keeps our uid)."""
-    return [pid for procs in uid_processes().values() for pid, zombie in procs if not zombie]
+    """Live processes of a sandbox uid that no run holds (as root; otherwise the child keeps our uid).
+    A uid another process's run holds now (another trainer or test on this machine) is not checked:
+    its processes are in flight, not left over."""
+    found = []
+    for uid in uid_processes():
+        fd = os.open(os.path.join(uids._lock_dir(), str(uid)), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # holding the lease while looking: nobody starts a run of that uid meanwhile
+            found += [pid for pid, zombie in uid_processes().get(uid, []) if not zombie]
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return found
 
 
 # --- scoring -------------------------------------------------------------------------------------
