@@ -1,6 +1,6 @@
-"""The host side of the sandbox: run one program and its tests in a fresh child (`program.py`, run by
-path) under the limits, collect its output and the judge's verdict line, and check once per process
-that the sandbox can run a correct program at all."""
+"""The host side of the sandbox: run one program and its tests in a fresh child (forked by the fork
+server, `program.py --serve`) under the limits, collect its output and the judge's verdict line, kill
+the run's processes, and check once per process that the sandbox can run a correct program at all."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The sandbox's child process, run by path as `python -I -S -B -u program.py`: stdlib only, it imports
-nothing of grpo_rlvr (the host side is `grpo_rlvr.sandbox.host`).
+"""The sandbox's child process, run by path as `python -I -S -B -u program.py --serve FD`: stdlib only,
+it imports nothing of grpo_rlvr (the host side is `grpo_rlvr.sandbox.host` and `.server`). Started once
+per host process as a fork server, it forks one fresh child per run (`start_run`), which runs `main`.
+One file, because it runs by path with nothing of the package on its path.
 
 It reads two length-prefixed JSON parts from stdin: the program, limits and what the tests import first;
 the tests and the per-run nonce only after the program's process has been forked off, so they are never
