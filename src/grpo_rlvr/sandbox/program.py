@@ -667,6 +667,6 @@ def serve_runs(control: socket.socket) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--serve"]:
-        serve_runs(socket.socket(fileno=int(sys.argv[2])))
-    main()
+    if sys.argv[1:2] != ["--serve"] or len(sys.argv) != 3:
+        sys.exit("usage: program.py --serve FD (the control socket grpo_rlvr.sandbox.server passes)")
+    serve_runs(socket.socket(fileno=int(sys.argv[2])))
