@@ -1,6 +1,6 @@
 """`make bench`: CPU measurements side by side in one run, printed as a table and written as JSON.
 
-1. reward throughput: GSM8K format + correctness on one pinned core; code_exec with 2 sandboxes
+1. reward throughput: GSM8K format + correctness on one pinned core; code_exec with 1, 2 and 4 sandboxes
 2. prompts: load, build (8-shot) and tokenize the whole GSM8K train split
 3. wrapper overhead: `training.grpo.run` against bare TRL GRPOTrainer, identical settings, alternating runs
 4. start-up: `grpo-rlvr launch` on a fake /opt/ml tree to its first training step, against floors
@@ -27,7 +27,7 @@ from measure import machine_info, on_one_core
 from overhead import bench_overhead
 from prompts import bench_prompts
 from rewards import ADVERSARIAL_TARGET_S, bench_adversarial, bench_gsm8k_rewards
-from rewards_code import bench_code_exec
+from rewards_code import bench_code_exec_scaling
 from startup import bench_startup
 
 from grpo_rlvr.help_format import HelpFormatter
@@ -50,8 +50,9 @@ def run_sections(
             "adversarial_mb_s": on_one_core(bench_adversarial),
             "code_exec": {
                 "completions": args.code_completions,
-                "workers": args.code_workers,
-                "completions_per_s": bench_code_exec(args.code_completions, args.code_workers),
+                "completions_per_s_by_workers": bench_code_exec_scaling(
+                    args.code_completions, tuple(args.code_workers)
+                ),
             },
         },
         "prompts": lambda: bench_prompts(shots=args.shots),
@@ -80,9 +81,11 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
              f"target >= {REWARD_TARGET:,}/s: {verdict}"),
             ("GSM8K rewards, worst adversarial 1 MB text", f"{seconds:.2f} s",
              f"target <= {ADVERSARIAL_TARGET_S:g} s: {adversarial} ({worst})"),
-            (f"code_exec, {r['code_exec']['workers']} sandboxes",
-             f"{r['code_exec']['completions_per_s']:.1f} compl/s", "a sandboxed process per completion"),
         ]  # fmt: skip
+        rates = r["code_exec"]["completions_per_s_by_workers"]
+        for w, rate in rates.items():
+            scaling = f"; {rate / rates['1']:.2f}x one worker" if "1" in rates and w != "1" else ""
+            rows.append((f"code_exec, {w} workers", f"{rate:.1f} compl/s", f"a forked sandbox each{scaling}"))
     if p := results.get("prompts"):
         rows += [
             (f"prompts: {p['rows']:,} rows, {p['shots']}-shot, load+build+tokenize", f"{p['total_s']:.2f} s",
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(SECTIONS)}")  # fmt: skip
     parser.add_argument("--reward-completions", type=int, default=200_000)
     parser.add_argument("--code-completions", type=int, default=64)
-    parser.add_argument("--code-workers", type=int, default=2)
+    parser.add_argument("--code-workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2, 4],
+                        help="comma-separated worker counts for code_exec")  # fmt: skip
     parser.add_argument("--shots", type=int, default=8)
     parser.add_argument(
         "--overhead-steps", type=int, default=16, help="steps per run; the first is not timed"

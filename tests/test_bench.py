@@ -18,7 +18,7 @@ from measure import on_one_core  # noqa: E402
 from overhead import bench_overhead  # noqa: E402
 from prompts import bench_prompts  # noqa: E402
 from rewards import bench_gsm8k_rewards  # noqa: E402
-from rewards_code import bench_code_exec  # noqa: E402
+from rewards_code import bench_code_exec, bench_code_exec_scaling  # noqa: E402
 from startup import (  # noqa: E402
     FLOORS,
     config_error_commands,
@@ -53,6 +53,8 @@ def test_rewards_on_one_core_and_code_exec() -> None:
     assert found["completions"] == 512
     _positive(found, "seconds", "completions_per_s")
     assert bench_code_exec(2, 2) > 0
+    rates = bench_code_exec_scaling(2, (1, 2))
+    assert set(rates) == {"1", "2"} and min(rates.values()) > 0
 
 
 def test_prompts(tiny_model: str) -> None:
