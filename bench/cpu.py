@@ -30,6 +30,7 @@ from rewards import ADVERSARIAL_TARGET_S, bench_adversarial, bench_gsm8k_rewards
 from rewards_code import bench_code_exec_scaling
 from startup import bench_startup
 
+from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.tiny import resolve_model_path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -38,8 +39,11 @@ OVERHEAD_TARGET = 0.97  # steps/s ours/bare: at most 3% slower
 SECTIONS = ("rewards", "prompts", "overhead", "startup")
 
 
-def run_sections(args: argparse.Namespace) -> dict[str, Any]:
-    """Each chosen section's numbers, with the seconds the section took."""
+def run_sections(
+    args: argparse.Namespace, finished: Callable[[dict[str, Any]], None] = lambda _: None
+) -> dict[str, Any]:
+    """Each chosen section's numbers, with the seconds the section took; `finished` gets the results so
+    far after every section, so a long run keeps what it measured if it stops."""
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
         "rewards": lambda: {
             "gsm8k_one_core": on_one_core(bench_gsm8k_rewards, args.reward_completions),
@@ -60,6 +64,7 @@ def run_sections(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         results[name] = {**jobs[name](), "section_s": time.perf_counter() - start}
+        finished(results)
     return results
 
 
@@ -120,20 +125,19 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def print_table(rows: list[tuple[str, str, str]], machine: dict[str, Any]) -> None:
+def print_table(rows: list[tuple[str, str, str]], machine: dict[str, Any], what: str) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     print(
-        f"\nCPU benchmark {machine['date']}: {machine['cpus_usable']} cores ({machine['cpu_model']}), "
-        f"torch threads {machine['torch_threads']}, load {machine['load_average_1m']:.1f}"
+        f"\nCPU benchmark {machine['date']}, {what}: {machine['cpus_usable']} cores "
+        f"({machine['cpu_model']}), torch threads {machine['torch_threads']}, "
+        f"load {machine['load_average_1m']:.1f}"
     )
     for name, value, note in rows:
         print(f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--sections", type=lambda s: s.split(","), default=list(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")  # fmt: skip
     parser.add_argument("--reward-completions", type=int, default=200_000)
@@ -158,13 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     resolve_model_path("builtin:tiny-qwen2")  # build the tiny model once, outside every measurement
     machine = machine_info()
     start = time.perf_counter()
-    results = run_sections(args)
-    machine["load_average_1m_after"] = os.getloadavg()[0]
-    report = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results,
-              "total_s": time.perf_counter() - start}  # fmt: skip
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print_table(table(results), machine)
-    print(f"  total {report['total_s']:.0f} s; all numbers in {args.out}")
+
+    def save(results: dict[str, Any]) -> None:
+        """The report so far into --out, and the rows of the section that just finished."""
+        done = list(results) == args.sections
+        if done:
+            machine["load_average_1m_after"] = os.getloadavg()[0]
+        report = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results,
+                  "total_s": time.perf_counter() - start, "complete": done}  # fmt: skip
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        name = list(results)[-1]
+        if rows := table({name: results[name]}):
+            print_table(rows, machine, f"{name} ({len(results)} of {len(args.sections)} sections)")
+        print(f"  saved to {args.out}", flush=True)
+
+    results = run_sections(args, save)
+    print_table(table(results), machine, "all sections")
+    print(f"  total {time.perf_counter() - start:.0f} s; all numbers in {args.out}")
     return 0
 
 

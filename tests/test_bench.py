@@ -123,3 +123,24 @@ def test_gpu_tokenizer_decodes_every_model_id(tiny_model: str) -> None:
     assert tokenizer.decode([len(tokenizer) - 1])  # a sampled filler id decodes to text
     prompt = build_prompt("How many apples are 3 + 4?", 8)
     assert tokenizer(prompt).input_ids == AutoTokenizer.from_pretrained(tiny_model)(prompt).input_ids
+
+
+def test_each_section_is_saved_as_it_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bench stopped in its second section still leaves the first one's numbers, marked incomplete."""
+    import cpu
+
+    def stopped(*_: object) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cpu, "bench_prompts", lambda shots: bench_prompts(shots=shots, limit=20))
+    monkeypatch.setattr(cpu, "bench_code_exec", stopped)
+    out = tmp_path / "results.json"
+    with pytest.raises(KeyboardInterrupt):
+        cpu.main(["--sections", "prompts,rewards", "--reward-completions", "256", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["complete"] is False and "rewards" not in saved
+    assert saved["prompts"]["rows"] == 20
+    printed = capsys.readouterr().out
+    assert "prompts (1 of 2 sections)" in printed and f"saved to {out}" in printed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,15 +53,11 @@ EXPECTED = {
 
 
 def _script(name: str) -> ModuleType:
-    sys.path.insert(0, str(SCRIPTS))  # local_opt_ml imports launch_sagemaker beside it
-    try:
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _walked(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +102,8 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
 
     # scripts/launch_sagemaker.py --hp key=value -> the job request SageMaker writes as hyperparameters.json
     job = _script("launch_sagemaker")
-    argv = ["--image-uri", "i", "--role", "r", "--train", "s3://b/t", "--output-path", "s3://b/o"]
+    argv = ["--image-uri", "i", "--role", "arn:aws:iam::123456789012:role/r", "--train", "s3://b/t"]
+    argv += ["--output-path", "s3://b/o"]
     request = job.build_request(job.build_parser().parse_args([*argv, "--recipe", RECIPE, *hp_args]))
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
     base = make_tree(tmp_path / "sagemaker")

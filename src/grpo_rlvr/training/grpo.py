@@ -20,7 +20,7 @@ from trl import get_peft_config
 
 from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, latest_complete_checkpoint
 from grpo_rlvr.config import RunConfig
-from grpo_rlvr.history import write_history
+from grpo_rlvr.history import use_numeric_progress, write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.training.arguments import trainer_arguments
 from grpo_rlvr.training.callbacks import (
@@ -107,6 +107,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             ],
         )
         match_saved_modules(trainer.model)
+        use_numeric_progress(trainer)
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
