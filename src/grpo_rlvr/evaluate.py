@@ -1,4 +1,5 @@
-"""GSM8K evaluation that can be trusted: batched greedy generation, grading, intervals, tables, plots.
+"""Evaluation that can be trusted (GSM8K, HumanEval): batched greedy generation, grading, intervals,
+tables, plots.
 
 The result this project starts from ("11% -> 41% on 100 samples") read the last integer of prompt +
 1,024 greedy tokens, on 10-50 rows, and scored base and tuned models differently. Here every model gets
@@ -10,7 +11,9 @@ continuation), the whole split unless `limit` says otherwise, and a 95% Wilson i
 accuracy.
 
 `evaluate_examples` is the API (the CLI and end-of-training evaluation both call it); a `Generator`
-turns prompts into completions (`HFGenerator` on CPU or GPU, `VLLMGenerator` on GPU).
+turns prompts into completions (`HFGenerator` on CPU or GPU, `VLLMGenerator` on GPU); a `tasks.Task`
+builds the prompts, names the stop strings and grades (GSM8K by default; HumanEval's pass@1 runs each
+completed function against its tests in the code_exec sandbox).
 """
 
 from __future__ import annotations
@@ -559,7 +562,7 @@ def evaluate_examples(
                         **grade,
                     }
                 )
-            log.info("%s %d-shot: %d questions in %.1f s", spec.label, k, len(generations), elapsed)
+            log.info("%s %d-shot: %d %s in %.1f s", spec.label, k, len(generations), task.noun, elapsed)
         del generator
         clear_device_cache(garbage_collection=True)  # the next model gets the memory this one held
 

@@ -13,6 +13,7 @@ A problem counts as solved when every test unit passes (`Verdict.status == "pass
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import gzip
 import json
 import os
@@ -22,15 +23,13 @@ from typing import Any
 
 from grpo_rlvr.data import DataError, json_lines, packaged_file
 from grpo_rlvr.files import local_path
-from grpo_rlvr.rewards.code_exec import Limits, check_sandbox, run_program
+from grpo_rlvr.rewards.code_exec import BODY_END, Limits, check_sandbox, completed_function, run_program
 
 PACKAGED_HUMANEVAL = "builtin:humaneval"
 PACKAGED_HUMANEVAL_DIR = Path(__file__).with_name("humaneval_data")
 PACKAGED_FILE = "HumanEval.jsonl.gz"
 FIELDS = ("task_id", "prompt", "entry_point", "test")
-# Where a function body ends, as the Codex paper (and bigcode's harness) cut completions: a new
-# top-level definition, statement or comment. Top-level `if` covers `if __name__ == "__main__":`.
-STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+STOP = BODY_END  # the Codex paper's stop sequences: where a function body ends
 MAX_NEW_TOKENS = 512  # the longest canonical solution is about 300 tokens with Qwen2's tokenizer
 NOUN = "problems"
 
@@ -67,14 +66,30 @@ def load_problems(source: str | Path | None = None, limit: int | None = None) ->
     return problems[:limit]
 
 
-def prompts() -> frozenset[str]:
-    """The shipped prompts, stripped: what training data must never contain."""
-    return frozenset(p["prompt"].strip() for p in load_problems())
+@functools.cache
+def _prompts() -> tuple[str, ...]:
+    return tuple(p["prompt"].strip() for p in load_problems())
+
+
+def refuse_as_training_data(examples: Sequence[dict[str, Any]], places: Sequence[str]) -> None:
+    """HumanEval is evaluation data: a training row whose prompt holds a HumanEval problem's prompt
+    (its signature and docstring, whatever surrounds it) is an error naming the row's file:line."""
+    for example, where in zip(examples, places, strict=True):
+        prompt = example.get("prompt")
+        texts = [prompt] if isinstance(prompt, str) else [str(m.get("content", "")) for m in prompt or []]
+        for text in texts:
+            if "def " in text and (hit := next((p for p in _prompts() if p in text), None)):
+                name = hit[hit.rindex("def ") :].split("(")[0]
+                raise DataError(
+                    f"{where}: this training prompt is HumanEval's ({name}): HumanEval is evaluation data, "
+                    "never training data; remove the row"
+                )
 
 
 def program(problem: dict[str, Any], completion: str) -> str:
-    """The program graded: prompt plus completion, as the published harness builds it."""
-    return problem["prompt"] + completion
+    """The program graded: prompt plus completion, as the published harness builds it (and the
+    `code_exec` reward with `complete_prompt`)."""
+    return completed_function(problem["prompt"], completion)
 
 
 def tests(problem: dict[str, Any]) -> str:

@@ -68,6 +68,7 @@ from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.files import write_atomic
 from grpo_rlvr.history import write_history
+from grpo_rlvr.humaneval import refuse_as_training_data
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
@@ -216,6 +217,8 @@ def prepare_data(
         loaded[part], issues[part] = result.summary(), result.issues()
         log.info("%s data %s: %s", part, source, loaded[part])
         report(result.problems)
+        if part == "train":
+            refuse_as_training_data(examples, result.places)
         return list(zip(examples, result.places, strict=True))
 
     rows = load("train", data.dataset_path, data.dataset_split)
