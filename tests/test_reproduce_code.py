@@ -26,7 +26,8 @@ def test_problems_are_deterministic_humaneval_rows_whose_right_bodies_pass(tmp_p
     assert not {r["prompt"] for r in rows["a"]} & {r["prompt"] for r in rows["b"]}
     assert all(r["tests"] == humaneval.tests(r) for part in rows.values() for r in part)
     wrong = [r["canonical_solution"] == synthetic_code.WRONG_BODY for r in rows["a"]]
-    assert 8 <= sum(wrong) <= 32 and not any(r["canonical_solution"] == synthetic_code.WRONG_BODY for r in rows["b"])
+    assert 8 <= sum(wrong) <= 32  # about half of 40 (binomial, 4 standard deviations)
+    assert all(r["canonical_solution"] != synthetic_code.WRONG_BODY for r in rows["b"])
     everything = rows["a"] + rows["b"]
     graded = humaneval.grade(everything, [r["canonical_solution"] for r in everything])
     stub = [synthetic_code.WRONG_BODY] * len(everything)
