@@ -26,7 +26,7 @@ RIGHT = ROW["canonical_solution"]
 def test_complete_prompt_grades_prompt_plus_completion_cut_where_the_body_ends() -> None:
     completions = [
         RIGHT + "\n\ndef next_problem(x):\n    return (",
-        synthetic_code.WRONG_BODY,
+        "    return None\n",
         "    return (",
         RIGHT,
     ]

@@ -4,6 +4,7 @@ the partial/full score shares it reads from TRL's logs, and a smaller run of its
 and must not when the rewards are negated or the learning rate is 0."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from grpo_rlvr import humaneval, reproduce, reproduce_code, synthetic_code
 # The smaller run: `make reproduce-mini-code`'s warm-up, fewer GRPO steps and test problems.
 SMALL_SIZES = {"warmup": 3000, "train": 600, "test": 150}
 SMALL_GRPO_STEPS = 25
+SLIP = re.compile(r"    return \d+\n")  # synthetic_code.wrong_body
 SMALL_MIN_GAIN = 8  # net held-out problems won (solved only after GRPO minus solved only before)
 
 
@@ -25,14 +27,15 @@ def test_problems_are_deterministic_humaneval_rows_whose_right_bodies_pass(tmp_p
     rows = {split: humaneval.load_problems(path) for split, path in paths.items()}
     assert not {r["prompt"] for r in rows["a"]} & {r["prompt"] for r in rows["b"]}
     assert all(r["tests"] == humaneval.tests(r) for part in rows.values() for r in part)
-    wrong = [r["canonical_solution"] == synthetic_code.WRONG_BODY for r in rows["a"]]
+    wrong = [bool(SLIP.fullmatch(r["canonical_solution"])) for r in rows["a"]]
     assert 8 <= sum(wrong) <= 32  # about half of 40 (binomial, 4 standard deviations)
-    assert all(r["canonical_solution"] != synthetic_code.WRONG_BODY for r in rows["b"])
+    assert not any(SLIP.fullmatch(r["canonical_solution"]) for r in rows["b"])
     everything = rows["a"] + rows["b"]
     graded = humaneval.grade(everything, [r["canonical_solution"] for r in everything])
-    stub = [synthetic_code.WRONG_BODY] * len(everything)
     assert [g["status"] for g in graded] == ["failed" if w else "passed" for w in wrong] + ["passed"] * 30
-    assert {g["status"] for g in humaneval.grade(everything, stub)} == {"failed"}  # runs, fails a test
+    # every problem's slip (its constant, read from the task id) runs and fails a test
+    slips = [synthetic_code.wrong_body(int(re.findall(r"\d+", r["task_id"])[-1])) for r in everything]
+    assert {g["status"] for g in humaneval.grade(everything, slips)} == {"failed"}
 
 
 def test_score_shares_recover_the_counts_from_the_logged_mean_and_std() -> None:

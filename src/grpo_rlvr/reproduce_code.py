@@ -5,11 +5,12 @@ model write more functions that pass their tests.
    training and held-out test problems, no prompt in two of them.
 2. Base model: `builtin:code-qwen2` (random weights) taught by a short supervised warm-up (TRL's
    `SFTTrainer`, `reproduce.warm_up`) to write the body after a function's signature and docstring.
-   Half of the warm-up bodies are a wrong stub (`return x`) that runs but fails the tests: the base
-   model learns the right bodies and the stub, so it passes well above 0% and well below 100%.
+   Half of the warm-up bodies are a slip (`return 7` for "Return x plus 7.") that runs but fails the
+   tests: the base model learns the right bodies and the slip, so it passes well above 0% and well
+   below 100%.
 3. GRPO with `code_exec` (`complete_prompt: true`: program = prompt + completion, cut where the body
-   ends) through `train.run` (recipe `mini-code-grpo-cpu`). The stub earns the partial score, the right
-   body the full one: only a working loop (sandbox, rewards, advantages, update) unlearns the stub.
+   ends) through `train.run` (recipe `mini-code-grpo-cpu`). The slip earns the partial score, the right
+   body the full one: only a working loop (sandbox, rewards, advantages, update) unlearns the slip.
 4. `grpo-rlvr evaluate --task humaneval --compare` base vs trained on the held-out problems (right
    bodies only, greedy): pass@1 with 95% Wilson intervals and the exact McNemar test.
 
@@ -38,7 +39,7 @@ from grpo_rlvr.rewards.code_exec import PARTIAL_REWARD
 BUILTIN = "builtin:code-qwen2"
 RECIPE = "mini-code-grpo-cpu"
 SIZES = {"warmup": 3000, "train": 1500, "test": 400}  # problems per split
-WARMUP_WRONG = 0.5  # share of warm-up bodies that are the wrong stub
+WARMUP_WRONG = 0.5  # share of warm-up bodies that are the slip
 WARMUP_STEPS, WARMUP_LR = 600, 3e-3
 EVAL_MAX_NEW_TOKENS = 24
 RESULTS, METRICS, PLOT = "results.md", "metrics.json", "training.png"

@@ -8,9 +8,11 @@ says what it returns), `entry_point`, `canonical_solution` (a one-line body) and
 `code_exec` reward reads. So the same file trains (`code_exec` with `complete_prompt: true`) and is
 evaluated (`grpo-rlvr evaluate --task humaneval --data FILE`).
 
-A split may carry wrong bodies (`wrong`): the body returns its argument unchanged (`return x`), as a
-stub written in a hurry does. It runs, so `code_exec` gives it the partial score, and at least one of
-the problem's asserts fails, so only the full score tells it from the right body.
+A split may carry wrong bodies (`wrong`): the body returns the docstring's constant and forgets the
+operation (`return 7` for "Return x plus 7."), a slip written in a hurry. It runs, so `code_exec`
+gives it the partial score, and at least one of the problem's asserts fails, so only the full score
+tells it from the right body. Like the right body it copies the constant, so a model that learns both
+must choose between them problem by problem.
 """
 
 from __future__ import annotations
@@ -35,24 +37,30 @@ OPERATIONS: tuple[tuple[str, str, Callable[[int, int], int]], ...] = (
 VERBS = ("adjust", "apply", "compute", "convert", "get", "make", "map", "shift", "transform", "update")
 NOUNS = ("count", "level", "price", "score", "size", "step", "total", "value", "weight", "width")
 TOP = 19  # constants k are 2..TOP
-WRONG_BODY = "    return x\n"
+
+
+def wrong_body(k: int) -> str:
+    """The slip: the constant without the operation."""
+    return f"    return {k}\n"
 
 
 def problem(r: random.Random, wrong: float = 0.0) -> dict[str, Any]:
-    """One HumanEval-shaped row; with probability `wrong` its canonical body is the wrong stub."""
+    """One HumanEval-shaped row; with probability `wrong` its canonical body is the slip (`wrong_body`)."""
     text, expression, compute = r.choice(OPERATIONS)
     k = r.randint(2, TOP)
     name = f"{r.choice(VERBS)}_{r.choice(NOUNS)}"
-    # one argument below k and one above it: the stub `return x` fails max, min and modulo too
+    # one argument below k and one above it: the slip `return k` fails max, min and modulo too
     xs = [r.randint(1, k - 1), r.randint(k + 1, k + 30), r.randint(1, 50)]
     asserts = "".join(f"    assert candidate({x}) == {compute(x, k)}\n" for x in xs)
     row = {
         "task_id": f"Synthetic/{name}/{expression.format(k=k)}",
         "prompt": f'def {name}(x: int) -> int:\n    """Return {text.format(k=k)}."""\n',
         "entry_point": name,
-        "canonical_solution": WRONG_BODY if r.random() < wrong else f"    return {expression.format(k=k)}\n",
+        "canonical_solution": f"    return {expression.format(k=k)}\n",
         "test": f"def check(candidate):\n{asserts}",
     }
+    if r.random() < wrong:
+        row["canonical_solution"] = wrong_body(k)
     return {**row, "tests": tests(row)}
 
 
