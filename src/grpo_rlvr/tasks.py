@@ -131,7 +131,7 @@ class HumanEvalTask:
         return humaneval.grade(examples, completions)
 
     def unanswered(self, row: dict[str, Any]) -> bool:
-        return row["status"] in ("syntax_error", "no_code")
+        return row["status"] == "syntax_error"  # no function to run at all
 
 
 GSM8K = GSM8KTask()  # the default text format
