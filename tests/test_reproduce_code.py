@@ -4,7 +4,6 @@ the partial/full score shares it reads from TRL's logs, and a smaller run of its
 and must not when the rewards are negated or the learning rate is 0."""
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from grpo_rlvr import humaneval, reproduce, reproduce_code, synthetic_code
 # The smaller run: `make reproduce-mini-code`'s warm-up, fewer GRPO steps and test problems.
 SMALL_SIZES = {"warmup": 3000, "train": 600, "test": 150}
 SMALL_GRPO_STEPS = 25
-SLIP = re.compile(r"    return \d+\n")  # synthetic_code.wrong_body
 SMALL_MIN_GAIN = 8  # net held-out problems won (solved only after GRPO minus solved only before)
 
 
@@ -27,15 +25,23 @@ def test_problems_are_deterministic_humaneval_rows_whose_right_bodies_pass(tmp_p
     rows = {split: humaneval.load_problems(path) for split, path in paths.items()}
     assert not {r["prompt"] for r in rows["a"]} & {r["prompt"] for r in rows["b"]}
     assert all(r["tests"] == humaneval.tests(r) for part in rows.values() for r in part)
-    wrong = [bool(SLIP.fullmatch(r["canonical_solution"])) for r in rows["a"]]
-    assert 8 <= sum(wrong) <= 32  # about half of 40 (binomial, 4 standard deviations)
-    assert not any(SLIP.fullmatch(r["canonical_solution"]) for r in rows["b"])
+    # the task id names the right expression; a body that is not it is a slip
+    wrong = {s: [r["canonical_solution"] != _right(r) for r in rows[s]] for s in rows}
+    assert 8 <= sum(wrong["a"]) <= 32 and not any(wrong["b"])  # about half of 40 (4 standard deviations)
     everything = rows["a"] + rows["b"]
     graded = humaneval.grade(everything, [r["canonical_solution"] for r in everything])
-    assert [g["status"] for g in graded] == ["failed" if w else "passed" for w in wrong] + ["passed"] * 30
-    # every problem's slip (its constant, read from the task id) runs and fails a test
-    slips = [synthetic_code.wrong_body(int(re.findall(r"\d+", r["task_id"])[-1])) for r in everything]
-    assert {g["status"] for g in humaneval.grade(everything, slips)} == {"failed"}
+    assert [g["correct"] for g in graded] == [not w for w in wrong["a"] + wrong["b"]]
+    # every slip runs (the partial score) and fails a test; it differs from the right body in one token
+    slipped = synthetic_code.problems(200, seed=7, wrong=1.0)
+    assert [r["prompt"] for r in slipped] == [r["prompt"] for r in synthetic_code.problems(200, seed=7)]
+    assert {g["status"] for g in humaneval.grade(slipped, [r["canonical_solution"] for r in slipped])} == {
+        "failed"
+    }
+    assert all(len(set(r["canonical_solution"].split()) ^ set(_right(r).split())) == 2 for r in slipped)
+
+
+def _right(row: dict) -> str:
+    return f"    return {row['task_id'].split('/')[-1]}\n"
 
 
 def test_score_shares_recover_the_counts_from_the_logged_mean_and_std() -> None:

@@ -8,11 +8,11 @@ says what it returns), `entry_point`, `canonical_solution` (a one-line body) and
 `code_exec` reward reads. So the same file trains (`code_exec` with `complete_prompt: true`) and is
 evaluated (`grpo-rlvr evaluate --task humaneval --data FILE`).
 
-A split may carry wrong bodies (`wrong`): the body returns the docstring's constant and forgets the
-operation (`return 7` for "Return x plus 7."), a slip written in a hurry. It runs, so `code_exec`
-gives it the partial score, and at least one of the problem's asserts fails, so only the full score
-tells it from the right body. Like the right body it copies the constant, so a model that learns both
-must choose between them problem by problem.
+A split may carry wrong bodies (`wrong`): the body applies a neighbouring operation to the same
+constant (`return x - 7` for "Return x plus 7.", `min` for "the larger of"), a slip written in a
+hurry. It runs, so `code_exec` gives it the partial score, and at least one of the problem's asserts
+fails, so only the full score tells it from the right body. It differs from the right body in one
+token, so a model that learns both must choose there, problem by problem.
 """
 
 from __future__ import annotations
@@ -25,31 +25,26 @@ from typing import Any
 from grpo_rlvr.data import write_jsonl
 from grpo_rlvr.humaneval import tests
 
-# (docstring's description with {k}, the returned expression with {k}, what it computes)
-OPERATIONS: tuple[tuple[str, str, Callable[[int, int], int]], ...] = (
-    ("x plus {k}", "x + {k}", lambda x, k: x + k),
-    ("x minus {k}", "x - {k}", lambda x, k: x - k),
-    ("x times {k}", "x * {k}", lambda x, k: x * k),
-    ("the larger of x and {k}", "max(x, {k})", max),
-    ("the smaller of x and {k}", "min(x, {k})", min),
-    ("x modulo {k}", "x % {k}", lambda x, k: x % k),
+# (docstring's description with {k}, the returned expression with {k}, what it computes, the slip)
+OPERATIONS: tuple[tuple[str, str, Callable[[int, int], int], str], ...] = (
+    ("x plus {k}", "x + {k}", lambda x, k: x + k, "x - {k}"),
+    ("x minus {k}", "x - {k}", lambda x, k: x - k, "x + {k}"),
+    ("x times {k}", "x * {k}", lambda x, k: x * k, "x + {k}"),
+    ("the larger of x and {k}", "max(x, {k})", max, "min(x, {k})"),
+    ("the smaller of x and {k}", "min(x, {k})", min, "max(x, {k})"),
+    ("x modulo {k}", "x % {k}", lambda x, k: x % k, "x - {k}"),
 )
 VERBS = ("adjust", "apply", "compute", "convert", "get", "make", "map", "shift", "transform", "update")
 NOUNS = ("count", "level", "price", "score", "size", "step", "total", "value", "weight", "width")
 TOP = 19  # constants k are 2..TOP
 
 
-def wrong_body(k: int) -> str:
-    """The slip: the constant without the operation."""
-    return f"    return {k}\n"
-
-
 def problem(r: random.Random, wrong: float = 0.0) -> dict[str, Any]:
-    """One HumanEval-shaped row; with probability `wrong` its canonical body is the slip (`wrong_body`)."""
-    text, expression, compute = r.choice(OPERATIONS)
+    """One HumanEval-shaped row; with probability `wrong` its canonical body is the slip."""
+    text, expression, compute, slip = r.choice(OPERATIONS)
     k = r.randint(2, TOP)
     name = f"{r.choice(VERBS)}_{r.choice(NOUNS)}"
-    # one argument below k and one above it: the slip `return k` fails max, min and modulo too
+    # one argument below k and one above it: max and min differ on one of them
     xs = [r.randint(1, k - 1), r.randint(k + 1, k + 30), r.randint(1, 50)]
     asserts = "".join(f"    assert candidate({x}) == {compute(x, k)}\n" for x in xs)
     row = {
@@ -60,7 +55,7 @@ def problem(r: random.Random, wrong: float = 0.0) -> dict[str, Any]:
         "test": f"def check(candidate):\n{asserts}",
     }
     if r.random() < wrong:
-        row["canonical_solution"] = wrong_body(k)
+        row["canonical_solution"] = f"    return {slip.format(k=k)}\n"
     return {**row, "tests": tests(row)}
 
 
