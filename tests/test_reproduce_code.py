@@ -41,7 +41,7 @@ def test_problems_are_deterministic_humaneval_rows_whose_right_bodies_pass(tmp_p
 
 
 def _right(row: dict) -> str:
-    return f"    return {row['task_id'].split('/')[-1]}\n"
+    return f"    return {row['task_id'].split('/', 2)[2]}\n"
 
 
 def test_score_shares_recover_the_counts_from_the_logged_mean_and_std() -> None:

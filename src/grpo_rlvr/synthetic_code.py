@@ -8,11 +8,12 @@ says what it returns), `entry_point`, `canonical_solution` (a one-line body) and
 `code_exec` reward reads. So the same file trains (`code_exec` with `complete_prompt: true`) and is
 evaluated (`grpo-rlvr evaluate --task humaneval --data FILE`).
 
-A split may carry wrong bodies (`wrong`): the body applies a neighbouring operation to the same
-constant (`return x - 7` for "Return x plus 7.", `min` for "the larger of"), a slip written in a
-hurry. It runs, so `code_exec` gives it the partial score, and at least one of the problem's asserts
-fails, so only the full score tells it from the right body. It differs from the right body in one
-token, so a model that learns both must choose there, problem by problem.
+A split may carry wrong bodies (`wrong`): the body of the paired operation (`return x - 1` for
+"Return x plus one.", `min` for "the larger of"; each operation is the slip of exactly one other, so
+none is more likely a priori), a slip written in a hurry. It runs, so `code_exec` gives it the
+partial score, and at least one of the problem's asserts fails, so only the full score tells it from
+the right body. It differs from the right body in one token, so a model that learns both must choose
+there, problem by problem. The model reads no number: the docstring's words pick the expression.
 """
 
 from __future__ import annotations
@@ -25,37 +26,41 @@ from typing import Any
 from grpo_rlvr.data import write_jsonl
 from grpo_rlvr.humaneval import tests
 
-# (docstring's description with {k}, the returned expression with {k}, what it computes, the slip)
-OPERATIONS: tuple[tuple[str, str, Callable[[int, int], int], str], ...] = (
-    ("x plus {k}", "x + {k}", lambda x, k: x + k, "x - {k}"),
-    ("x minus {k}", "x - {k}", lambda x, k: x - k, "x + {k}"),
-    ("x times {k}", "x * {k}", lambda x, k: x * k, "x + {k}"),
-    ("the larger of x and {k}", "max(x, {k})", max, "min(x, {k})"),
-    ("the smaller of x and {k}", "min(x, {k})", min, "max(x, {k})"),
-    ("x modulo {k}", "x % {k}", lambda x, k: x % k, "x - {k}"),
+# (docstring's description, the returned expression, what it computes, the slip). Paired: each
+# operation's slip is its partner's expression, so no body is more likely a priori than another.
+OPERATIONS: tuple[tuple[str, str, Callable[[int], int], str], ...] = (
+    ("x plus one", "x + 1", lambda x: x + 1, "x - 1"),
+    ("x minus one", "x - 1", lambda x: x - 1, "x + 1"),
+    ("x times two", "x * 2", lambda x: x * 2, "x + 2"),
+    ("x plus two", "x + 2", lambda x: x + 2, "x * 2"),
+    ("half of x, rounded down", "x // 2", lambda x: x // 2, "x % 2"),
+    ("x modulo two", "x % 2", lambda x: x % 2, "x // 2"),
+    ("the larger of x and zero", "max(x, 0)", lambda x: max(x, 0), "min(x, 0)"),
+    ("the smaller of x and zero", "min(x, 0)", lambda x: min(x, 0), "max(x, 0)"),
 )
-VERBS = ("adjust", "apply", "compute", "convert", "get", "make", "map", "shift", "transform", "update")
-NOUNS = ("count", "level", "price", "score", "size", "step", "total", "value", "weight", "width")
-TOP = 19  # constants k are 2..TOP
+VERBS = ("adjust", "apply", "build", "compute", "convert", "derive", "fix", "get", "make", "map",
+         "measure", "normalize", "prepare", "process", "reduce", "scale", "shift", "take", "transform",
+         "update")  # fmt: skip
+NOUNS = ("amount", "count", "delta", "depth", "height", "index", "length", "level", "limit", "offset",
+         "price", "rank", "rate", "score", "size", "step", "total", "value", "weight", "width")  # fmt: skip
 
 
 def problem(r: random.Random, wrong: float = 0.0) -> dict[str, Any]:
     """One HumanEval-shaped row; with probability `wrong` its canonical body is the slip."""
     text, expression, compute, slip = r.choice(OPERATIONS)
-    k = r.randint(2, TOP)
     name = f"{r.choice(VERBS)}_{r.choice(NOUNS)}"
-    # one argument below k and one above it: max and min differ on one of them
-    xs = [r.randint(1, k - 1), r.randint(k + 1, k + 30), r.randint(1, 50)]
-    asserts = "".join(f"    assert candidate({x}) == {compute(x, k)}\n" for x in xs)
+    # a negative argument tells every operation from its slip
+    xs = [r.randint(-20, -1), r.randint(3, 40), r.randint(-20, 40)]
+    asserts = "".join(f"    assert candidate({x}) == {compute(x)}\n" for x in xs)
     row = {
-        "task_id": f"Synthetic/{name}/{expression.format(k=k)}",
-        "prompt": f'def {name}(x: int) -> int:\n    """Return {text.format(k=k)}."""\n',
+        "task_id": f"Synthetic/{name}/{expression}",
+        "prompt": f'def {name}(x: int) -> int:\n    """Return {text}."""\n',
         "entry_point": name,
-        "canonical_solution": f"    return {expression.format(k=k)}\n",
+        "canonical_solution": f"    return {expression}\n",
         "test": f"def check(candidate):\n{asserts}",
     }
     if r.random() < wrong:
-        row["canonical_solution"] = f"    return {slip.format(k=k)}\n"
+        row["canonical_solution"] = f"    return {slip}\n"
     return {**row, "tests": tests(row)}
 
 

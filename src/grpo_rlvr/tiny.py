@@ -106,7 +106,7 @@ def _corpus_with_functions() -> list[str]:
     from grpo_rlvr import synthetic_code
 
     rows = synthetic_code.problems(2000, seed=12345)
-    return _corpus() + [r["prompt"] + f"    return {r['task_id'].split('/')[-1]}\n\n" for r in rows]
+    return _corpus() + [r["prompt"] + r["canonical_solution"] for r in rows]
 
 
 @dataclass(frozen=True)
