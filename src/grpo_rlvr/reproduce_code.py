@@ -40,7 +40,7 @@ BUILTIN = "builtin:code-qwen2"
 RECIPE = "mini-code-grpo-cpu"
 SIZES = {"warmup": 2000, "train": 600, "test": 300}  # problems per split (of 3,200 distinct prompts)
 WARMUP_WRONG = 0.5  # share of warm-up bodies that are the slip
-WARMUP_STEPS, WARMUP_LR = 600, 3e-3
+WARMUP_STEPS, WARMUP_LR = 400, 3e-3
 EVAL_MAX_NEW_TOKENS = 24
 RESULTS, METRICS, PLOT = "results.md", "metrics.json", "training.png"
 
