@@ -13,7 +13,7 @@ from bad_inputs import make_tree
 from test_integration import run_launcher
 from transformers import AutoModelForCausalLM
 
-from grpo_rlvr import cli, humaneval, synthetic_code, train
+from grpo_rlvr import checkpoints, cli, humaneval, synthetic_code
 from grpo_rlvr.config import load_config
 from grpo_rlvr.data import write_jsonl
 from grpo_rlvr.rewards.code_exec import BODY_END, PARTIAL_REWARD, code_exec
@@ -99,7 +99,7 @@ def test_a_train_channel_of_prompt_and_tests_rows_trains_with_code_exec(
     assert code == 0, output[-3000:]
     assert output.count("'rewards/code_exec/mean'") == 2  # the trainer's log line of each step
     paths = Paths(base)
-    summary = json.loads((paths.model_dir / train.SUMMARY_NAME).read_text())
+    summary = json.loads((paths.model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["global_step"] == 2 and summary["data"]["train_rows"] >= 14
     assert summary["config"]["data"]["dataset_path"] == str(channel)
     assert summary["config"]["rewards"]["reward_kwargs"]["code_exec"]["complete_prompt"] is True

@@ -85,7 +85,7 @@ def warmed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 def test_grpo_on_code_exec_improves_held_out_pass_at_1_only_when_it_should(
     warmed_up: tuple[Path, dict[str, Path]], overrides: dict, improves: bool, tmp_path: Path
 ) -> None:
-    """The loop learns through the sandboxed reward and `train.run`: the trained model solves more
+    """The loop learns through the sandboxed reward and `training.grpo.run`: the trained model solves more
     held-out problems than its base. A negated reward (every advantage flips) or a zero learning rate
     must not, so a sign or update bug fails the first case and cannot pass these."""
     base, data = warmed_up

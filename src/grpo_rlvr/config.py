@@ -1,9 +1,10 @@
 """Recipes: a flat YAML file plus overrides -> one validated `RunConfig`, before any model loads.
 
 A recipe's keys are TRL's own `GRPOConfig` and `ModelConfig` fields plus this module's data, reward and
-run dataclasses, like open-r1's recipes. Every value goes through one `HfArgumentParser` over all five
-dataclasses as a command line (`--key=value`), so argparse type-checks each value exactly as TRL's
-scripts would, and a key no dataclass owns is an error, never silently ignored. Overrides come as typed
+run dataclasses, like open-r1's recipes. Every key, type, choice and range is first checked against the
+recipe schema (`recipe_schema.py`: no TRL import, every problem in one message); then every value goes
+through one `HfArgumentParser` over all five dataclasses as a command line (`--key=value`), exactly as
+TRL's scripts read it. A key no dataclass owns is an error, never silently ignored. Overrides come as typed
 values (SageMaker hyperparameters, decoded by the launcher) or as `key=value` strings, read by
 `overrides.parse_overrides` (YAML values, so `rewards=[a,b]` is a list). Recipes and overrides are read
 with YAML 1.2 scalars (only true/false are booleans): `save_strategy: no` is the string "no", as TRL
@@ -16,12 +17,11 @@ says `report_to: none` explicitly: then nothing is reported, MLflow included.
 Checks that need no model run here too: the model path, the rewards and their options (after loading a
 user reward module), the prompt format, the group size against the batch and the shot count; each
 failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
-is checked by `train.run` before it loads the model.
+is checked by `training.grpo.run` before it loads the model.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import json
@@ -40,6 +40,7 @@ from grpo_rlvr.data import PACKAGED_GSM8K
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
+from grpo_rlvr.recipe_schema import LIST_KEYS, check_values, schema
 from grpo_rlvr.redact import MASK, Redactor, is_secret_name
 from grpo_rlvr.tiny import BUILTIN_PREFIX, BUILTINS, builtin_names
 
@@ -77,10 +78,17 @@ RANGES = {
 
 
 class ConfigError(ValueError):
-    """A recipe or override that cannot run; `key` names the setting to fix (None: the recipe itself)."""
+    """A recipe or override that cannot run; `key` names the setting to fix (None: the recipe itself).
 
-    def __init__(self, key: str | None, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
+    `problems` holds every (key, message) found at once; the first names `key`."""
+
+    def __init__(self, key: str | None, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = [(key, message), *more]
+        lines = [f"{k}: {m}" if k else m for k, m in self.problems]
+        if len(lines) == 1:
+            super().__init__(lines[0])
+        else:
+            super().__init__(f"{len(lines)} settings to fix:\n" + "\n".join(f"  {line}" for line in lines))
         self.key = key
 
 
@@ -88,6 +96,14 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest known name, else nothing: every "unknown" message ends so."""
     close = difflib.get_close_matches(word, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_shots(key: str, shots: Iterable[int], given: object) -> None:
+    """The default prompt format's range of shot counts, as a ConfigError naming the key."""
+    try:
+        DEFAULT.check_shots(shots, given)
+    except ValueError as err:
+        raise ConfigError(key, str(err)) from None
 
 
 def _json_mapping(key: str, value: dict | str | None) -> dict:
@@ -102,7 +118,7 @@ def _json_mapping(key: str, value: dict | str | None) -> dict:
     return value or {}
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataArguments:
     """Where the questions come from and how they become prompts."""
 
@@ -151,9 +167,9 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        self.prompt_format = _json_mapping("prompt_format", self.prompt_format) or None
-        if not 0 <= self.num_shots <= MAX_SHOTS:
-            raise ConfigError("num_shots", f"must be between 0 and {MAX_SHOTS}, got {self.num_shots}")
+        # The one normalisation, made while the object is built (frozen: nothing changes it afterwards).
+        object.__setattr__(self, "prompt_format", _json_mapping("prompt_format", self.prompt_format) or None)
+        _check_shots("num_shots", [self.num_shots], self.num_shots)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError("val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         for key in ("max_prompt_tokens", "max_train_samples", "max_val_samples"):
@@ -162,7 +178,7 @@ class DataArguments:
                 raise ConfigError(key, f"must be at least 1, got {value}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RewardArguments:
     """Which registered rewards score completions; weights are GRPOConfig's own `reward_weights`."""
 
@@ -177,8 +193,8 @@ class RewardArguments:
     reward_module: str | None = field(default=None, metadata={"help": "a Python file that registers rewards"})
 
     def __post_init__(self) -> None:
-        self.reward_kwargs = _json_mapping("reward_kwargs", self.reward_kwargs) or None
-        kwargs = self.reward_kwargs or {}
+        kwargs = _json_mapping("reward_kwargs", self.reward_kwargs)
+        object.__setattr__(self, "reward_kwargs", kwargs or None)
         _check_number("reward_kwargs", kwargs)  # JSON text reaches the dict only here
         if not all(isinstance(v, dict) for v in kwargs.values()):
             raise ConfigError(
@@ -186,7 +202,7 @@ class RewardArguments:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunArguments:
     """Where results go. GRPOConfig's `output_dir` holds the checkpoints."""
 
@@ -212,8 +228,7 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
-        if any(not 0 <= k <= MAX_SHOTS for k in self.eval_shots or ()):
-            raise ConfigError("eval_shots", f"each must be between 0 and {MAX_SHOTS}, got {self.eval_shots}")
+        _check_shots("eval_shots", self.eval_shots or (), self.eval_shots)
         for key in ("eval_max_new_tokens", "eval_limit"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -223,9 +238,10 @@ class RunArguments:
 SECTIONS = {"data": DataArguments, "rewards": RewardArguments, "run": RunArguments}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything one training run needs, validated."""
+    """Everything one training run needs, validated; never changed afterwards (its sections are frozen too,
+    and training works on its own copy of `training`, TRL's GRPOConfig), so it is what a summary records."""
 
     recipe: str  # as given: a baked name or a path
     recipe_path: Path
@@ -320,15 +336,13 @@ def load_config(
     reporting_off = "report_to" in values and values["report_to"] in NO_REPORTING
     if reporting_off:
         values["report_to"] = "none"
+    num_processes = num_processes or int(os.environ.get("WORLD_SIZE", 1))
+    _precheck(values, num_processes)  # every key, type and range at once, before TRL is imported
     _apply_cpu_defaults(values)
-    training, model, data, rewards, run = _parse(
-        values, num_processes or int(os.environ.get("WORLD_SIZE", 1))
-    )
+    training, model, data, rewards, run = _parse(values, num_processes)
     if os.environ.get(MLFLOW_ENV) and not reporting_off and "mlflow" not in training.report_to:
         training.report_to.append("mlflow")
-    config = RunConfig(str(recipe), path, training, model, data, rewards, run)
-    _check(config)
-    return config
+    return _validated(str(recipe), path, training, model, data, rewards, run)
 
 
 def _apply_cpu_defaults(values: dict[str, Any]) -> None:
@@ -344,10 +358,32 @@ def _apply_cpu_defaults(values: dict[str, Any]) -> None:
             values["tf32"] = None
 
 
+def _precheck(values: dict[str, Any], num_processes: int) -> None:
+    """Every key, type, choice, null and range against the recipe schema, and the group size: all the
+    problems in one ConfigError. Needs no TRL import, so a mistake is reported in a second or two."""
+    read, problems = check_values(values, schema(SECTIONS.values()), did_you_mean)
+    for key in values:
+        if not any(k == key for k, _ in problems):
+            try:
+                _check_number(key, read[key])
+            except ConfigError as err:
+                problems.append((key, str(err).removeprefix(f"{key}: ")))
+    if not any(k in _GROUP_KEYS for k, _ in problems):
+        try:
+            _check_group_size(read, num_processes)
+        except ConfigError as err:
+            problems.append((err.key, str(err).removeprefix(f"{err.key}: ")))
+    if problems:
+        order = list(values)  # as the recipe and the overrides give them
+        problems.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))
+        raise ConfigError(*problems[0], more=problems[1:])
+
+
 def _parse(
     values: dict[str, Any], num_processes: int
 ) -> tuple[GRPOConfig, ModelConfig, DataArguments, RewardArguments, RunArguments]:
-    """One command line over all five dataclasses: argparse type-checks every value."""
+    """One command line over all five dataclasses: argparse reads every value as TRL's scripts would
+    (`_precheck` has already checked each one)."""
     from transformers import HfArgumentParser
     from trl import ModelConfig
 
@@ -365,7 +401,8 @@ def _parse(
     actions = {
         a.dest: a for a in parser._actions if a.option_strings and a.option_strings[0] == f"--{a.dest}"
     }
-    actions["report_to"].nargs = "+"  # TrainingArguments takes a list, its parser only a single name
+    for key in LIST_KEYS:
+        actions[key].nargs = "+"
     hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
 
     argv, nulls = [], []
@@ -388,9 +425,6 @@ def _parse(
         raise ConfigError(None, f"could not read {unused}")
     for key in nulls:
         setattr(namespace, key, None)
-    for key, value in vars(namespace).items():
-        _check_number(key, value)
-    _check_group_size(namespace, num_processes)
     if num_processes != int(os.environ.get("WORLD_SIZE", 1)):
         # A launcher validating for N processes from its single one: TRL's own batch checks must count N.
         planned = property(lambda _: num_processes)
@@ -435,19 +469,26 @@ def _arg(value: Any) -> str:
     return str(value)
 
 
-def _check_group_size(ns: argparse.Namespace, num_processes: int) -> None:
+_GROUP_KEYS = (
+    "per_device_train_batch_size", "generation_batch_size", "steps_per_generation",
+    "gradient_accumulation_steps", "num_generations",
+)  # fmt: skip
+
+
+def _check_group_size(read: Mapping[str, Any], num_processes: int) -> None:
     """TRL's rule, with the numbers: the generation batch must hold whole groups of num_generations."""
-    per_step = ns.per_device_train_batch_size * num_processes
-    if ns.generation_batch_size is not None and ns.steps_per_generation is None:
-        batch, how = ns.generation_batch_size, f"generation_batch_size={ns.generation_batch_size}"
+    per_device, generation_batch = read["per_device_train_batch_size"], read["generation_batch_size"]
+    per_step = per_device * num_processes
+    if generation_batch is not None and read["steps_per_generation"] is None:
+        batch, how = generation_batch, f"generation_batch_size={generation_batch}"
     else:
-        steps = ns.steps_per_generation or ns.gradient_accumulation_steps
+        steps = read["steps_per_generation"] or read["gradient_accumulation_steps"]
         batch = per_step * steps
         how = (
-            f"per_device_train_batch_size={ns.per_device_train_batch_size} x processes={num_processes} x "
+            f"per_device_train_batch_size={per_device} x processes={num_processes} x "
             f"steps_per_generation={steps} (defaults to gradient_accumulation_steps) = {batch}"
         )
-    groups = ns.num_generations
+    groups = read["num_generations"]
     if groups is None or groups < 2 or batch % groups:
         fits = [g for g in range(2, batch + 1) if batch % g == 0]
         raise ConfigError(
@@ -456,35 +497,44 @@ def _check_group_size(ns: argparse.Namespace, num_processes: int) -> None:
         )
 
 
-def _check(config: RunConfig) -> None:
-    """The checks that need more than one field, or the registry, or the file system."""
-    _check_model_path(config.model.model_name_or_path)
-    model, training = config.model, config.training
+def _validated(
+    recipe: str,
+    path: Path,
+    training: GRPOConfig,
+    model: ModelConfig,
+    data: DataArguments,
+    rewards: RewardArguments,
+    run: RunArguments,
+) -> RunConfig:
+    """The checks that need more than one field, or the registry, or the file system; then the config,
+    with every derived value (prompt format, reward functions, default eval shots) computed here, once."""
+    _check_model_path(model.model_name_or_path)
     if (model.load_in_4bit or model.load_in_8bit) and not model.use_peft:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
     for key in ("dataset_path", "val_dataset_path"):
-        source = getattr(config.data, key)
+        source = getattr(data, key)
         if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):
             _check_hub_id(key, source, f"{_shown(source)} does not exist")
-    config.prompt_format = prompt_format(config.data)
-    funcs = config.reward_funcs = reward_functions(config.rewards, config.prompt_format)
-    if config.run.eval_at_end and not (config.data.val_dataset_path or config.data.val_fraction):
+    chosen_format = prompt_format(data)
+    funcs = reward_functions(rewards, chosen_format)
+    if run.eval_at_end and not (data.val_dataset_path or data.val_fraction):
         raise ConfigError("eval_at_end", "needs validation rows: set val_dataset_path or val_fraction")
-    if config.run.eval_shots is None:
-        config.run.eval_shots = [config.data.num_shots]
+    if run.eval_shots is None:
+        run = dataclasses.replace(run, eval_shots=[data.num_shots])
     if training.reward_weights is not None and len(training.reward_weights) != len(funcs):
         raise ConfigError(
             "reward_weights",
-            f"{len(training.reward_weights)} weights for {len(funcs)} rewards {config.rewards.rewards}",
+            f"{len(training.reward_weights)} weights for {len(funcs)} rewards {rewards.rewards}",
         )
     if training.use_vllm and training.vllm_max_model_length is not None:
-        needed = config.data.max_prompt_tokens + (training.max_completion_length or 0)
+        needed = data.max_prompt_tokens + (training.max_completion_length or 0)
         if training.vllm_max_model_length < needed:
             raise ConfigError(
                 "vllm_max_model_length",
                 f"{training.vllm_max_model_length} < max_prompt_tokens + "
                 f"max_completion_length = {needed}: vLLM would reject the longest prompts",
             )
+    return RunConfig(recipe, path, training, model, data, rewards, run, funcs, chosen_format)
 
 
 def _check_model_path(name: str | None) -> None:
@@ -540,10 +590,12 @@ def prompt_format(data: DataArguments) -> PromptFormat:
     answer = extract(probe, chosen.canonical)
     if answer.value != 1234 or not answer.canonical:
         raise ConfigError("prompt_format", f"answer_line: the extractor cannot read the number in {probe!r}")
-    if data.num_shots > len(chosen.exemplars):
+    try:
+        chosen.check_shots([data.num_shots], data.num_shots)
+    except ValueError:
         raise ConfigError(
             "num_shots", f"{data.num_shots} shots but prompt_format has {len(chosen.exemplars)} exemplars"
-        )
+        ) from None
     return chosen
 
 

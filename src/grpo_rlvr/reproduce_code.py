@@ -9,8 +9,9 @@ model write more functions that pass their tests.
    tests: the base model learns the right bodies and the slip, so it passes well above 0% and well
    below 100%.
 3. GRPO with `code_exec` (`complete_prompt: true`: program = prompt + completion, cut where the body
-   ends) through `train.run` (recipe `mini-code-grpo-cpu`). The slip earns the partial score, the right
-   body the full one: only a working loop (sandbox, rewards, advantages, update) unlearns the slip.
+   ends) through `training.grpo.run` (recipe `mini-code-grpo-cpu`). The slip earns the partial score,
+   the right body the full one: only a working loop (sandbox, rewards, advantages, update) unlearns
+   the slip.
 4. `grpo-rlvr evaluate --task humaneval --compare` base vs trained on the held-out problems (right
    bodies only, greedy): pass@1 with 95% Wilson intervals and the exact McNemar test.
 
