@@ -31,7 +31,7 @@ $(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
 	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
 	@touch $@
 
-.PHONY: help build image-test lock env data train smoke reproduce-mini test lint bench eval push launch
+.PHONY: help build image-test lock env data train smoke reproduce-mini reproduce-mini-code test lint bench eval push launch
 
 # BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
 build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
@@ -71,6 +71,9 @@ smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher,
 SIZE ?= full
 reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO, held-out base vs trained (SIZE=small: a quick look)
 	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini --size $(SIZE)
+
+reproduce-mini-code: $(ENV_STAMP) ## CPU miniature code reproduction: warm-up, GRPO on code_exec, held-out pass@1 base vs trained
+	$(PY) -m grpo_rlvr.reproduce_code --out reproduce-mini-code
 
 test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest

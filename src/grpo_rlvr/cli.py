@@ -63,14 +63,13 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-
-    from grpo_rlvr import evaluate
+    from grpo_rlvr import evaluate, humaneval
     from grpo_rlvr.grading import accuracy_line
+    from grpo_rlvr.tasks import GSM8KTask, HumanEvalTask, Task
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.adapter and args.compare:
         raise ValueError("--adapter goes with --model; with --compare write MODEL+ADAPTER")
-    shots = evaluate.parse_shots(args.shots)
     models = [evaluate.ModelSpec(args.model, args.adapter)] if args.model else args.compare
     prompt_format, end_tokens = _training_format(args.recipe)
     out = args.out or evaluate.default_out_dir()
@@ -79,11 +78,20 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{out} already holds an evaluation ({evaluate.METRICS}): pass --out with a new folder, "
             "or --overwrite to replace it"
         )
-    examples, info = evaluate.load_eval_examples(args.data, args.split, args.limit)
-    print(
-        f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']}), "
-        f"{'chat' if prompt_format.chat else 'text'} prompts; results into {out}"
-    )
+    if args.task == HumanEvalTask.name:
+        task: Task = HumanEvalTask()
+        shots = evaluate.parse_shots(args.shots or "0")
+        examples = humaneval.load_problems(args.data, args.limit)
+        info = {"source": args.data or humaneval.PACKAGED_HUMANEVAL, "split": None, "limit": args.limit}
+        print(f"evaluating {len(examples)} HumanEval problems from {info['source']}; results into {out}")
+    else:
+        task = GSM8KTask(prompt_format)
+        shots = evaluate.parse_shots(args.shots or "0,2,4,8")
+        examples, info = evaluate.load_eval_examples(args.data, args.split, args.limit)
+        print(
+            f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']}), "
+            f"{'chat' if prompt_format.chat else 'text'} prompts; results into {out}"
+        )
     metrics = evaluate.evaluate_examples(
         models,
         examples,
@@ -94,8 +102,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         compare_base_trained=bool(args.compare),
         data_info=info,
-        prompt_format=prompt_format,
         end_tokens=end_tokens,
+        task=task,
     )
     for r in metrics["results"]:
         print(f"{r['model']} {r['shots']}-shot: {accuracy_line(r['correct'], r['n'])}")
@@ -172,15 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_grade)
 
     from grpo_rlvr.evaluate import BACKENDS
-    from grpo_rlvr.prompt_format import MAX_NEW_TOKENS
+    from grpo_rlvr.tasks import TASKS
 
     p = sub.add_parser(
         "evaluate",
-        help="greedy GSM8K accuracy with 95%% intervals, tables and a plot",
-        description="Greedy GSM8K accuracy with 95% intervals, tables and a plot. Prompts are in the "
-        "default text format unless --recipe names the recipe the model was trained with: then its "
-        "prompt_format (chat prompts rendered by each model's chat template) and end_tokens are used.",
+        help="greedy GSM8K accuracy or HumanEval pass@1 with 95%% intervals, tables and a plot",
+        description="Greedy GSM8K accuracy (--task gsm8k) or HumanEval pass@1 (--task humaneval, every "
+        "program run in the code_exec sandbox) with 95% intervals, tables and a plot. GSM8K prompts are in "
+        "the default text format unless --recipe names the recipe the model was trained with: then its "
+        "prompt_format (chat prompts rendered by each model's chat template) and end_tokens are used; "
+        "HumanEval prompts are the problems' own, generation also ending at the recipe's end_tokens.",
     )
+    p.add_argument("--task", choices=sorted(TASKS), default="gsm8k", help="what to measure (default gsm8k)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="local folder, hub id or builtin:tiny-qwen2")
     which.add_argument(
@@ -194,14 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data",
-        help=f"JSONL/JSON/Parquet file or folder, or a hub id (default: {data.PACKAGED_GSM8K}, shipped)",
+        help=f"gsm8k: JSONL/JSON/Parquet file or folder, or a hub id (default: {data.PACKAGED_GSM8K}, "
+        "shipped); "
+        "humaneval: a JSONL (.gz) file of HumanEval-shaped problems (default: builtin:humaneval, shipped)",
     )
     p.add_argument("--split", default="test", help="hub split, or <split>.jsonl inside a --data folder")
-    p.add_argument("--shots", default="0,2,4,8", help="comma-separated shot counts (0-8)")
+    p.add_argument("--shots", help="comma-separated shot counts (0-8); default 0,2,4,8 (humaneval: 0 only)")
     p.add_argument("--limit", type=int, help="evaluate only the first N questions (default: all)")
     p.add_argument("--backend", choices=BACKENDS, default="hf", help="generation with transformers or vLLM")
     p.add_argument("--batch-size", type=int, help="hf: prompts per generate() (16); vllm: max_num_seqs")
-    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="tokens generated per answer")
+    p.add_argument("--max-new-tokens", type=int, help="tokens generated per answer (default 512)")
     p.add_argument(
         "--out",
         type=Path,

@@ -261,24 +261,26 @@ def _error_line(content: bytes, err: ValueError) -> int:
     return 1
 
 
-@functools.cache
-def packaged_gsm8k(split: str) -> Path:
-    """The shipped GSM8K split, checked against SHA256SUMS first: a damaged copy must not train."""
-    sums = dict(
-        reversed(line.split()) for line in (PACKAGED_GSM8K_DIR / "SHA256SUMS").read_text().splitlines()
-    )
-    name = f"{split}.jsonl"
-    if name not in sums:
-        raise DataError(
-            f"{PACKAGED_GSM8K} has the splits {', '.join(sorted(Path(n).stem for n in sums))}, not {split!r}"
-        )
-    path = PACKAGED_GSM8K_DIR / name
+def packaged_file(directory: Path, name: str, what: str) -> Path:
+    """A data file shipped in `directory`, checked against the folder's SHA256SUMS first: a damaged copy
+    must not train or grade. `what` names the data set in the error."""
+    sums = dict(reversed(line.split()) for line in (directory / "SHA256SUMS").read_text().splitlines())
+    path = directory / name
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
-    if digest != sums[name]:
+    if digest != sums.get(name):
         raise DataError(
-            f"{path} does not match its SHA256SUMS entry ({digest}): reinstall grpo-rlvr to restore GSM8K"
+            f"{path} does not match its SHA256SUMS entry ({digest}): reinstall grpo-rlvr to restore {what}"
         )
     return path
+
+
+@functools.cache
+def packaged_gsm8k(split: str) -> Path:
+    """The shipped GSM8K split, checked against SHA256SUMS first."""
+    splits = sorted(p.name.removesuffix(".jsonl") for p in PACKAGED_GSM8K_DIR.glob("*.jsonl"))
+    if split not in splits:
+        raise DataError(f"{PACKAGED_GSM8K} has the splits {', '.join(splits)}, not {split!r}")
+    return packaged_file(PACKAGED_GSM8K_DIR, f"{split}.jsonl", "GSM8K")
 
 
 def _hub_rows(source: str, hub_config: str, split: str) -> list[tuple[str, Any]]:

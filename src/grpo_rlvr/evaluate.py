@@ -1,4 +1,5 @@
-"""GSM8K evaluation that can be trusted: batched greedy generation, grading, intervals, tables, plots.
+"""Evaluation that can be trusted (GSM8K, HumanEval): batched greedy generation, grading, intervals,
+tables, plots.
 
 The result this project starts from ("11% -> 41% on 100 samples") read the last integer of prompt +
 1,024 greedy tokens, on 10-50 rows, and scored base and tuned models differently. Here every model gets
@@ -10,7 +11,9 @@ continuation), the whole split unless `limit` says otherwise, and a 95% Wilson i
 accuracy.
 
 `evaluate_examples` is the API (the CLI and end-of-training evaluation both call it); a `Generator`
-turns prompts into completions (`HFGenerator` on CPU or GPU, `VLLMGenerator` on GPU).
+turns prompts into completions (`HFGenerator` on CPU or GPU, `VLLMGenerator` on GPU); a `tasks.Task`
+builds the prompts, names the stop strings and grades (GSM8K by default; HumanEval's pass@1 runs each
+completed function against its tests in the code_exec sandbox).
 """
 
 from __future__ import annotations
@@ -33,18 +36,16 @@ from grpo_rlvr.data import (
     DATA_SUFFIXES,
     PACKAGED_GSM8K,
     DataError,
-    add_prompts,
-    build_chat_prompt,
-    build_prompt,
     end_token_ids,
     load_examples,
     prompt_text,
     write_jsonl,
 )
 from grpo_rlvr.files import is_local_path, local_path
-from grpo_rlvr.grading import grade_one, wilson_interval
+from grpo_rlvr.grading import wilson_interval
 from grpo_rlvr.merging import merged_model
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, PromptFormat
+from grpo_rlvr.tasks import GSM8K, GSM8KTask, Prompt, Task
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
@@ -149,9 +150,6 @@ class Generator(Protocol):
     info: dict[str, Any]  # device, dtype …: recorded in metrics.json
 
     def generate(self, prompts: list[str]) -> list[Generation]: ...
-
-
-Prompt = str | list[dict[str, str]]  # text, or chat turns (`data.build_chat_prompt`)
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str] = DEFAULT.stop_strings) -> str:
@@ -323,19 +321,6 @@ def make_generator(spec: ModelSpec, backend: str, settings: GeneratorSettings) -
     return {"hf": HFGenerator, "vllm": VLLMGenerator}[backend](spec, settings)
 
 
-def prompt_description(prompt_format: PromptFormat) -> str:
-    """metrics.json's `prompt`: text or chat, and the prompt of a question with no shots."""
-    if prompt_format.chat:
-        return (
-            "chat (data.build_chat_prompt): the first k worked examples as user/assistant turns, then "
-            f"{build_chat_prompt('…', 0, prompt_format)!r}, rendered by each model's chat template with "
-            "the assistant's turn opened"
-        )
-    return (
-        f"text (data.build_prompt): the first k worked examples, then {build_prompt('…', 0, prompt_format)!r}"
-    )
-
-
 def parse_shots(text: str) -> list[int]:
     """`0,2,4,8` -> [0, 2, 4, 8] (sorted, unique); a clear error for anything else."""
     try:
@@ -391,8 +376,10 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def summarize(rows: list[dict[str, Any]], labels: list[str], shots: list[int]) -> list[dict[str, Any]]:
-    """Accuracy, counts and Wilson interval per model x shots, in that order."""
+def summarize(
+    rows: list[dict[str, Any]], labels: list[str], shots: list[int], task: Task = GSM8K
+) -> list[dict[str, Any]]:
+    """Accuracy (a task's pass@1 too), counts and Wilson interval per model x shots, in that order."""
     results = []
     for label in labels:
         for k in shots:
@@ -407,7 +394,7 @@ def summarize(rows: list[dict[str, Any]], labels: list[str], shots: list[int]) -
                     "correct": correct,
                     "accuracy": round(correct / n, 6),
                     "ci95": [round(lo, 6), round(hi, 6)],
-                    "no_answer": sum(r["extracted"] is None for r in part),
+                    "no_answer": sum(task.unanswered(r) for r in part),
                     "truncated": sum(r["finish"] == "length" for r in part),
                 }
             )
@@ -446,20 +433,20 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def render_table(metrics: dict[str, Any]) -> str:
+def render_table(metrics: dict[str, Any], task: Task = GSM8K) -> str:
     """The Markdown summary: model x shots with n and interval, plus trained - base when comparing."""
     data, dec = metrics["data"], metrics["decoding"]
     lines = [
-        "# GSM8K evaluation",
+        f"# {task.title} evaluation",
         "",
-        f"{data['examples']} questions"
+        f"{data['examples']} {task.noun}"
         + (f" from `{data['source']}`" if data["source"] else "")
         + (f" (split {data['split']})" if data["split"] else "")
         + f"; greedy decoding, at most {dec['max_new_tokens']} new tokens, stopping at "
         + ", ".join(["EOS", *(f"`{t}`" for t in dec["end_tokens"])])
-        + f" or a new `{dec['stop'][0].strip()}`; backend {metrics['backend']}. Intervals: 95% Wilson.",
+        + f" or {task.stop_phrase()}; backend {metrics['backend']}. Intervals: 95% Wilson.",
         "",
-        "| model | shots | accuracy | correct / n | 95% interval |",
+        f"| model | shots | {task.metric} | correct / n | 95% interval |",
         "|---|---:|---:|---:|---|",
     ]
     lines += [
@@ -484,7 +471,7 @@ def render_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_accuracy(results: list[dict[str, Any]], path: Path | None = None) -> Figure:
+def plot_accuracy(results: list[dict[str, Any]], path: Path | None = None, task: Task = GSM8K) -> Figure:
     """Accuracy vs shots, one series per model, Wilson error bars; saved to `path` when given.
 
     A bare `Figure` (no pyplot): no global backend or figure registry, nothing to close.
@@ -504,8 +491,8 @@ def plot_accuracy(results: list[dict[str, Any]], path: Path | None = None) -> Fi
         ax.errorbar(x, acc, yerr=[low, high], label=label, color=color, marker="o", capsize=4, linewidth=2)
     ax.set_xticks(sorted({r["shots"] for r in results}))
     ax.set_xlabel("worked examples in the prompt (shots)")
-    ax.set_ylabel("accuracy (%), 95% Wilson interval")
-    ax.set_title(f"GSM8K, n = {max(r['n'] for r in results)} questions")
+    ax.set_ylabel(f"{task.metric} (%), 95% Wilson interval")
+    ax.set_title(f"{task.title}, n = {max(r['n'] for r in results)} {task.noun}")
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", fontsize="small")  # below the axes: long paths hide no data
     if path is not None:
@@ -521,13 +508,16 @@ def evaluate_examples(
     shots: Sequence[int] = (0,),
     backend: str = "hf",
     batch_size: int | None = None,
-    max_new_tokens: int = MAX_NEW_TOKENS,
+    max_new_tokens: int | None = None,
     compare_base_trained: bool = False,
     data_info: dict[str, Any] | None = None,
     prompt_format: PromptFormat = DEFAULT,
     end_tokens: Sequence[str] = (),
+    task: Task | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every model at every shot count on `examples` (rows with `question` + gold answer).
+    """Evaluate every model at every shot count on `examples`: GSM8K rows (`question` + gold answer)
+    in `prompt_format`, or another `task`'s rows (HumanEval problems). `max_new_tokens` defaults to
+    the task's.
 
     Writes predictions.jsonl, metrics.json, results.md, accuracy_vs_shots.png and timing.json to
     `out_dir` and returns the metrics. `compare_base_trained` needs exactly two models (base, trained).
@@ -536,6 +526,8 @@ def evaluate_examples(
     """
     from accelerate.utils.memory import clear_device_cache
 
+    task = task or GSM8KTask(prompt_format)
+    max_new_tokens = task.max_new_tokens if max_new_tokens is None else max_new_tokens
     specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m) for m in models]
     labels = [s.label for s in specs]
     if not specs or len(set(labels)) != len(labels):
@@ -549,15 +541,12 @@ def evaluate_examples(
             f"batch size and max new tokens must be at least 1, got {batch_size}, {max_new_tokens}"
         )
     shots = sorted(set(shots))
-    prompted = {k: add_prompts(list(examples), k, prompt_format) for k in shots}
-    stop = prompt_format.stop_strings
+    prompts = {k: task.prompts(examples, k) for k in shots}
+    stop = task.stop
     settings = GeneratorSettings(max_new_tokens, batch_size, stop, tuple(end_tokens))
-    missing = [i for i, e in enumerate(examples) if "final_answer" not in e]
-    if missing:
-        raise DataError(f"{len(missing)} rows have no gold answer (first: row {missing[0] + 1})")
+    task.check(examples)
     for spec in specs:
         spec.check_paths()
-    prompts = {k: [e["prompt"] for e in prompted[k]] for k in shots}
     texts = {spec.label: render_prompts(spec, prompts) for spec in specs}
 
     rows: list[dict[str, Any]] = []
@@ -572,8 +561,8 @@ def evaluate_examples(
             generations = generator.generate(texts[spec.label][k])
             elapsed = time.perf_counter() - start
             seconds[f"{spec.label} | {k}-shot"] = round(elapsed, 3)
-            for i, (example, gen) in enumerate(zip(examples, generations, strict=True)):
-                gold = example["final_answer"]
+            graded = task.grade(examples, [gen.completion for gen in generations])
+            for i, (example, gen, grade) in enumerate(zip(examples, generations, graded, strict=True)):
                 rows.append(
                     {
                         "id": example.get("id", i),
@@ -583,18 +572,18 @@ def evaluate_examples(
                         "completion_tokens": gen.completion_tokens,
                         "finish": gen.finish,
                         "completion": gen.completion,
-                        **grade_one(gen.completion, gold, prompt_format),
-                        "gold": gold,
+                        **grade,
                     }
                 )
-            log.info("%s %d-shot: %d questions in %.1f s", spec.label, k, len(generations), elapsed)
+            log.info("%s %d-shot: %d %s in %.1f s", spec.label, k, len(generations), task.noun, elapsed)
         del generator
         clear_device_cache(garbage_collection=True)  # the next model gets the memory this one held
 
-    results = summarize(rows, labels, shots)
+    results = summarize(rows, labels, shots, task)
     metrics: dict[str, Any] = {
+        "task": task.name,
         "data": {"source": None, "split": None, **(data_info or {}), "examples": len(examples)},
-        "prompt": prompt_description(prompt_format),
+        "prompt": task.describe(),
         "backend": backend,
         "decoding": {
             "greedy": True,
@@ -615,7 +604,7 @@ def evaluate_examples(
     out_dir = Path(out_dir)
     write_jsonl(rows, out_dir / PREDICTIONS)  # creates the folder
     (out_dir / METRICS).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out_dir / TABLE).write_text(render_table(metrics), encoding="utf-8")
-    plot_accuracy(results, out_dir / PLOT)
+    (out_dir / TABLE).write_text(render_table(metrics, task), encoding="utf-8")
+    plot_accuracy(results, out_dir / PLOT, task)
     (out_dir / TIMING).write_text(json.dumps({"seconds": seconds}, indent=2) + "\n", encoding="utf-8")
     return metrics

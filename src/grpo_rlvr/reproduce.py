@@ -28,7 +28,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BUILTIN = "builtin:mini-qwen2"
 RECIPE = "mini-grpo-cpu"
+REWARDS = ("gsm8k_format", "gsm8k_correctness")
 P_MAX = 0.01  # the trained model must beat the base at this paired-test level
 
 
@@ -87,9 +88,17 @@ def warmup_pairs(rows: list[dict[str, str]], seed: int) -> list[dict[str, str]]:
 
 
 def warm_up(
-    model: str, rows: list[dict[str, str]], out_dir: Path, *, steps: int, learning_rate: float, seed: int
+    model: str,
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    *,
+    steps: int,
+    learning_rate: float,
+    seed: int,
+    pairs: Callable[[list[dict[str, Any]], int], list[dict[str, str]]] = warmup_pairs,
 ) -> dict[str, Any]:
-    """Supervised warm-up of `model` on `rows` with TRL's SFTTrainer; the model is saved to `out_dir`."""
+    """Supervised warm-up of `model` on `rows` (made prompt/completion `pairs`) with TRL's SFTTrainer;
+    the model is saved to `out_dir`."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -116,7 +125,7 @@ def warm_up(
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(path),
         args=args,
-        train_dataset=Dataset.from_list(warmup_pairs(rows, seed)),
+        train_dataset=Dataset.from_list(pairs(rows, seed)),
         processing_class=AutoTokenizer.from_pretrained(path),
     )
     result = trainer.train()
@@ -143,8 +152,11 @@ class StepLog(TrainerCallback):
         return [entry[key] for entry in self.logs if key in entry]
 
 
-def grpo(base: Path, train_data: Path, out_dir: Path, **overrides: Any) -> tuple[dict[str, Any], StepLog]:
-    """GRPO on the real GSM8K rewards through `training.grpo.run` (recipe `RECIPE`); summary and step log."""
+def grpo(
+    base: Path, train_data: Path, out_dir: Path, recipe: str = RECIPE, **overrides: Any
+) -> tuple[dict[str, Any], StepLog]:
+    """GRPO through `training.grpo.run` from `recipe` (the GSM8K rewards' by default); summary and step
+    log."""
     from grpo_rlvr.config import load_config
     from grpo_rlvr.training.grpo import run
 
@@ -156,8 +168,14 @@ def grpo(base: Path, train_data: Path, out_dir: Path, **overrides: Any) -> tuple
         "summary_dir": str(out_dir / "summary"),
     }
     steps = StepLog()
-    summary = run(load_config(RECIPE, {**paths, **overrides}), [steps])
+    summary = run(load_config(recipe, {**paths, **overrides}), [steps])
     return summary, steps
+
+
+def reward_curve(steps: StepLog, name: str) -> tuple[list[float], list[float]]:
+    """(steps, mean) of one reward as TRL logs it (`rewards/<name>/mean`)."""
+    key = f"rewards/{name}/mean"
+    return [e["step"] for e in steps.logs if key in e], steps.series(key)
 
 
 def generation_cost(steps: StepLog, batch: int, first: int | None = None) -> dict[str, float]:
@@ -171,28 +189,41 @@ def generation_cost(steps: StepLog, batch: int, first: int | None = None) -> dic
     }
 
 
-def compare(base: Path, trained: Path, test_data: Path, out_dir: Path) -> dict[str, Any]:
-    """`grpo-rlvr evaluate --compare BASE TRAINED` on the held-out questions; its metrics.json."""
+def compare(
+    base: Path,
+    trained: Path,
+    test_data: Path,
+    out_dir: Path,
+    task: str = "gsm8k",
+    max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
+) -> dict[str, Any]:
+    """`grpo-rlvr evaluate --task TASK --compare BASE TRAINED` on the held-out rows; its metrics.json."""
     from grpo_rlvr.cli import main as cli
 
-    argv = ["evaluate", "--compare", str(base), str(trained), "--data", str(test_data), "--shots", "0"]
-    argv += ["--max-new-tokens", str(EVAL_MAX_NEW_TOKENS), "--batch-size", "64", "--out", str(out_dir)]
+    argv = ["evaluate", "--task", task, "--compare", str(base), str(trained), "--data", str(test_data)]
+    argv += ["--shots", "0", "--max-new-tokens", str(max_new_tokens), "--batch-size", "64"]
+    argv += ["--out", str(out_dir)]
     if cli(argv) != 0:
         raise RuntimeError(f"grpo-rlvr {' '.join(argv)} failed")
     return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
-def plot(steps: StepLog, results: list[dict[str, Any]], path: Path) -> Figure:
-    """Left: the rewards per GRPO step. Right: base vs trained held-out accuracy, 95% Wilson intervals."""
+def plot(
+    curves: dict[str, tuple[list[float], list[float]]],
+    results: list[dict[str, Any]],
+    path: Path,
+    ylabel: str = "mean reward of the step's completions",
+) -> Figure:
+    """Left: `curves` (label -> GRPO steps, values). Right: base vs trained held-out accuracy, 95% Wilson
+    intervals."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
     left, right = fig.subplots(1, 2)
-    for name in ("gsm8k_format", "gsm8k_correctness"):
-        key = f"rewards/{name}/mean"
-        left.plot([e["step"] for e in steps.logs if key in e], steps.series(key), label=name)
+    for label, (x, y) in curves.items():
+        left.plot(x, y, label=label)
     left.set_xlabel("GRPO step")
-    left.set_ylabel("mean reward of the step's completions")
+    left.set_ylabel(ylabel)
     left.legend(fontsize="small")
     left.grid(alpha=0.3)
     acc = [100 * r["accuracy"] for r in results]
@@ -310,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "size": args.size,
         "sizes": size.splits,
-        "model_parameters": _parameters(base),
+        "model_parameters": parameters(base),
         "model_config": AutoConfig.from_pretrained(base).to_diff_dict(),
         "warmup": warm,
         "grpo": {k: summary[k] for k in ("global_step", "rewards", "wall_time_s")},
@@ -326,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / RESULTS).write_text(render(metrics), encoding="utf-8")
-    plot(steps, [base_result, trained_result], out / PLOT)
+    plot({n: reward_curve(steps, n) for n in REWARDS}, [base_result, trained_result], out / PLOT)
     print((out / RESULTS).read_text(encoding="utf-8"))
     if not passed:
         print(f"reproduce-mini: the trained model does not beat the base at p < {P_MAX}", file=sys.stderr)
@@ -334,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _parameters(model_dir: Path) -> int:
+def parameters(model_dir: Path) -> int:
     """Parameters stored in the model folder (a tied head is stored once)."""
     from safetensors import safe_open
 

@@ -9,7 +9,8 @@ rebuilds exactly the pipeline it was trained with.
 
 `tiny-qwen2` is the smallest that runs the whole pipeline. `mini-qwen2` is wider and deeper, and its
 tokenizer has also seen the synthetic word problems (`grpo_rlvr.synthetic`): the model
-`make reproduce-mini` warms up and trains.
+`make reproduce-mini` warms up and trains. `code-qwen2` has its shape and a tokenizer that has seen
+synthetic Python functions (`grpo_rlvr.synthetic_code`): the model of `make reproduce-mini-code`.
 
 Processes that start together (torchrun ranks, parallel tests) share the cache: one builds under a file
 lock while the others wait, then find the finished folder.
@@ -105,6 +106,15 @@ def _corpus_with_word_problems() -> list[str]:
     ]
 
 
+def _corpus_with_functions() -> list[str]:
+    """Our worked examples plus synthetic function problems and their bodies (`grpo_rlvr.synthetic_code`):
+    Python keywords, their names and operators become whole tokens."""
+    from grpo_rlvr import synthetic_code
+
+    rows = synthetic_code.problems(2000, seed=12345)
+    return _corpus() + [r["prompt"] + r["canonical_solution"] for r in rows]
+
+
 @dataclass(frozen=True)
 class TinySpec:
     """A built-in model's shape and its tokenizer's training text; bump `version` on any change."""
@@ -125,6 +135,9 @@ BUILTINS = {
     "mini-qwen2": TinySpec(2, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
                            num_attention_heads=4, num_key_value_heads=2, vocab_size=1024,
                            corpus=_corpus_with_word_problems),
+    "code-qwen2": TinySpec(1, hidden_size=64, intermediate_size=256, num_hidden_layers=3,
+                           num_attention_heads=4, num_key_value_heads=2, vocab_size=1024,
+                           corpus=_corpus_with_functions),
 }  # fmt: skip
 
 

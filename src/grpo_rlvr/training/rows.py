@@ -8,6 +8,7 @@ from typing import Any
 from grpo_rlvr import data as gsm8k_data
 from grpo_rlvr.config import ConfigError, DataArguments
 from grpo_rlvr.data import DroppedRows
+from grpo_rlvr.humaneval import refuse_as_training_data
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
 
@@ -28,6 +29,8 @@ def prepare_data(
         loaded[part], dropped_rows[part] = result.summary(), DroppedRows(list(result.problems))
         log.info("%s data %s: %s", part, source, loaded[part])
         dropped_rows[part].log(log)
+        if part == "train":
+            refuse_as_training_data(examples, result.places)
         return list(zip(examples, result.places, strict=True))
 
     rows = load("train", data.dataset_path, data.dataset_split)
