@@ -30,17 +30,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tqdm import tqdm
 
 from grpo_rlvr.data import (
-    DATA_SUFFIXES,
     PACKAGED_GSM8K,
-    DataError,
     add_prompts,
     build_chat_prompt,
     build_prompt,
     load_examples,
     prompt_text,
     single_token_ids,
-    write_jsonl,
 )
+from grpo_rlvr.datafiles import DATA_SUFFIXES, DataError, write_jsonl
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.grading import grade_one, wilson_interval
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo_rlvr.data import DATA_SUFFIXES, DataError, data_files
+from grpo_rlvr.datafiles import DATA_SUFFIXES, DataError, data_files
 from grpo_rlvr.files import write_atomic
 from grpo_rlvr.redact import Redactor
 
@@ -214,7 +214,7 @@ def read_channels(paths: Paths) -> dict[str, Path]:
 
 
 def _check_data_channel(name: str, folder: Path) -> None:
-    if not any(p.is_file() for p in folder.rglob("*")):
+    if not any(folder.iterdir()):
         raise ContractError(f"channel `{name}` is empty: put {'/'.join(DATA_SUFFIXES)} files in {folder}")
     try:
         data_files(folder)
