@@ -37,3 +37,19 @@ def write_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def probe_writable(folder: Path) -> None:
+    """Create `folder` (with its parents) and write a file in it, then undo both; OSError says why not.
+
+    Permissions alone do not tell (a read-only mount, a full disk, a root-squashed share): only a write
+    does. Folders this made are removed again, so a probe leaves the tree as it found it."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        probe = folder / f".write-probe.{os.getpid()}"
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    finally:
+        for made in missing:  # deepest first
+            made.rmdir()

@@ -49,7 +49,6 @@ import torch
 import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils.memory import clear_device_cache
-from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
@@ -66,7 +65,7 @@ from grpo_rlvr.checkpoints import (
 )
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
-from grpo_rlvr.files import write_atomic
+from grpo_rlvr.files import probe_writable, write_atomic
 from grpo_rlvr.history import write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
@@ -98,6 +97,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     if not torch.cuda.is_available():  # else DeepSpeed warns that it "was unable to detect" a GPU
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     model_dir, summary_dir = Path(config.run.model_dir), Path(config.run.summary_dir)
+    check_output_folders(config)
     stop = GracefulStop()
     with stop.catching():
         # Data: validated rows, k-shot prompts, none cut.
@@ -110,6 +110,11 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             config.data, tokenizer, args.seed, config.prompt_format
         )
 
+        if args.eval_strategy != "no" and not val_rows:
+            raise ConfigError("eval_strategy", "no validation rows are left: add some, or set it to no")
+        train_dataset = gsm8k_data.as_dataset(train_rows)  # built now: a failure here costs no model load
+        eval_dataset = gsm8k_data.as_dataset(val_rows) if val_rows else None
+
         # Rewards: registry names -> callables; every column they read must be in every row.
         funcs = config.reward_funcs
         check_reward_columns(funcs, train_rows + val_rows)
@@ -121,6 +126,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         resume = args.resume_from_checkpoint or latest_complete_checkpoint(args.output_dir)
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
+
+        stop.raise_if_requested(resume)  # a SIGTERM while loading data: the model would take minutes
 
         # Model: the LoRA targets are matched against the architecture first, built without weights.
         peft_config = get_peft_config(config.model)
@@ -139,8 +146,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             model=model,
             reward_funcs=funcs,
             args=args,
-            train_dataset=Dataset.from_list(train_rows),
-            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[MarkCompleteCheckpoints(), rotation, StopOnNonFinite(), stop, *callbacks],
@@ -148,8 +155,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         match_saved_modules(trainer.model)
 
         # Train
-        if stop.requested:  # SIGTERM while loading: nothing new to save
-            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume, stop.signum)
+        stop.raise_if_requested(resume)  # SIGTERM while loading: nothing new to save
         log.info("training from %s", resume or "step 0")
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.requested:
@@ -252,6 +258,24 @@ def prepare_data(
             "prompts_dropped": prompts_dropped,
         },
     )
+
+
+def check_output_folders(config: RunConfig) -> None:
+    """Every folder the run writes can be written, probed by writing (once per host): a read-only mount
+    would otherwise fail at the first checkpoint or at the end, after the model loaded and trained."""
+    if not PartialState().is_local_main_process:
+        return
+    folders = {
+        "output_dir": config.training.output_dir,
+        "model_dir": config.run.model_dir,
+        "summary_dir": config.run.summary_dir,
+    }
+    for key, folder in folders.items():
+        try:
+            probe_writable(Path(folder))
+        except OSError as err:
+            why = err.strerror or str(err)
+            raise ConfigError(key, f"{folder} cannot be written ({why}): choose a writable folder") from err
 
 
 def check_reward_columns(funcs: list, rows: list[dict[str, Any]]) -> None:
@@ -557,6 +581,11 @@ class GracefulStop(TrainerCallback):
     def request(self, signum: int, _frame: Any) -> None:
         self.requested = True
         self.signum = signum
+
+    def raise_if_requested(self, resume: str | Path | None) -> None:
+        """Before training starts, a stop leaves nothing new to save: resume from where the run stood."""
+        if self.requested:
+            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume, self.signum)
 
     @contextmanager
     def catching(self) -> Iterator[None]:
