@@ -39,17 +39,22 @@ def write_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def probe_writable(folder: Path) -> None:
-    """Create `folder` (with its parents) and write a file in it, then undo both; OSError says why not.
+def unwritable(folder: Path) -> str | None:
+    """Why `folder` cannot be written, or None: probed by creating it (with its parents) and a file in
+    it, then undoing both, so a probe leaves the tree as it found it.
 
-    Permissions alone do not tell (a read-only mount, a full disk, a root-squashed share): only a write
-    does. Folders this made are removed again, so a probe leaves the tree as it found it."""
+    Permissions alone do not tell (a read-only mount, a full disk, root, who ignores permission bits):
+    only a write does."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-probe.{os.getpid()}"
     try:
-        probe = folder / f".write-probe.{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"probe")
         probe.unlink()
+    except OSError as err:
+        return f"{folder} cannot be written ({err.strerror or err})"
     finally:
         for made in missing:  # deepest first
-            made.rmdir()
+            if made.exists():
+                made.rmdir()
+    return None

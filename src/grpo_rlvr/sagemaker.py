@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_rlvr.datafiles import DATA_SUFFIXES, DataError, data_files
-from grpo_rlvr.files import write_atomic
+from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.redact import Redactor
 
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
@@ -255,6 +255,12 @@ def write_failure(paths: Paths, reason: str, redactor: Redactor) -> str:
 
 
 def clear_stale_results(paths: Paths, summary_name: str) -> None:
-    """A new attempt starts with no failure reason and no finished-model marker from an earlier one."""
+    """A new attempt starts with no failure reason and no finished-model marker from an earlier one.
+
+    The folders the run writes are probed by writing first: one that cannot be written is an input to
+    fix (a file in its place, a read-only mount), said before anything starts."""
+    for folder in (paths.model_dir, paths.checkpoint_dir, paths.output_data_dir):
+        if reason := unwritable(folder):
+            raise ContractError(f"{reason}: the run writes its results there")
     for stale in (paths.failure_file, paths.model_dir / summary_name):
         stale.unlink(missing_ok=True)

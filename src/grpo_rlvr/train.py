@@ -65,7 +65,7 @@ from grpo_rlvr.checkpoints import (
 )
 from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
-from grpo_rlvr.files import probe_writable, write_atomic
+from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.history import write_history
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
@@ -271,11 +271,8 @@ def check_output_folders(config: RunConfig) -> None:
         "summary_dir": config.run.summary_dir,
     }
     for key, folder in folders.items():
-        try:
-            probe_writable(Path(folder))
-        except OSError as err:
-            why = err.strerror or str(err)
-            raise ConfigError(key, f"{folder} cannot be written ({why}): choose a writable folder") from err
+        if reason := unwritable(Path(folder)):
+            raise ConfigError(key, f"{reason}: choose a writable folder")
 
 
 def check_reward_columns(funcs: list, rows: list[dict[str, Any]]) -> None:
