@@ -14,7 +14,8 @@ $MLFLOW_TRACKING_URI set, mlflow joins whatever the recipe reports to, unless th
 says `report_to: none` explicitly: then nothing is reported, MLflow included.
 
 Checks that need no model run here too: the model path, the rewards and their options (after loading a
-user reward module), the prompt format, the group size against the batch and the shot count; each
+user reward module), the prompt format, the group size against the batch, the shot count, `report_to`
+integrations (known and installed) and evaluation without validation rows; each
 failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
 is checked by `train.run` before it loads the model.
 """

@@ -55,6 +55,7 @@ class Found:
 
 
 def is_data_file(path: Path) -> bool:
+    """A name with a data suffix, in any case."""
     return path.suffix.lower() in DATA_SUFFIXES
 
 
@@ -81,7 +82,11 @@ def data_files(path: Path) -> Found:
 
 def _walk(folder: Path, found: Found, inside: tuple[Path, ...]) -> Iterator[Path]:
     """Data files under `folder` in path order; `inside` holds the real folders being walked (loops)."""
-    for entry in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as err:
+        raise DataError(f"{folder}: cannot list it ({err.strerror})") from err
+    for entry in entries:
         if entry.name.startswith("."):
             found.hidden.append(entry)
         elif entry.is_dir():
