@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from grpo_rlvr import train
 from grpo_rlvr.checkpoints import TrainingInterrupted
 from grpo_rlvr.cli import main as cli
 from grpo_rlvr.config import ConfigError, load_config
 from grpo_rlvr.data import packaged_gsm8k
 from grpo_rlvr.files import unwritable
+from grpo_rlvr.training import grpo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -93,7 +93,7 @@ def test_a_mistyped_recipe_fails_before_torch_loads() -> None:
     assert loaded == "[]"
 
 
-# --- what train.run checks before the model loads ----------------------------------------------------
+# --- what a run checks before the model loads ----------------------------------------------------
 
 
 def _recipe_values(tmp_path: Path, **values: object) -> list[str]:
@@ -119,7 +119,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def load_model(*_: object) -> None:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(train, "load_model", load_model)
+    monkeypatch.setattr(grpo, "load_model", load_model)
 
 
 @pytest.mark.parametrize("key", ["output_dir", "model_dir", "summary_dir"])
@@ -130,7 +130,7 @@ def test_an_unwritable_output_folder_fails_before_the_model_loads(
     blocked = tmp_path / "a-file" / "sub"
     config = load_config("smoke-cpu", _recipe_values(tmp_path, **{key: blocked}))
     with pytest.raises(ConfigError) as caught:
-        train.run(config)
+        grpo.run(config)
     assert caught.value.key == key
     assert f"{blocked} cannot be written (Not a directory): choose a writable folder" in str(caught.value)
     # The folders probed before it were written to and removed again: the tree is as it was.
@@ -159,10 +159,10 @@ def test_evaluation_without_validation_rows_fails_before_the_model_loads(
     # 1% of 16 rows rounds to none: known only once the data is loaded, still before the model.
     config = load_config("smoke-cpu", _recipe_values(tmp_path, eval_strategy="steps", val_fraction=0.01))
     with pytest.raises(ConfigError, match=r"^eval_strategy: no validation rows are left"):
-        train.run(config)
+        grpo.run(config)
     config = load_config("smoke-cpu", _recipe_values(tmp_path, eval_strategy="steps", val_fraction=0.25))
     with pytest.raises(AssertionError, match="the model was loaded"):  # 4 rows: on to the model
-        train.run(config)
+        grpo.run(config)
 
 
 def test_a_report_to_integration_that_is_missing_or_unknown_fails_at_load(tmp_path: Path) -> None:
@@ -183,15 +183,15 @@ def test_a_report_to_integration_that_is_missing_or_unknown_fails_at_load(tmp_pa
 def test_a_sigterm_while_data_loads_stops_before_the_model_loads(
     tmp_path: Path, tiny_model: str, no_model: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prepare = train.prepare_data
+    prepare = grpo.prepare_data
 
     def terminated_while_loading(*args: object) -> object:
         os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag: loading goes on
         return prepare(*args)
 
-    monkeypatch.setattr(train, "prepare_data", terminated_while_loading)
+    monkeypatch.setattr(grpo, "prepare_data", terminated_while_loading)
     with pytest.raises(TrainingInterrupted) as caught:
-        train.run(load_config("smoke-cpu", _recipe_values(tmp_path)))
+        grpo.run(load_config("smoke-cpu", _recipe_values(tmp_path)))
     assert (caught.value.step, caught.value.signum) == (0, signal.SIGTERM)
 
 
@@ -201,6 +201,6 @@ def test_a_column_that_changes_type_trains(tmp_path: Path, tiny_model: str) -> N
         lines = [json.loads(f.readline()) for _ in range(16)]
     metas: list[object] = [1, "two", {"three": [3]}, None]
     rows.write_text("".join(json.dumps({**row, "meta": metas[i % 4]}) + "\n" for i, row in enumerate(lines)))
-    summary = train.run(load_config("smoke-cpu", _recipe_values(tmp_path)))
+    summary = grpo.run(load_config("smoke-cpu", _recipe_values(tmp_path)))
     assert summary["global_step"] == 1
     assert summary["data"]["train_rows"] == 16

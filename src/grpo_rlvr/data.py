@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from grpo_rlvr.answers import format_number, parse_number
-from grpo_rlvr.datafiles import SHOWN_ISSUES, DataError, data_files, raw_rows
+from grpo_rlvr.datafiles import SHOWN_ISSUES, DataError, DroppedRows, data_files, raw_rows
 from grpo_rlvr.files import is_local_path, local_path
-from grpo_rlvr.prompt_format import DEFAULT, MAX_SHOTS, PromptFormat
+from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 # GSM8K (MIT) ships inside the package, so no run needs a dataset hub; see gsm8k_data/README.md.
 PACKAGED_GSM8K = "builtin:gsm8k"
@@ -49,7 +49,7 @@ class LoadReport:
 
     def issues(self, limit: int = SHOWN_ISSUES) -> dict[str, Any]:
         """Every dropped row counted, the first `limit` named as file:line: for logs and run_summary.json."""
-        return {"count": len(self.problems), "first": self.problems[:limit]}
+        return DroppedRows(self.problems).issues(limit)
 
     def summary(self) -> str:
         dropped = sum(self.reasons.values())
@@ -96,15 +96,9 @@ def _shots(num_shots: int, prompt_format: PromptFormat) -> str:
     return "".join(worked_example(q, a, prompt_format) for q, a in prompt_format.exemplars[:num_shots])
 
 
-def _check_shots(num_shots: int, prompt_format: PromptFormat) -> None:
-    limit = min(MAX_SHOTS, len(prompt_format.exemplars))
-    if not 0 <= num_shots <= limit:
-        raise ValueError(f"num_shots must be between 0 and {limit}, got {num_shots}")
-
-
 def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
     """k fixed worked examples, then the question, ending where the model's solution begins."""
-    _check_shots(num_shots, prompt_format)
+    prompt_format.check_shots([num_shots], f"num_shots={num_shots}")
     f = prompt_format
     question_line = _labelled(f.question_label, question.strip())
     return f"{_shots(num_shots, f)}{question_line}\n{_labelled(f.solution_label, f.solution_prefix)}"
@@ -117,7 +111,7 @@ def build_chat_prompt(
 
     TRL renders it with the tokenizer's chat template, which closes every assistant turn with its end
     token (`<|im_end|>` for Qwen): the model learns from the shots to end its own answer with it."""
-    _check_shots(num_shots, prompt_format)
+    prompt_format.check_shots([num_shots], f"num_shots={num_shots}")
     turns = []
     for q, a in prompt_format.exemplars[:num_shots]:
         solution = training_solution(a, prompt_format)
@@ -259,10 +253,11 @@ def prompt_text(prompt: str | list[dict[str, str]], tokenizer: Any) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def single_token_ids(tokens: Sequence[str], tokenizer: Any) -> list[int]:
-    """The id of each token; ValueError for one this tokenizer writes as several (it could end nothing)."""
+def end_token_ids(tokens: Sequence[str] | None, tokenizer: Any) -> list[int]:
+    """The id of each of a run's `end_tokens`, where generation stops (in training and evaluation alike);
+    ValueError for one this tokenizer writes as several (it could end nothing)."""
     ids = []
-    for token in tokens:
+    for token in tokens or ():
         encoded = tokenizer.encode(token, add_special_tokens=False)
         if len(encoded) != 1:
             raise ValueError(f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
@@ -296,12 +291,10 @@ def enforce_prompt_limit(
         else:
             dropped.append(f"{place}: prompt of {n} tokens, over max_prompt_tokens={max_tokens}")
     if dropped and (policy == "fail" or not kept):
-        shown = "\n  ".join(dropped[:SHOWN_ISSUES])
-        more = f"\n  ... and {len(dropped) - SHOWN_ISSUES} more" if len(dropped) > SHOWN_ISSUES else ""
         raise DataError(
             f"{len(dropped)} of {len(examples)} prompts are longer than max_prompt_tokens={max_tokens} "
             f"(longest {max(lengths)} tokens): raise max_prompt_tokens, use fewer shots, "
-            f"or set prompt_length_policy: drop\n  {shown}{more}"
+            f"or set prompt_length_policy: drop\n  {DroppedRows(dropped).listing()}"
         )
     return kept, dropped
 

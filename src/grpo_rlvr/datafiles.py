@@ -15,6 +15,7 @@ The rules a folder (a SageMaker channel, a `prepare` output) is read by:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,29 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 class DataError(ValueError):
     """Data that cannot be used; the message says what to fix."""
+
+
+@dataclass
+class DroppedRows:
+    """Rows left out, each `place: reason`: all counted, the first SHOWN_ISSUES named (file:line), in the
+    log, in run_summary.json and in an error alike."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def issues(self, limit: int = SHOWN_ISSUES) -> dict[str, Any]:
+        """Every dropped row counted, the first `limit` named: for run_summary.json."""
+        return {"count": len(self.problems), "first": self.problems[:limit]}
+
+    def listing(self) -> str:
+        """The first rows, one per line, then how many more."""
+        more = len(self.problems) - SHOWN_ISSUES
+        return "\n  ".join(self.problems[:SHOWN_ISSUES]) + (f"\n  ... and {more} more" if more > 0 else "")
+
+    def log(self, logger: logging.Logger) -> None:
+        for problem in self.problems[:SHOWN_ISSUES]:
+            logger.warning("dropped %s", problem)
+        if len(self.problems) > SHOWN_ISSUES:
+            logger.warning("... and %d more dropped rows", len(self.problems) - SHOWN_ISSUES)
 
 
 @dataclass
@@ -211,9 +235,7 @@ def jsonl_text(rows: Sequence[dict[str, Any]], places: Sequence[str] | None = No
         except (TypeError, ValueError) as err:  # UnicodeEncodeError is a ValueError
             bad.append(f"{places[i] if places else f'row {i + 1}'}: cannot be written as JSON ({err})")
     if bad:
-        more = f"\n  ... and {len(bad) - SHOWN_ISSUES} more" if len(bad) > SHOWN_ISSUES else ""
-        shown = "\n  ".join(bad[:SHOWN_ISSUES])
-        raise DataError(f"{len(bad)} row(s) cannot be written:\n  {shown}{more}")
+        raise DataError(f"{len(bad)} row(s) cannot be written:\n  {DroppedRows(bad).listing()}")
     return "".join(lines)
 
 

@@ -423,9 +423,9 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
             plan.recipe, plan.processes, plan.gpus, len(r.hosts), r.current_host, r.rank,
         )  # fmt: skip
         if plan.processes == 1:
-            from grpo_rlvr import train  # torch, transformers and TRL: only where this process trains
+            from grpo_rlvr.training import grpo  # torch, transformers and TRL: only where this process trains
 
-            train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
+            grpo.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
         code, forwarded = _run_distributed(plan, run_config)
     except Stopped as stop:
