@@ -109,6 +109,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
              f"{s['launcher_over_bare_first_step']:.3f}"),
             ("floor: import grpo_rlvr.training.grpo (torch+TRL)", f"{s['import_grpo_rlvr_training_s']:.2f} s",
              f"python alone {s['python_s']:.3f} s"),
+            ("time to a config error: train", f"{s['config_error_train_s']:.2f} s",
+             "grpo-rlvr train with a mistyped key, start to exit 2"),
+            ("time to a config error: launch", f"{s['config_error_launch_s']:.2f} s",
+             "grpo-rlvr launch with a mistyped hyperparameter, start to exit 2 and the failure file"),
         ]  # fmt: skip
     return rows
 

@@ -19,7 +19,14 @@ from overhead import bench_overhead  # noqa: E402
 from prompts import bench_prompts  # noqa: E402
 from rewards import bench_gsm8k_rewards  # noqa: E402
 from rewards_code import bench_code_exec  # noqa: E402
-from startup import FLOORS, startup_commands, time_to_first_step, time_to_output  # noqa: E402
+from startup import (  # noqa: E402
+    FLOORS,
+    config_error_commands,
+    startup_commands,
+    time_to_exit,
+    time_to_first_step,
+    time_to_output,
+)
 
 TINY_RUN = {"per_device_train_batch_size": 4, "max_completion_length": 4, "max_train_samples": 8}
 
@@ -73,6 +80,15 @@ def test_launcher_start_up_to_the_first_step(tiny_model: str, tmp_path: Path) ->
     times = time_to_first_step(*commands["launcher"])
     assert 0 < times["first_step_start_s"] < times["first_step_end_s"] <= times["exit_s"]
     assert time_to_output([sys.executable, "-c", FLOORS["python"]], commands["launcher"][1]) > 0
+
+
+def test_time_to_a_config_error_times_both_doors(tmp_path: Path) -> None:
+    commands = config_error_commands(tmp_path / "errors")
+    assert set(commands) == {"train", "launch"}
+    for command, env in commands.values():
+        assert time_to_exit(command, env, 2) > 0
+    with pytest.raises(RuntimeError, match="exited 2, not 0"):
+        time_to_exit(*commands["train"], 0)
 
 
 def test_gpu_bench_help_and_dry_run_need_no_gpu(capsys: pytest.CaptureFixture[str]) -> None:

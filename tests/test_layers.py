@@ -71,6 +71,7 @@ def test_low_layers_do_not_import_high_ones() -> None:
     for low in ("grpo_rlvr.redact", "grpo_rlvr.files", "grpo_rlvr.prompt_format", "grpo_rlvr.overrides"):
         assert not graph[low], f"{low} imports {graph[low]}"
     assert graph["grpo_rlvr.checkpoints"] <= {"grpo_rlvr.files"}
+    assert graph["grpo_rlvr.recipe_schema"] <= {"grpo_rlvr.grpo_args"}  # TRL only to write its snapshot
 
 
 def test_inside_training_the_run_is_on_top_and_the_callbacks_at_the_bottom() -> None:

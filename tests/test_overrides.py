@@ -14,7 +14,7 @@ from bad_inputs import make_tree, write_json
 
 from grpo_rlvr import cli, launch
 from grpo_rlvr.config import load_config
-from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides, read_value
+from grpo_rlvr.overrides import NotKeyValue, from_flags, override_args, parse_overrides, read_value
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import Paths
 
@@ -86,6 +86,14 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["train", "--recipe", RECIPE, "--print-config", *OVERRIDES]) == 0
     routes["train"] = _walked(json.loads(capsys.readouterr().out))
 
+    # `grpo-rlvr train --recipe R --key value ...`, TRL's habit (bare flags and --key=value too)
+    flags = []
+    for item in OVERRIDES:
+        key, _, value = item.partition("=")
+        flags += [f"--{key}={value}"] if key.startswith("l") else [f"--{key.replace('_', '-')}", value]
+    assert cli.main(["train", "--recipe", RECIPE, "--print-config", *flags, "--use_peft"]) == 0
+    routes["train_flags"] = _walked(json.loads(capsys.readouterr().out))
+
     # `grpo-rlvr launch key=value ...` over a tree whose hyperparameters name only the recipe
     base = make_tree(tmp_path / "launch", {"recipe": RECIPE})
     _, config = launch.make_plan(Paths(base), OVERRIDES, Redactor([]))
@@ -109,6 +117,33 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
     assert routes["train"] == EXPECTED
     for name, values in routes.items():
         assert values == EXPECTED, name
+
+
+def test_trl_style_flags_read_as_key_value() -> None:
+    own = ("--recipe", "--print-config")
+    assert from_flags(
+        [
+            "--recipe",
+            "r",
+            "--learning_rate",
+            "-1e-5",
+            "--bf16",
+            "--max-steps=3",
+            "a=1",
+            "--print-config",
+            "--x",
+        ],
+        own,
+    ) == [
+        "--recipe",
+        "r",
+        "learning_rate=-1e-5",
+        "bf16=true",
+        "max_steps=3",
+        "a=1",
+        "--print-config",
+        "x=true",
+    ]
 
 
 def test_the_grammar() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from grpo_rlvr import data
 from grpo_rlvr.datafiles import DataError, json_lines, jsonl_text, write_jsonl
 from grpo_rlvr.files import write_atomic
+from grpo_rlvr.overrides import from_flags
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 CHANNEL_FILE = "data.jsonl"  # what `prepare` writes in each channel folder
@@ -127,9 +128,12 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from grpo_rlvr.config import load_config
+
+    config = load_config(args.recipe, args.overrides)  # a recipe's mistakes come before torch and TRL load
     from grpo_rlvr.training import grpo
 
-    return grpo.execute(args.recipe, args.overrides, print_config=args.print_config)
+    return grpo.execute(config, print_config=args.print_config)
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -256,7 +260,14 @@ def quiet_notices() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
+# Each command's own options; any other `--key value` before `train` or `launch` is a recipe override.
+OWN_OPTIONS = {"train": ("--recipe", "--print-config", "--help", "-h"), "launch": ("--help", "-h")}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in OWN_OPTIONS:  # TRL's `--learning_rate 1e-5` habit reads as learning_rate=1e-5
+        argv = [argv[0], *from_flags(argv[1:], OWN_OPTIONS[argv[0]])]
     args = build_parser().parse_args(argv)
     quiet_notices()
     try:

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, TrainerCallback
 from trl import get_peft_config
 
 from grpo_rlvr.checkpoints import TrainingInterrupted, latest_complete_checkpoint
-from grpo_rlvr.config import ConfigError, RunConfig, load_config
+from grpo_rlvr.config import ConfigError, RunConfig
 from grpo_rlvr.data import as_dataset
 from grpo_rlvr.history import write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
@@ -162,10 +162,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     return summary
 
 
-def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -> int:
-    """What `grpo-rlvr train` does: load the recipe, then print it or run it."""
+def execute(config: RunConfig, print_config: bool = False) -> int:
+    """What `grpo-rlvr train` does with a validated recipe: print it or run it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(recipe, overrides)
     if print_config:
         print(json.dumps(config.resolved(), indent=2))
         return 0
