@@ -125,6 +125,16 @@ def _one_long_prompt_refused(base: Path) -> None:
     _hyperparameters(num_shots="0", prompt_length_policy="fail")(base)
 
 
+def _link_loop(base: Path) -> None:
+    (base / "input/data/train/sub").mkdir()
+    (base / "input/data/train/sub/up").symlink_to(base / "input/data/train", target_is_directory=True)
+
+
+def _only_hidden_data(base: Path) -> None:
+    _empty_channel("train")(base)
+    write_rows(base / "input/data/train/.ipynb_checkpoints")
+
+
 def _only_a_readme(base: Path) -> None:
     _empty_channel("train")(base)
     _write("input/data/train/README.txt", "rows are elsewhere")(base)
@@ -338,6 +348,43 @@ CATALOGUE = [
         "data.jsonl:1: JSON nested too deeply",
     ),
     BadInput("prompt_too_long_refused", _one_long_prompt_refused, "data.jsonl:17: prompt of"),
+    BadInput(
+        "data_only_duplicate_keys",
+        _write("input/data/train/data.jsonl", '{"question": "Q?", "question": "R?", "answer": "#### 1"}\n'),
+        "data.jsonl:1: key 'question' appears twice in one object",
+    ),
+    BadInput(
+        "data_only_lone_surrogate",
+        _write("input/data/train/data.jsonl", '{"question": "Q \\ud800?", "answer": "#### 1"}\n'),
+        "data.jsonl:1: text holds a lone surrogate '\\ud800', which is not valid Unicode",
+    ),
+    BadInput("data_folder_link_loop", _link_loop, "train/sub/up links to"),
+    BadInput("data_only_hidden", _only_hidden_data, "(1 hidden entry skipped (.ipynb_checkpoints))"),
+    # settings only the data or the file system can refute, all before the model loads
+    BadInput(
+        "eval_strategy_without_val",
+        _hyperparameters(eval_strategy="steps"),
+        "eval_strategy: needs validation rows: set val_dataset_path or val_fraction",
+    ),
+    BadInput(
+        "report_to_not_installed",
+        _hyperparameters(report_to="tensorboard"),
+        "report_to: tensorboard is not installed in this environment",
+    ),
+    BadInput(
+        "report_to_unknown",
+        _hyperparameters(report_to="wandbb"),
+        "report_to: unknown integration 'wandbb' (did you mean 'wandb'?)",
+    ),
+    # a file where the run writes a folder: unwritable even for root, whom no permission bit stops
+    BadInput(
+        "checkpoint_folder_unwritable",
+        _write("checkpoints", "not a folder"),
+        "/checkpoints cannot be written (File exists)",
+    ),
+    BadInput(
+        "model_folder_unwritable", _write("model", "not a folder"), "/model cannot be written (File exists)"
+    ),
     BadInput(
         "launch_argument_not_key_value",
         lambda base: None,

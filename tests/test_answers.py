@@ -55,6 +55,11 @@ CASES = [
     (f"{CANON} 41", "42", 0.5, 0.0),
     (f"{CANON} 42.5", "42", 0.5, 0.0),
     (f"{CANON} -42", "42", 0.5, 0.0),
+    # near-equal is not equal: answers compare exactly, never within a tolerance
+    (f"{CANON} 0.3333333", "1/3", 0.5, 0.0),
+    (f"{CANON} 0.0000001", "0", 0.5, 0.0),
+    (f"{CANON} 1000001", "1000000", 0.5, 0.0),
+    (f"{CANON} 1234567890123456788", "1234567890123456789", 0.5, 0.0),  # equal as 64-bit floats
     # no answer at all
     ("I think it is 42", "42", 0.0, 0.0),  # a bare number is not a final answer
     ("", "42", 0.0, 0.0),

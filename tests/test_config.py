@@ -182,8 +182,19 @@ def test_baked_recipes_folder_comes_from_the_environment(
     assert load_config("smoke-cpu").recipe_path == REPO / "recipes" / "smoke-cpu.yaml"  # repo as fallback
 
 
+@pytest.fixture
+def tensorboard_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second installed integration, for the tests of how `report_to` lists combine (the image ships
+    MLflow only; `test_checks_before_paying.py` checks that a missing one is refused)."""
+    import transformers.integrations
+
+    monkeypatch.setattr(
+        transformers.integrations, "get_available_reporting_integrations", lambda: ["mlflow", "tensorboard"]
+    )
+
+
 def test_mlflow_joins_report_to_when_a_tracking_uri_is_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tensorboard_installed: None
 ) -> None:
     monkeypatch.setenv(config_module.MLFLOW_ENV, "file:///tmp/mlruns")
     assert load_config(recipe(tmp_path)).training.report_to == ["mlflow"]
@@ -208,7 +219,7 @@ def test_mlflow_joins_report_to_when_a_tracking_uri_is_set(
     ],
 )
 def test_explicit_report_to_none_turns_mlflow_off_despite_the_tracking_uri(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, off: dict | list
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, off: dict | list, tensorboard_installed: None
 ) -> None:
     monkeypatch.setenv(config_module.MLFLOW_ENV, "file:///tmp/mlruns")
     values, overrides = (off, []) if isinstance(off, dict) else ({"report_to": "tensorboard"}, off)
@@ -216,7 +227,7 @@ def test_explicit_report_to_none_turns_mlflow_off_despite_the_tracking_uri(
 
 
 def test_report_to_takes_a_list_or_one_name_without_a_tracking_uri(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tensorboard_installed: None
 ) -> None:
     monkeypatch.delenv(config_module.MLFLOW_ENV, raising=False)
     assert load_config(recipe(tmp_path, report_to=["mlflow"])).training.report_to == ["mlflow"]

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grpo_rlvr import data, prompt_format
+from grpo_rlvr import data, datafiles, prompt_format
 from grpo_rlvr.cli import main as cli
 from grpo_rlvr.data import packaged_gsm8k
 
@@ -126,7 +126,7 @@ def test_unicode_line_separators_inside_strings_do_not_split_rows(tmp_path: Path
     # GSM8K train holds a question with U+2028; `write_jsonl` keeps it raw, so reading must too.
     row = {"question": "Clive opens a box\u2028full of olives. How many?", "answer": "#### 3"}
     path = tmp_path / "rows.jsonl"
-    data.write_jsonl([row, ROW], path)
+    datafiles.write_jsonl([row, ROW], path)
     examples, report = data.load_examples(path)
     assert report.problems == [] and len(examples) == 2
     assert examples[0]["question"] == row["question"]

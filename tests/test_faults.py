@@ -175,3 +175,17 @@ def test_sigkill_anywhere_resumes_and_ends_with_the_uninterrupted_weights(
     assert f"final step {MAX_STEPS}" in output
     assert [p.name for p in saved.glob("checkpoint-*")] == [f"checkpoint-{MAX_STEPS}"]  # limit 1
     assert _weights(tmp_path / "faulted" / "model") == _weights(tmp_path / "reference" / "model"), seen
+
+
+def test_checkpoints_are_ordered_by_step_past_checkpoint_9(tmp_path: Path) -> None:
+    for step in (2, 9, 10, 11):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "weights.bin").write_bytes(b"w" * step)
+        checkpoints.mark_complete(folder, step)
+    assert [p.name for p in checkpoints.checkpoint_folders(tmp_path)] == [
+        "checkpoint-2", "checkpoint-9", "checkpoint-10", "checkpoint-11"
+    ]  # fmt: skip
+    assert checkpoints.latest_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-11"
+    checkpoints.rotate(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-11"]

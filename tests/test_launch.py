@@ -446,3 +446,28 @@ def test_dropped_rows_are_named_in_the_log_and_the_summary(
     assert sum(part["count"] for part in issues.values()) == 3
     assert [p for part in issues.values() for p in part["first"]].count(too_long.group(1)) == 1
     assert sum(summary["data"]["prompts_dropped"].values()) == 1
+
+
+@pytest.mark.parametrize("host", ["algo-1", "algo-2"])
+def test_training_that_exits_0_without_a_run_summary_is_a_failure_on_the_main_host(
+    host: str, tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the main host (rank 0) writes the model and its run_summary.json: a clean exit without it
+    there is a failure; the other hosts write none and succeed."""
+    base = make_tree(tmp_path, current_host=host, hosts=("algo-1", "algo-2"))
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    started: list[int] = []
+
+    def processes_that_exit_0(plan: launch.Plan, _config: object) -> tuple[int, None]:
+        started.append(plan.processes)
+        return 0, None
+
+    monkeypatch.setattr(launch, "_run_distributed", processes_that_exit_0)
+    code = launch.main()
+    assert started == [2]
+    failure = Paths(base).failure_file
+    if host == "algo-1":
+        assert code == launch.EXIT_FAILED
+        assert failure.read_text() == "training failed: it exited 0 but wrote no run_summary.json\n"
+    else:
+        assert code == launch.EXIT_OK and not failure.exists()

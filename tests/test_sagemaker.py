@@ -211,6 +211,15 @@ def test_failure_file_is_redacted_and_capped(tmp_path: Path) -> None:
     assert secret not in written
 
 
+def test_a_secret_across_the_failure_files_cut_is_masked_before_the_cut(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    secret = "hf_" + "s3cr3t" * 5
+    for start in range(sagemaker.FAILURE_LIMIT - len(secret) - 4, sagemaker.FAILURE_LIMIT):
+        text = sagemaker.write_failure(paths, "x" * start + secret + "y" * 100, Redactor([secret]))
+        assert len(text) < sagemaker.FAILURE_LIMIT
+        assert secret[:4] not in paths.failure_file.read_text(), f"secret from column {start}"
+
+
 def test_stale_failure_and_model_marker_are_cleared(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     sagemaker.write_failure(paths, "old failure", Redactor([]))

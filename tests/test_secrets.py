@@ -109,3 +109,24 @@ def test_settings_holding_secrets_reach_no_file_checkpoints_included(
     assert _leaks_in_files(base) == {}
     args = torch.load(saved[-1], weights_only=False)
     assert (args.hub_token, args.run_name, args.max_steps) == (None, "run-***", 2)
+
+
+def test_a_secret_split_across_two_reads_at_any_byte_is_masked() -> None:
+    """Each read of the pump gets exactly one of two pieces (a datagram each): the secret is cut after
+    every one of its bytes in turn, the first byte alone included."""
+    import socket
+
+    token = SECRETS["HF_TOKEN"]
+    line = f"token={token} end\n".encode()
+    output = launch.RedactedOutput(Redactor([token]))
+    for cut in range(len("token="), len("token=") + len(token) + 1):
+        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        writer.sendall(line[:cut])
+        writer.sendall(line[cut:])
+        writer.close()
+        out_read, out_write = os.pipe()
+        output._pump(os.dup(reader.fileno()), out_write, keep_tail=False)
+        reader.close()
+        os.close(out_write)
+        with os.fdopen(out_read, "rb") as written:
+            assert written.read() == b"token=*** end\n", f"cut after {cut - len('token=')} byte(s)"

@@ -3,6 +3,7 @@ SIGTERM, two processes agree, and every recipe error fails before a model loads.
 
 import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ from grpo_rlvr import config as config_module
 from grpo_rlvr.config import ConfigError, load_config
 from grpo_rlvr.rewards import REGISTRY
 from grpo_rlvr.sagemaker_job import metric_definitions
-from grpo_rlvr.training import callbacks, grpo, outputs
+from grpo_rlvr.training import callbacks, generation, grpo, outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,7 +187,19 @@ def test_qlora_4bit_trains_and_merges_into_a_full_precision_model(
     assert any(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)
     merged_config = json.loads((model_dir / "config.json").read_text())
     assert "quantization_config" not in merged_config  # merged into fp32 weights, not 4-bit ones
-    assert all(t.dtype == torch.float32 for t in load_file(model_dir / "model.safetensors").values())
+    merged = load_file(model_dir / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in merged.values())
+    # The adapter is in the weights: W + (alpha / r) B A for every adapted module. The adapter is kept in
+    # QLoRA's bf16 compute dtype, so its product is compared to bf16 precision.
+    base = load_file(Path(tiny_model) / "model.safetensors")
+    prefix, scale = "base_model.model.", LORA["lora_alpha"] / LORA["lora_r"]
+    adapted = {k.removeprefix(prefix).removesuffix(".lora_A.weight") for k in adapter if ".lora_A." in k}
+    assert len(adapted) >= 7
+    for module in adapted:
+        lora_b, lora_a = (adapter[f"{prefix}{module}.lora_{ab}.weight"].float() for ab in "BA")
+        change = merged[f"{module}.weight"] - base[f"{module}.weight"]
+        torch.testing.assert_close(change, scale * lora_b @ lora_a, rtol=1e-2, atol=1e-6)
+    assert max((merged[f"{m}.weight"] - base[f"{m}.weight"]).abs().max() for m in adapted) > 1e-3
     assert json.loads((model_dir / "generation_config.json").read_text())["eos_token_id"] == [
         AutoTokenizer.from_pretrained(tiny_model).eos_token_id
     ]
@@ -544,6 +557,18 @@ def test_lora_targets_that_match_nothing_fail_before_the_model_loads(
             grpo.run(load_config(recipe))
 
 
+@pytest.mark.parametrize(("key", "value"), [("loss", math.nan), ("grad_norm", math.inf), ("loss", -math.inf)])
+def test_a_non_finite_loss_or_gradient_norm_as_logged_stops_at_that_step(key: str, value: float) -> None:
+    """The logged values are checked on their own: in a run the weight check usually fires first."""
+    from types import SimpleNamespace
+
+    callback, state = callbacks.StopOnNonFinite(), SimpleNamespace(global_step=3)
+    finite = {"loss": 0.5, "grad_norm": 1.0, "reward": 0.25}
+    callback.on_log(None, state, None, logs=finite)  # nothing to stop for
+    with pytest.raises(callbacks.NonFiniteError, match=rf"^{key} is {value} at step 3: lower learning_rate$"):
+        callback.on_log(None, state, None, logs={**finite, key: value})
+
+
 def test_a_non_finite_loss_or_weight_fails_the_run_and_publishes_no_model(
     tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str
 ) -> None:
@@ -710,11 +735,28 @@ def test_generate_stops_at_the_answer_and_a_stopped_completion_counts_as_finishe
         return generate(self, *args, **kwargs)
 
     monkeypatch.setattr(GenerationMixin, "generate", recording_generate)
+    completions: list[list[int]] = []
+    generate_single_turn = generation.StopAtAnswerTrainer._generate_single_turn  # recorded below
+
+    def recording_generate_single_turn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        completion_ids, logprobs = generate_single_turn(self, *args, **kwargs)
+        completions.extend(completion_ids)
+        return completion_ids, logprobs
+
+    monkeypatch.setattr(
+        generation.StopAtAnswerTrainer, "_generate_single_turn", recording_generate_single_turn
+    )
     logged = _one_step(
         tmp_path, [], model_name_or_path=inventing_model, dataset_path=stop_prompts, stop_at_answer=stop
     )
     assert calls == [(["\nQuestion:"], True) if stop else (None, False)]
+    tokenizer = AutoTokenizer.from_pretrained(inventing_model)
+    stopped = [ids for ids in completions if "\nQuestion:" in tokenizer.decode(ids)]
     if stop:  # ended at the stop string, with the EOS TRL reads as finished: kept in the loss
+        # Every row that reached the stop ends with EOS, the one that finished last too (generate pads
+        # only the rows that finished before it).
+        assert len(stopped) >= len(completions) - 2
+        assert all(ids[-1] == tokenizer.eos_token_id for ids in stopped)
         assert logged["completions/clipped_ratio"] <= 0.25
         assert logged["completions/mean_terminated_length"] < 30
         assert logged["completions/mean_length"] < 30

@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 from grpo_rlvr import data
+from grpo_rlvr.datafiles import DataError, json_lines, jsonl_text, write_jsonl
+from grpo_rlvr.files import write_atomic
 from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.overrides import from_flags
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
+
+CHANNEL_FILE = "data.jsonl"  # what `prepare` writes in each channel folder
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -18,10 +22,17 @@ def _prepare(args: argparse.Namespace) -> int:
     for problem in report.problems[: args.show_problems]:
         print(f"dropped {problem}", file=sys.stderr)
     print(f"loaded {args.source}: {report.summary()}")
-    train, val = data.split_train_val(examples, args.val_fraction, args.seed)
-    data.write_jsonl(train, args.out / "train" / "data.jsonl")
-    if val:
-        data.write_jsonl(val, args.out / "val" / "data.jsonl")
+    placed = list(zip(examples, report.places, strict=True))
+    train, val = data.split_train_val(placed, args.val_fraction, args.seed)
+    # Both channels are rendered before either file is touched; each is then replaced whole.
+    parts = {"train": train, "val": val}
+    texts = {part: jsonl_text([e for e, _ in p], [w for _, w in p]) for part, p in parts.items() if p}
+    for part, text in texts.items():
+        write_atomic(args.out / part / CHANNEL_FILE, text)
+    stale = args.out / "val" / CHANNEL_FILE
+    if not val and stale.exists():  # an earlier split's validation rows would overlap this training set
+        stale.unlink()
+        print(f"removed {stale}: this split has no validation rows")
     print(f"wrote train={len(train)} val={len(val)} to {args.out} (seed {args.seed})")
     if args.tokenizer:
         from transformers import AutoTokenizer
@@ -44,20 +55,21 @@ def _prepare(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from grpo_rlvr.grading import accuracy_line, grade_one
 
-    rows, correct = [], 0
-    for where, row in data.json_lines(args.file):
+    rows, places, correct = [], [], 0
+    for where, row in json_lines(args.file):
         try:
             if isinstance(row, ValueError):
                 raise row
             graded = grade_one(str(row[args.completion_field]), row[args.answer_field])
         except (KeyError, TypeError, ValueError) as err:
-            raise data.DataError(f"{where}: cannot grade this row ({err!r})") from err
+            raise DataError(f"{where}: cannot grade this row ({err!r})") from err
         rows.append({**row, **graded})
+        places.append(where)
         correct += graded["correct"]
     if not rows:
-        raise data.DataError(f"{args.file} holds no rows to grade")
+        raise DataError(f"{args.file} holds no rows to grade")
     if args.out:
-        data.write_jsonl(rows, args.out)
+        write_jsonl(rows, args.out, places)
     print(accuracy_line(correct, len(rows)))
     return 0
 

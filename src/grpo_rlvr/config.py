@@ -15,7 +15,8 @@ $MLFLOW_TRACKING_URI set, mlflow joins whatever the recipe reports to, unless th
 says `report_to: none` explicitly: then nothing is reported, MLflow included.
 
 Checks that need no model run here too: the model path, the rewards and their options (after loading a
-user reward module), the prompt format, the group size against the batch and the shot count; each
+user reward module), the prompt format, the group size against the batch, the shot count, `report_to`
+integrations (known and installed) and evaluation without validation rows; each
 failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
 is checked by `training.grpo.run` before it loads the model.
 """
@@ -52,6 +53,9 @@ REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DEFAULT_OUTPUT_DIR = "outputs/checkpoints"
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# Integrations transformers' availability list leaves out: only the trainer can tell whether they work.
+UNLISTED_INTEGRATIONS = ("flyte", "kubeflow")
+NEEDS_VAL = "set val_dataset_path or val_fraction"
 NO_REPORTING = (None, "none", [], ["none"])  # explicit `report_to` values that turn every reporter off
 INT64_MAX = 2**63 - 1  # torch and the schedulers hold counts in 64 bits
 _BAKED_NAME = re.compile(r"[\w-][\w.-]*")  # a baked recipe is looked up by a plain name, never a path
@@ -517,8 +521,12 @@ def _validated(
             _check_hub_id(key, source, f"{_shown(source)} does not exist")
     chosen_format = prompt_format(data)
     funcs = reward_functions(rewards, chosen_format)
-    if run.eval_at_end and not (data.val_dataset_path or data.val_fraction):
-        raise ConfigError("eval_at_end", "needs validation rows: set val_dataset_path or val_fraction")
+    has_val = bool(data.val_dataset_path or data.val_fraction)
+    if run.eval_at_end and not has_val:
+        raise ConfigError("eval_at_end", f"needs validation rows: {NEEDS_VAL}")
+    if training.eval_strategy != "no" and not has_val:
+        raise ConfigError("eval_strategy", f"needs validation rows: {NEEDS_VAL}, or set it to no")
+    _check_report_to(training.report_to)
     if run.eval_shots is None:
         run = dataclasses.replace(run, eval_shots=[data.num_shots])
     if training.reward_weights is not None and len(training.reward_weights) != len(funcs):
@@ -535,6 +543,24 @@ def _validated(
                 f"max_completion_length = {needed}: vLLM would reject the longest prompts",
             )
     return RunConfig(recipe, path, training, model, data, rewards, run, funcs, chosen_format)
+
+
+def _check_report_to(report_to: list[str]) -> None:
+    """Every integration named is one transformers knows and is installed here (the trainer would fail
+    on it only after the model has loaded)."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    installed = get_available_reporting_integrations()
+    for name in report_to:
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = did_you_mean(name, INTEGRATION_TO_CALLBACK)
+            raise ConfigError("report_to", f"unknown integration {name!r}{known}")
+        if name not in installed and name not in UNLISTED_INTEGRATIONS:
+            raise ConfigError(
+                "report_to",
+                f"{name} is not installed in this environment: install it, or remove it from report_to "
+                f"(installed: {', '.join(installed) or 'none'})",
+            )
 
 
 def _check_model_path(name: str | None) -> None:

@@ -13,54 +13,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import logging
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grpo_rlvr.answers import format_number, parse_number
-from grpo_rlvr.files import DATA_SUFFIXES, is_local_path, local_path
+from grpo_rlvr.datafiles import SHOWN_ISSUES, DataError, DroppedRows, data_files, raw_rows
+from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.hub import HubUnavailable, check_dataset
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 # GSM8K (MIT) ships inside the package, so no run needs a dataset hub; see gsm8k_data/README.md.
 PACKAGED_GSM8K = "builtin:gsm8k"
 PACKAGED_GSM8K_DIR = Path(__file__).with_name("gsm8k_data")
-SHOWN_ISSUES = 10  # dropped rows named one by one in logs and summaries; the rest are counted
-BOM = "\ufeff"  # a UTF-8 byte-order mark, which some editors write at the start of a file
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's calculator annotations: `<<48/2=24>>`
-
-
-class DataError(ValueError):
-    """Data that cannot be used; the message says what to fix."""
-
-
-@dataclass
-class DroppedRows:
-    """Rows left out, each `place: reason`: all counted, the first SHOWN_ISSUES named (file:line), in the
-    log, in run_summary.json and in an error alike."""
-
-    problems: list[str] = field(default_factory=list)
-
-    def issues(self, limit: int = SHOWN_ISSUES) -> dict[str, Any]:
-        """Every dropped row counted, the first `limit` named: for run_summary.json."""
-        return {"count": len(self.problems), "first": self.problems[:limit]}
-
-    def listing(self) -> str:
-        """The first rows, one per line, then how many more."""
-        more = len(self.problems) - SHOWN_ISSUES
-        return "\n  ".join(self.problems[:SHOWN_ISSUES]) + (f"\n  ... and {more} more" if more > 0 else "")
-
-    def log(self, logger: logging.Logger) -> None:
-        for problem in self.problems[:SHOWN_ISSUES]:
-            logger.warning("dropped %s", problem)
-        if len(self.problems) > SHOWN_ISSUES:
-            logger.warning("... and %d more dropped rows", len(self.problems) - SHOWN_ISSUES)
 
 
 @dataclass
@@ -71,6 +41,7 @@ class LoadReport:
     problems: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     places: list[str] = field(default_factory=list)  # file:line of every kept row, in order
+    skipped: str = ""  # hidden entries and files reached twice in a folder, said in the summary
 
     def drop(self, where: str, reason: str) -> None:
         self.problems.append(f"{where}: {reason}")
@@ -82,10 +53,13 @@ class LoadReport:
 
     def summary(self) -> str:
         dropped = sum(self.reasons.values())
-        if not dropped:
-            return f"{self.kept} rows, none dropped"
         why = ", ".join(f"{n} {reason}" for reason, n in self.reasons.most_common())
-        return f"{self.kept} rows kept, {dropped} dropped ({why})"
+        rows = (
+            f"{self.kept} rows kept, {dropped} dropped ({why})"
+            if dropped
+            else f"{self.kept} rows, none dropped"
+        )
+        return f"{rows}; {self.skipped}" if self.skipped else rows
 
 
 def gold_from_solution(solution: str) -> str:
@@ -172,95 +146,6 @@ def _example(row: Any) -> dict[str, Any]:
     return {**row, "final_answer": gold}
 
 
-def data_files(path: Path) -> list[Path]:
-    """A data file, or every data file (sorted, recursively) in a folder such as a SageMaker channel."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise DataError(f"data path does not exist: {path}")
-    named = sorted(p for p in path.rglob("*") if p.suffix in DATA_SUFFIXES)
-    broken = [p for p in named if p.is_symlink() and not p.exists()]
-    if broken:  # data that was meant to be there: never skip it silently
-        raise DataError(f"{broken[0]} is a symbolic link to {broken[0].readlink()}, which does not exist")
-    files = [p for p in named if p.is_file()]
-    if not files:
-        raise DataError(f"no {'/'.join(DATA_SUFFIXES)} files in {path}")
-    return files
-
-
-def parse_json(text: str | bytes) -> Any:
-    """One JSON text; every way it can be unusable is a ValueError saying why, never a crash.
-
-    Bytes must be UTF-8 (never silently replaced); a leading byte-order mark is allowed. Nesting past the
-    interpreter's recursion limit and integers past its digit limit are refused here, row by row.
-    """
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"invalid UTF-8: byte 0x{text[err.start]:02x} at column {err.start + 1}"
-            ) from err
-    try:
-        return json.loads(text.removeprefix(BOM))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"malformed JSON line: {err.msg}") from err
-    except RecursionError as err:
-        raise ValueError("JSON nested too deeply") from err
-    except ValueError as err:  # the integer digit limit (sys.get_int_max_str_digits)
-        raise ValueError(f"JSON number too long: {str(err).partition(';')[0]}") from err
-
-
-def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
-    """(file:line, row) for every non-blank line of a JSON Lines file; a row that cannot be read is a
-    ValueError in place of the row, so one bad line costs that line only."""
-    try:
-        content = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a JSON Lines file") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read it ({err.strerror})") from err
-    # Split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
-    for lineno, line in enumerate(content.split(b"\n"), 1):
-        if line.strip():
-            try:
-                yield f"{path}:{lineno}", parse_json(line)
-            except ValueError as err:
-                yield f"{path}:{lineno}", err
-
-
-def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """(place, row) pairs from one file; a line that cannot be read comes as its ValueError."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as err:  # pyarrow raises several types for a broken file
-            raise DataError(f"{path}: not a readable Parquet file ({err})") from err
-        yield from ((f"{path}:row {i + 1}", row) for i, row in enumerate(table.to_pylist()))
-        return
-    content = path.read_bytes() if path.suffix == ".json" else b""
-    if content.lstrip(BOM.encode() + b" \t\r\n").startswith(b"["):
-        try:
-            rows = parse_json(content)
-        except ValueError as err:
-            raise DataError(f"{path}:{_error_line(content, err)}: not usable JSON ({err})") from err
-        yield from ((f"{path}:item {i + 1}", row) for i, row in enumerate(rows))
-        return
-    yield from json_lines(path)
-
-
-def _error_line(content: bytes, err: ValueError) -> int:
-    """The line a whole-file JSON error is on: JSON's own line, else the line of the first bad byte."""
-    cause = err.__cause__
-    if isinstance(cause, json.JSONDecodeError):
-        return cause.lineno
-    if isinstance(cause, UnicodeDecodeError):
-        return content.count(b"\n", 0, cause.start) + 1
-    return 1
-
-
 def packaged_file(directory: Path, name: str, what: str) -> Path:
     """A data file shipped in `directory`, checked against the folder's SHA256SUMS first: a damaged copy
     must not train or grade. `what` names the data set in the error."""
@@ -307,9 +192,11 @@ def load_examples(
     """Load rows from the packaged GSM8K, a local file/folder or a hub dataset id and validate them."""
     report = LoadReport()
     if str(source) == PACKAGED_GSM8K:
-        raw: Iterable[tuple[str, Any]] = _raw_rows(packaged_gsm8k(split))
+        raw: Iterable[tuple[str, Any]] = raw_rows(packaged_gsm8k(split))
     elif is_local_path(source):
-        raw = (pair for f in data_files(local_path(source)) for pair in _raw_rows(f))
+        found = data_files(local_path(source))
+        report.skipped = found.skipped()
+        raw = (pair for f in found.files for pair in raw_rows(f))
     else:  # a hub id such as openai/gsm8k (needs network)
         raw = _hub_rows(str(source), hub_config, split)
     examples = []
@@ -411,9 +298,11 @@ def enforce_prompt_limit(
     return kept, dropped
 
 
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write rows as JSON lines, creating the folder (a channel ready to upload)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+def as_dataset(rows: list[dict[str, Any]]) -> Any:
+    """Rows as a `datasets.Dataset` holding every value as loaded: a column only some rows have is a
+    column (None in the others), and a column whose type changes across rows keeps each row's own value
+    (datasets' Json type) instead of failing to convert."""
+    from datasets import Dataset
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # from_list reads row 1's keys only
+    return Dataset.from_dict({c: [row.get(c) for row in rows] for c in columns}, on_mixed_types="use_json")

@@ -33,14 +33,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tqdm import tqdm
 
 from grpo_rlvr.data import (
-    DATA_SUFFIXES,
     PACKAGED_GSM8K,
-    DataError,
     end_token_ids,
     load_examples,
     prompt_text,
-    write_jsonl,
 )
+from grpo_rlvr.datafiles import DATA_SUFFIXES, DataError, write_jsonl
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.grading import wilson_interval
 from grpo_rlvr.merging import merged_model

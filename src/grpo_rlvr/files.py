@@ -36,8 +36,37 @@ def is_local_path(source: str | Path) -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a hidden temporary file in the same folder, then rename it."""
+    """Write `text` to `path` through a hidden temporary file in the same folder, flushed to disk, then
+    rename it: `path` holds the old content or the whole new one, never a part. A failed write (a full
+    disk) removes its temporary file; one a kill leaves behind is hidden, so data loading skips it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why `folder` cannot be written, or None: probed by creating it (with its parents) and a file in
+    it, then undoing both, so a probe leaves the tree as it found it.
+
+    Permissions alone do not tell (a read-only mount, a full disk, root, who ignores permission bits):
+    only a write does."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    probe = folder / f".write-probe.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as err:
+        return f"{folder} cannot be written ({err.strerror or err})"
+    finally:
+        for made in missing:  # deepest first
+            if made.exists():
+                made.rmdir()
+    return None

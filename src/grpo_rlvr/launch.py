@@ -41,7 +41,7 @@ from grpo_rlvr.checkpoints import (
     checkpoint_step,
     latest_complete_checkpoint,
 )
-from grpo_rlvr.data import DataError
+from grpo_rlvr.datafiles import DataError
 from grpo_rlvr.hub import HubUnavailable
 from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides
 from grpo_rlvr.redact import Redactor

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo_rlvr.data import DATA_SUFFIXES, DataError, data_files
-from grpo_rlvr.files import write_atomic
+from grpo_rlvr.datafiles import DATA_SUFFIXES, DataError, data_files
+from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.redact import Redactor
 
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
@@ -242,7 +242,7 @@ def read_channels(paths: Paths) -> dict[str, Path]:
 
 
 def _check_data_channel(name: str, folder: Path) -> None:
-    if not any(p.is_file() for p in folder.rglob("*")):
+    if not any(folder.iterdir()):
         raise ContractError(f"channel `{name}` is empty: put {'/'.join(DATA_SUFFIXES)} files in {folder}")
     try:
         data_files(folder)
@@ -283,6 +283,12 @@ def write_failure(paths: Paths, reason: str, redactor: Redactor) -> str:
 
 
 def clear_stale_results(paths: Paths, summary_name: str) -> None:
-    """A new attempt starts with no failure reason and no finished-model marker from an earlier one."""
+    """A new attempt starts with no failure reason and no finished-model marker from an earlier one.
+
+    The folders the run writes are probed by writing first: one that cannot be written is an input to
+    fix (a file in its place, a read-only mount), said before anything starts."""
+    for folder in (paths.model_dir, paths.checkpoint_dir, paths.output_data_dir):
+        if reason := unwritable(folder):
+            raise ContractError(f"{reason}: the run writes its results there")
     for stale in (paths.failure_file, paths.model_dir / summary_name):
         stale.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from grpo_rlvr.data import write_jsonl
+from grpo_rlvr.datafiles import write_jsonl
 
 NAMES = ("Ava", "Ben", "Chloe", "Dan", "Ella", "Finn", "Grace", "Hugo", "Ivy", "Jack", "Lena", "Max")
 ITEMS = ("apples", "pencils", "stickers", "marbles", "cookies", "books", "shells", "cards")

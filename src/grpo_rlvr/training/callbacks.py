@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from trl import GRPOConfig
 
 from grpo_rlvr import signals
-from grpo_rlvr.checkpoints import is_complete, mark_complete, rotate
+from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, is_complete, mark_complete, rotate
 from grpo_rlvr.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,11 @@ class GracefulStop(TrainerCallback):
     def request(self, signum: int, _frame: Any) -> None:
         self.requested = True
         self.signum = signum
+
+    def raise_if_requested(self, resume: str | Path | None) -> None:
+        """Before training starts, a stop leaves nothing new to save: resume from where the run stood."""
+        if self.requested:
+            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume, self.signum)
 
     @contextmanager
     def catching(self) -> Iterator[None]:

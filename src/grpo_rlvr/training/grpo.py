@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from accelerate.utils.memory import clear_device_cache
-from datasets import Dataset
 from transformers import AutoTokenizer, TrainerCallback
 from trl import get_peft_config
 
-from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, latest_complete_checkpoint
-from grpo_rlvr.config import RunConfig
+from grpo_rlvr.checkpoints import TrainingInterrupted, latest_complete_checkpoint
+from grpo_rlvr.config import ConfigError, RunConfig
+from grpo_rlvr.data import as_dataset
 from grpo_rlvr.history import use_numeric_progress, write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.training.arguments import trainer_arguments
@@ -34,6 +34,7 @@ from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, c
 from grpo_rlvr.training.model import check_lora_targets, load_model, match_saved_modules
 from grpo_rlvr.training.outputs import (
     ADAPTER_DIR,
+    check_output_folders,
     evaluate_at_end,
     reward_means,
     save_model,
@@ -58,6 +59,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     if not torch.cuda.is_available():  # else DeepSpeed warns that it "was unable to detect" a GPU
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     model_dir, summary_dir = Path(config.run.model_dir), Path(config.run.summary_dir)
+    check_output_folders(config)
     stop = GracefulStop()
     with stop.catching():
         # Data: validated rows, k-shot prompts, none cut.
@@ -69,6 +71,11 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         train_rows, val_rows, data_info = prepare_data(
             config.data, tokenizer, args.seed, config.prompt_format
         )
+
+        if args.eval_strategy != "no" and not val_rows:
+            raise ConfigError("eval_strategy", "no validation rows are left: add some, or set it to no")
+        train_dataset = as_dataset(train_rows)  # built now: a failure here costs no model load
+        eval_dataset = as_dataset(val_rows) if val_rows else None
 
         # Rewards: registry names -> callables; every column they read must be in every row.
         funcs = config.reward_funcs
@@ -82,6 +89,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
+        stop.raise_if_requested(resume)  # a SIGTERM while loading data: the model would take minutes
+
         # Model: the LoRA targets are matched against the architecture first, built without weights.
         peft_config = get_peft_config(config.model)
         if peft_config is not None:
@@ -94,8 +103,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             model=model,
             reward_funcs=funcs,
             args=trainer_arguments(config, end_ids),
-            train_dataset=Dataset.from_list(train_rows),
-            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[
@@ -110,8 +119,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         use_numeric_progress(trainer)
 
         # Train
-        if stop.requested:  # SIGTERM while loading: nothing new to save
-            raise TrainingInterrupted(checkpoint_step(resume) if resume else 0, resume, stop.signum)
+        stop.raise_if_requested(resume)  # SIGTERM while loading: nothing new to save
         log.info("training from %s", resume or "step 0")
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if stop.requested:

@@ -10,13 +10,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
 from transformers import GenerationConfig
 from trl import GRPOTrainer
 
 from grpo_rlvr.checkpoints import SUMMARY_NAME
-from grpo_rlvr.config import RunConfig
+from grpo_rlvr.config import ConfigError, RunConfig
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
-from grpo_rlvr.files import write_atomic
+from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.merging import merged_model
 from grpo_rlvr.training.callbacks import NonFiniteError
 from grpo_rlvr.training.model import torch_dtype
@@ -26,6 +27,21 @@ log = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
 STAGING_DIR = ".partial"
 EVAL_DIR = "eval"  # inside summary_dir
+
+
+def check_output_folders(config: RunConfig) -> None:
+    """Every folder the run writes can be written, probed by writing (once per host): a read-only mount
+    would otherwise fail at the first checkpoint or at the end, after the model loaded and trained."""
+    if not PartialState().is_local_main_process:
+        return
+    folders = {
+        "output_dir": config.training.output_dir,
+        "model_dir": config.run.model_dir,
+        "summary_dir": config.run.summary_dir,
+    }
+    for key, folder in folders.items():
+        if reason := unwritable(Path(folder)):
+            raise ConfigError(key, f"{reason}: choose a writable folder")
 
 
 def evaluate_at_end(config: RunConfig, rows: list[dict[str, Any]], full_model: bool) -> dict[str, Any]:

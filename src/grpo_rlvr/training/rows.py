@@ -7,7 +7,7 @@ from typing import Any
 
 from grpo_rlvr import data as gsm8k_data
 from grpo_rlvr.config import ConfigError, DataArguments
-from grpo_rlvr.data import DroppedRows
+from grpo_rlvr.datafiles import DroppedRows
 from grpo_rlvr.humaneval import refuse_as_training_data
 from grpo_rlvr.prompt_format import PromptFormat
 from grpo_rlvr.rewards import required_columns
