@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from grpo_rlvr import checkpoints, cli, humaneval, synthetic_code
 from grpo_rlvr.config import load_config
-from grpo_rlvr.data import write_jsonl
+from grpo_rlvr.datafiles import write_jsonl
 from grpo_rlvr.rewards.code_exec import BODY_END, PARTIAL_REWARD, code_exec
 from grpo_rlvr.sagemaker import Paths
 

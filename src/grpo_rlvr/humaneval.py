@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grpo_rlvr.data import DataError, json_lines, packaged_file
+from grpo_rlvr.data import packaged_file
+from grpo_rlvr.datafiles import DataError, json_lines
 from grpo_rlvr.files import local_path
 from grpo_rlvr.rewards.code_exec import BODY_END, completed_function
 from grpo_rlvr.sandbox import Limits, check_sandbox, run_program

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grpo_rlvr.data import write_jsonl
+from grpo_rlvr.datafiles import write_jsonl
 from grpo_rlvr.humaneval import tests
 
 # (docstring's description, the returned expression, what it computes, the slip). Paired: each
