@@ -94,6 +94,7 @@ def sharp_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> st
 def make_recipe(tmp_path: Path, **values: Any) -> Path:
     """A recipe file whose outputs all go under tmp_path."""
     recipe = {
+        "use_cpu": True,  # trained on the CPU on purpose: without it a recipe wants a GPU
         "output_dir": str(tmp_path / "checkpoints"),
         "model_dir": str(tmp_path / "model"),
         "summary_dir": str(tmp_path / "output"),

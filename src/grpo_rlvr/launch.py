@@ -422,6 +422,7 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
             "recipe %s: %d process(es) = %d GPU(s) x %d host(s); this host %s has machine rank %d",
             plan.recipe, plan.processes, plan.gpus, len(r.hosts), r.current_host, r.rank,
         )  # fmt: skip
+        config.check_device(run_config)  # before N processes start, each to refuse the same way
         if plan.processes == 1:
             from grpo_rlvr import train  # torch, transformers and TRL: only where this process trains
 

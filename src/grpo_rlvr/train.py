@@ -51,10 +51,11 @@ from accelerate import PartialState
 from accelerate.utils.memory import clear_device_cache
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
 from grpo_rlvr import data as gsm8k_data
-from grpo_rlvr import signals
+from grpo_rlvr import gpu_rules, signals
 from grpo_rlvr.checkpoints import (
     SUMMARY_NAME,
     TrainingInterrupted,
@@ -64,7 +65,7 @@ from grpo_rlvr.checkpoints import (
     mark_complete,
     rotate,
 )
-from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, load_config
+from grpo_rlvr.config import ConfigError, DataArguments, RunConfig, check_device, load_config
 from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
 from grpo_rlvr.files import write_atomic
 from grpo_rlvr.history import write_history
@@ -87,6 +88,7 @@ class NonFiniteError(RuntimeError):
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Train, save and summarise one run; returns the run summary (written by the main process only)."""
     started = time.time()
+    check_device(config)  # a GPU recipe where CUDA is not usable: refused before any download
     args = config.training
     resolved = config.resolved()  # before the trainer adjusts anything
     model_path = resolve_model_path(config.model.model_name_or_path)
@@ -126,6 +128,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         peft_config = get_peft_config(config.model)
         if peft_config is not None:
             check_lora_targets(peft_config, model_path, config.model, args)
+        if args.use_vllm and config.model.lora_modules_to_save:
+            check_vllm_head(model_path, config)
         model = load_model(model_path, config.model, args)
         use_plain_cpu_device(args)
         rotation = RotateCompleteCheckpoints(args.save_total_limit)
@@ -348,6 +352,8 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
+    if is_deepspeed_zero3_enabled() and (problem := gpu_rules.zero3_load_kwargs(kwargs, quantization)):
+        raise ConfigError(*problem)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
@@ -358,6 +364,16 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
         )
     return model
+
+
+def check_vllm_head(path: str, config: RunConfig) -> None:
+    """`gpu_rules.tied_head_problem` on the model's config, before the weights load."""
+    model_config = AutoConfig.from_pretrained(
+        path, revision=config.model.model_revision, trust_remote_code=config.training.trust_remote_code
+    )
+    modules = config.model.lora_modules_to_save
+    if problem := gpu_rules.tied_head_problem(model_config, modules, config.training.use_vllm):
+        raise ConfigError(*problem)
 
 
 def check_lora_targets(peft_config: Any, path: str, model_args: ModelConfig, args: GRPOConfig) -> None:
