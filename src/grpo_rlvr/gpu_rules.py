@@ -27,20 +27,19 @@ def vllm_quantization(load_in_4bit: bool, load_in_8bit: bool) -> str | None:
 
 
 def vllm_problem(model_args: Any, training: Any) -> tuple[str, str] | None:
-    """A quantized policy with colocated vLLM generation: (key, message), else None."""
-    if not (training.use_vllm and training.vllm_mode == "colocate"):
+    """A quantized policy with vLLM generation: (key, message), else None."""
+    if not (training.use_vllm and (model_args.load_in_4bit or model_args.load_in_8bit)):
         return None
-    if model_args.load_in_4bit or model_args.load_in_8bit:
-        bits = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
-        return (
-            bits,
-            f"{bits}: true with use_vllm: true (vllm_mode colocate) cannot start: TRL builds the colocated "
-            "vLLM engine with bitsandbytes quantization, which this image's vLLM does not provide, and every "
-            "weight sync would round the merged LoRA update into re-quantized weights. Use one of: "
-            f"{bits}: false with use_vllm: true (LoRA on a bf16 base; a 0.5B-7B model fits one GPU), or "
-            f"use_vllm: false to keep the 4-bit base (QLoRA) and generate with transformers",
-        )
-    return None
+    bits = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
+    return (
+        bits,
+        f"{bits}: true with use_vllm: true cannot run: TRL builds a colocated vLLM engine with bitsandbytes "
+        "quantization, which this image's vLLM does not provide (a vLLM server would be sent packed "
+        "quantized weights), and every weight sync would round the merged LoRA update into re-quantized "
+        "weights. Use one of: "
+        f"{bits}: false with use_vllm: true (LoRA on a bf16 base; a 0.5B-7B model fits one GPU), or "
+        "use_vllm: false to keep the quantized base (QLoRA) and generate with transformers",
+    )
 
 
 def tied_head_problem(
