@@ -26,6 +26,18 @@ def vllm_quantization(load_in_4bit: bool, load_in_8bit: bool) -> str | None:
     return "bitsandbytes" if load_in_4bit else "in-flight 8-bit" if load_in_8bit else None
 
 
+def vllm_engine_settings(model_args: Any, training: Any) -> dict[str, Any]:
+    """The settings TRL 1.16's colocated generation hands to vLLM's `LLM` for this config (with the
+    fixed ones TRL always passes): what the image's vLLM must accept."""
+    return {
+        "quantization": vllm_quantization(model_args.load_in_4bit, model_args.load_in_8bit),
+        "model_impl": training.vllm_model_impl,
+        "distributed_executor_backend": "external_launcher",
+        "logprobs_mode": "processed_logprobs",
+        "enable_sleep_mode": training.vllm_enable_sleep_mode,
+    }
+
+
 def vllm_problem(model_args: Any, training: Any) -> tuple[str, str] | None:
     """A quantized policy with vLLM generation: (key, message), else None."""
     if not (training.use_vllm and (model_args.load_in_4bit or model_args.load_in_8bit)):
