@@ -144,16 +144,14 @@ def check_tied_head(work: Path) -> str:
     from grpo_rlvr import train
 
     small = resolve_model_path("builtin:tiny-qwen2")
-    both = ["lm_head", "embed_tokens"]
-    path = recipe(
-        work / "tied",
-        small,
-        lora_modules_to_save=both,
-        num_shots=0,
-        max_steps=1,
-        learning_rate=1e-2,
-        dtype="float32",
+    reward = work / "varied.py"  # rewards that differ inside a group, so the head gets a gradient
+    reward.write_text(
+        "def varied(completions, **kwargs):\n    return [len(set(c)) / (len(c) + 1) for c in completions]\n"
     )
+    path = recipe(
+        work / "tied", small, lora_modules_to_save=["lm_head", "embed_tokens"], num_shots=0, max_steps=1,
+        learning_rate=1e-2, dtype="float32", reward_module=str(reward), rewards=["varied"],
+    )  # fmt: skip
     train.run(load_config(path))
     model_dir = work / "tied" / "model"
     weights = load_file(model_dir / "model.safetensors")

@@ -191,7 +191,7 @@ def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
 
 def test_accelerate_command_on_cpu_hosts() -> None:
     plan = _plan(0, ("algo-1", "algo-2"), "algo-2")
-    command = launch.accelerate_command(plan, Path("ddp.yaml"), "10.0.0.1", 29500)
+    command = launch.accelerate_command(plan, launch.accelerate_config_path("ddp"), "10.0.0.1", 29500)
     assert plan.processes == 2
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[command.index("--num_machines") + 1] == "2"
@@ -202,6 +202,14 @@ def test_accelerate_command_on_cpu_hosts() -> None:
         "-m", "grpo_rlvr.cli", "train", "--recipe", "smoke-cpu", "max_steps=3",
         'lora_target_modules=["q_proj"]',
     ]  # fmt: skip
+
+
+def test_accelerate_command_on_cpu_hosts_with_deepspeed_leaves_the_config_its_say() -> None:
+    """`--multi_gpu` would make accelerate ignore the config's DeepSpeed and run plain DDP."""
+    plan = _plan(0, ("algo-1",), "algo-1")
+    zero3 = launch.accelerate_config_path("zero3")
+    assert launch.uses_deepspeed(zero3) and not launch.uses_deepspeed(launch.accelerate_config_path("ddp"))
+    assert "--multi_gpu" not in launch.accelerate_command(plan, zero3, "127.0.0.1", 29500)
 
 
 def test_accelerate_command_on_gpu_hosts() -> None:

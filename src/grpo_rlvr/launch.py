@@ -249,11 +249,21 @@ def accelerate_config_path(name: str | None) -> Path:
     )
 
 
+def uses_deepspeed(config_file: Path) -> bool:
+    """Whether an accelerate config runs DeepSpeed (its `distributed_type`)."""
+    import yaml
+
+    return (yaml.safe_load(config_file.read_text()) or {}).get("distributed_type") == "DEEPSPEED"
+
+
 def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: int) -> list[str]:
+    # On CPU DDP needs `--multi_gpu` (gloo; `--cpu` would start ONE process). Not with DeepSpeed: accelerate
+    # reads the config's distributed_type only when no such flag is given, and would run plain DDP.
+    multi_gpu = plan.gpus == 0 and not uses_deepspeed(config_file)
     return [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(config_file),
-        *(["--multi_gpu"] if plan.gpus == 0 else []),  # on CPU: gloo (`--cpu` would start ONE process)
+        *(["--multi_gpu"] if multi_gpu else []),
         "--num_processes", str(plan.processes),
         "--num_machines", str(len(plan.resources.hosts)),
         "--machine_rank", str(plan.resources.rank),
