@@ -2,7 +2,7 @@
 
 1. reward throughput: GSM8K format + correctness on one pinned core; code_exec with 2 sandboxes
 2. prompts: load, build (8-shot) and tokenize the whole GSM8K train split
-3. wrapper overhead: `train.run` against bare TRL GRPOTrainer, identical settings, alternating runs
+3. wrapper overhead: `training.grpo.run` against bare TRL GRPOTrainer, identical settings, alternating runs
 4. start-up: `grpo-rlvr launch` on a fake /opt/ml tree to its first training step, against floors
 
 Every number is measured in this run; targets are printed beside them, never in their place. Torch
@@ -89,14 +89,14 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         verdict = "met" if o["ratio_ours_over_bare"] >= OVERHEAD_TARGET else "NOT met"
         per_round = ", ".join(f"{x:.3f}" for x in o["ratio_per_round"])
         rows += [
-            (f"train.run steps/s ({o['ours']['steps_timed']} steps)", f"{o['ours']['steps_per_s']:.2f}",
+            (f"grpo.run steps/s ({o['ours']['steps_timed']} steps)", f"{o['ours']['steps_per_s']:.2f}",
              f"median step {o['ours']['median_step_s']:.3f} s"),
             (f"bare TRL steps/s ({o['bare']['steps_timed']} steps)", f"{o['bare']['steps_per_s']:.2f}",
              f"median step {o['bare']['median_step_s']:.3f} s"),
             (f"ratio ours/bare ({o['order']})", f"{o['ratio_ours_over_bare']:.3f}",
              f"target >= {OVERHEAD_TARGET}: {verdict}; of medians {o['ratio_of_medians']:.3f}; "
              f"per round {per_round}"),
-            ("train.run's own callbacks per step", f"{o['callbacks']['per_step_s'] * 1e6:.0f} us",
+            ("grpo.run's own callbacks per step", f"{o['callbacks']['per_step_s'] * 1e6:.0f} us",
              f"{o['callbacks_share_of_step']:.3%} of a median step: the only loop code bare TRL lacks"),
         ]  # fmt: skip
     if s := results.get("startup"):
@@ -107,7 +107,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             ("bare TRL script -> first step ends", f"{bare['first_step_end_s']:.2f} s",
              f"starts at {bare['first_step_start_s']:.2f} s; ratio launch/bare "
              f"{s['launcher_over_bare_first_step']:.3f}"),
-            ("floor: import grpo_rlvr.train (torch+TRL)", f"{s['import_grpo_rlvr_train_s']:.2f} s",
+            ("floor: import grpo_rlvr.training.grpo (torch+TRL)", f"{s['import_grpo_rlvr_training_s']:.2f} s",
              f"python alone {s['python_s']:.3f} s"),
         ]  # fmt: skip
     return rows

@@ -3,7 +3,7 @@
 (a) recipes/qwen2.5-0.5b-gsm8k-seed.yaml and (b) recipes/qwen2.5-0.5b-gsm8k.yaml are loaded through
 `config.load_config` as they are, with only these overrides: the model (written here), the data, the
 step count, output folders, no saving/evaluation/reporting, and a fixed completion length. Each
-(recipe, mode) trains in its own process through `train.run` (so vLLM and the CUDA memory statistics
+(recipe, mode) trains in its own process through `training.grpo.run` (so vLLM and the CUDA memory statistics
 start clean) and reports optimizer steps/s, completions/s, completion tokens/s (steps after the first)
 and peak GPU memory; then the ratios (b)/(a) per mode.
 
@@ -253,13 +253,13 @@ def skipped(recipe_key: str, mode: str, args: argparse.Namespace, model_dir: Pat
 
 def measure(recipe_key: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one (recipe, mode) and time it; meant for a fresh process."""
-    from grpo_rlvr import train
+    from grpo_rlvr.training import grpo
 
     config = row_config(recipe_key, mode, args, args.model_dir, args.workdir)
     timer = StepTimer()
     before = torch.cuda.mem_get_info()
     with DevicePeak() as device:
-        train.run(config, callbacks=[timer])
+        grpo.run(config, callbacks=[timer])
     return {
         **plan(recipe_key, mode, config),
         **timer.summary(completions_per_step(config)),

@@ -1,7 +1,7 @@
 """The one-shot GPU acceptance run that `bench/gpu_check.sh` starts (see that script and docs/benchmarks.md).
 
 On a GPU: Qwen2.5-0.5B's architecture with random bf16 weights (bench/gpu.py's model, built from its
-config, no download), bf16 LoRA GRPO through `train.run` with transformers' generation and the stop
+config, no download), bf16 LoRA GRPO through `training.grpo.run` with transformers' generation and the stop
 rule; then each check of the GPU path, each with a verdict (`pass`, `fail: why`, `skipped: why`). One
 JSON, `gpu_check.json`, into $OUT when set (else the working directory): completion tokens/s,
 optimizer-step time, peak GPU memory, the verdicts. With GPU_CHECK_DRY=1 the same runs on the CPU with
@@ -25,6 +25,7 @@ import torch
 import yaml
 from measure import StepTimer, machine_info
 from prompts import GSM8K_TRAIN
+from transformers import TrainerCallback
 
 from grpo_rlvr import cuda
 from grpo_rlvr.config import ConfigError, check_device, load_config
@@ -67,15 +68,24 @@ def recipe(folder: Path, model: str, **values: Any) -> Path:
     return folder / "recipe.yaml"
 
 
+class GenerationSettings(TrainerCallback):
+    """The `generation_kwargs` the trainer generated with (its own arguments, at the start of training)."""
+
+    kwargs: dict[str, Any] | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.kwargs = args.generation_kwargs
+
+
 def measured_run(work: Path, model: str) -> dict[str, Any]:
-    """bf16 LoRA GRPO through `train.run`, HF generation ending at the stop rule; its speed and memory."""
-    from grpo_rlvr import train
+    """bf16 LoRA GRPO through `training.grpo.run`, HF generation ending at the stop rule: speed, memory."""
+    from grpo_rlvr.training import grpo
 
     config = load_config(recipe(work / "run", model))
-    timer = StepTimer()
+    timer, used = StepTimer(), GenerationSettings()
     if not DRY:
         torch.cuda.reset_peak_memory_stats()
-    summary = train.run(config, [timer])
+    summary = grpo.run(config, [timer, used])
     per_step = config.training.per_device_train_batch_size * config.training.gradient_accumulation_steps
     timed = timer.summary(per_step)
     return {
@@ -85,7 +95,7 @@ def measured_run(work: Path, model: str) -> dict[str, Any]:
         "first_step_s": timed["first_step_s"],
         "mean_completion_length": timed["mean_completion_length"],
         "peak_gpu_memory_gib": None if DRY else torch.cuda.max_memory_allocated() / GIB,
-        "stop_strings": (config.training.generation_kwargs or {}).get("stop_strings"),
+        "stop_strings": (used.kwargs or {}).get("stop_strings"),
     }
 
 
@@ -141,7 +151,7 @@ def check_tied_head(work: Path) -> str:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from grpo_rlvr import train
+    from grpo_rlvr.training import grpo
 
     small = resolve_model_path("builtin:tiny-qwen2")
     reward = work / "varied.py"  # rewards that differ inside a group, so the head gets a gradient
@@ -152,7 +162,7 @@ def check_tied_head(work: Path) -> str:
         work / "tied", small, lora_modules_to_save=["lm_head", "embed_tokens"], num_shots=0, max_steps=1,
         learning_rate=1e-2, dtype="float32", reward_module=str(reward), rewards=["varied"],
     )  # fmt: skip
-    train.run(load_config(path))
+    grpo.run(load_config(path))
     model_dir = work / "tied" / "model"
     weights = load_file(model_dir / "model.safetensors")
     head, embeddings = weights["lm_head.weight"], weights["model.embed_tokens.weight"]

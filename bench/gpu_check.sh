@@ -3,7 +3,7 @@
 # pyarrow and pandas, no network needed. From a copy of the repository that holds `make gpu-check`'s
 # wheelhouse (build/gpu-check/wheels), it installs what is missing from there (TRL, datasets,
 # matplotlib, this package), then runs bench/gpu_check.py: bf16 LoRA GRPO on a Qwen2.5-0.5B-shaped
-# random model through train.run, then each check of the GPU path, into $OUT/gpu_check.json.
+# random model through training.grpo.run, then each check of the GPU path, into $OUT/gpu_check.json.
 #   bench/gpu_check.sh                  # on the GPU machine (about 5 minutes on an H100)
 #   GPU_CHECK_DRY=1 bench/gpu_check.sh  # the same on the CPU with the tiny model (the test suite runs it)
 set -euo pipefail

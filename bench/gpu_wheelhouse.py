@@ -1,7 +1,7 @@
 """`make gpu-check`: the wheelhouse `bench/gpu_check.sh` installs on a bare GPU machine, in build/gpu-check/.
 
 The target already has PyTorch (2.11, CUDA 13), transformers 5.17, peft, accelerate, pyarrow and pandas on
-Python 3.12, and no network. What it lacks for a training run through `train.run`: TRL, datasets and
+Python 3.12, and no network. What it lacks for a training run through `training.grpo.run`: TRL, datasets and
 their needs, matplotlib (the training curves), and this package. Each is downloaded by name at the
 version docker/requirements.lock pins, as a Python 3.12 manylinux wheel, without its dependencies (they
 are listed here, so the wheelhouse is the same every time); this package is built as a wheel. The whole

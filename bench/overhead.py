@@ -1,11 +1,11 @@
-"""Wrapper overhead: `train.run` against bare TRL `GRPOTrainer`, identical settings, same process.
+"""Wrapper overhead: `training.grpo.run` against bare TRL `GRPOTrainer`, identical settings, same process.
 
 Both arms get the same `GRPOConfig` (loaded from the smoke recipe the same way), the same prompt rows,
 the same reward callables, the same model folder loaded in the same dtype and attention, the same PEFT
 config and seed, so they generate the same tokens. Only the steps after each run's first are timed
 (`measure.StepTimer`); runs alternate A B B A ... so that drift of a shared machine falls on both.
 On shared cores that ratio is noisier than a few percent, so the only loop code bare TRL lacks, the
-callbacks train.run adds, is also timed call by call: a bound the A/B ratio cannot resolve.
+callbacks training.grpo.run adds, is also timed call by call: a bound the A/B ratio cannot resolve.
 
 `python bench/overhead.py bare [key=value ...]` runs the bare arm alone in a fresh process: the floor
 `bench/startup.py` compares the launcher's start-up against.
@@ -30,18 +30,19 @@ from measure import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState
 from trl import GRPOTrainer, get_peft_config
 
-from grpo_rlvr import train
 from grpo_rlvr.checkpoints import checkpoint_step, latest_complete_checkpoint
 from grpo_rlvr.config import RunConfig, load_config, reward_functions
 from grpo_rlvr.overrides import parse_overrides
 from grpo_rlvr.tiny import resolve_model_path
+from grpo_rlvr.training import callbacks, grpo
+from grpo_rlvr.training.rows import prepare_data
 
 RECIPE = "smoke-cpu"
 ARMS = {"A": "ours", "B": "bare"}
 
 
 def smoke_config(workdir: Path, steps: int, overrides: Mapping[str, Any] = ()) -> RunConfig:
-    """The smoke recipe with fresh output folders (train.run would resume from an old checkpoint)."""
+    """The smoke recipe with fresh output folders (training.grpo.run would resume from an old checkpoint)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return load_config(
         RECIPE,
@@ -58,7 +59,7 @@ def smoke_config(workdir: Path, steps: int, overrides: Mapping[str, Any] = ()) -
 
 def run_ours(config: RunConfig) -> StepTimer:
     timer = StepTimer()
-    train.run(config, callbacks=[timer])
+    grpo.run(config, callbacks=[timer])
     return timer
 
 
@@ -84,10 +85,10 @@ def run_bare(config: RunConfig, rows: list[dict[str, Any]]) -> StepTimer:
 
 
 def prompt_rows(config: RunConfig) -> list[dict[str, Any]]:
-    """The rows train.run trains on for this config (the bare arm's data set-up, not timed)."""
+    """The rows training.grpo.run trains on for this config (the bare arm's data set-up, not timed)."""
     path = resolve_model_path(config.model.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    rows, _, _ = train.prepare_data(config.data, tokenizer, config.training.seed, config.prompt_format)
+    rows, _, _ = prepare_data(config.data, tokenizer, config.training.seed, config.prompt_format)
     return rows
 
 
@@ -143,16 +144,16 @@ def bench_overhead(
 
 
 def callback_cost(config: RunConfig, calls: int = 200) -> dict[str, float | None]:
-    """Seconds per call of train.run's own callbacks, and per step: GracefulStop at every step end,
+    """Seconds per call of training.grpo.run's own callbacks, and per step: GracefulStop at every step end,
     MarkCompleteCheckpoints at every save (on the run's newest checkpoint; None when none was saved)."""
     args, control = config.training, TrainerControl()
-    stop = train.GracefulStop()
+    stop = callbacks.GracefulStop()
     step_end = timeit.timeit(lambda: stop.on_step_end(args, TrainerState(), control), number=calls) / calls
     checkpoint = latest_complete_checkpoint(args.output_dir)
     on_save = None
     if checkpoint is not None:
         state = TrainerState(global_step=checkpoint_step(checkpoint))
-        mark = train.MarkCompleteCheckpoints()
+        mark = callbacks.MarkCompleteCheckpoints()
         on_save = timeit.timeit(lambda: mark.on_save(args, state, control), number=calls) / calls
     return {
         "on_step_end_s": step_end,

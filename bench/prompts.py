@@ -20,7 +20,7 @@ def bench_prompts(
 ) -> dict[str, float | int]:
     """Seconds to load, build k-shot prompts for and tokenize (as the prompt-length check does) a split.
 
-    The same functions `train.prepare_data` calls, timed stage by stage, with the tiny tokenizer (a
+    The same functions `training.rows.prepare_data` calls, timed stage by stage, with the tiny tokenizer (a
     byte-level BPE with Qwen2's normalizer and pre-tokenizer, so the text pipeline is Qwen2's).
     """
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("builtin:tiny-qwen2"))  # not timed: cached

@@ -4,8 +4,8 @@
 the smoke recipe as a hyperparameter and a train channel of real GSM8K rows. The first step's end is
 when TRL prints its first metrics line (logging_steps=1), read from the child's output as it comes;
 that line carries TRL's `step_time`, so the start of the first step is known as well. Floors: a bare
-TRL script with identical settings (`overhead.py bare`), `import grpo_rlvr.train` (torch, transformers,
-TRL), and an empty interpreter.
+TRL script with identical settings (`overhead.py bare`), `import grpo_rlvr.training.grpo` (torch,
+transformers, TRL), and an empty interpreter.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from overhead import RECIPE
 from prompts import GSM8K_TRAIN
 
 BENCH = Path(__file__).resolve().parent
-FLOORS = {"import_grpo_rlvr_train": "import grpo_rlvr.train; print()", "python": "print()"}
+FLOORS = {"import_grpo_rlvr_training": "import grpo_rlvr.training.grpo; print()", "python": "print()"}
 STEP_TIME = re.compile(r"'step_time': '?([0-9.eE+-]+)'?")
 
 

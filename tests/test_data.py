@@ -76,7 +76,7 @@ def test_exemplars_are_disjoint_from_gsm8k_and_well_formed() -> None:
     for split in ("train", "test"):
         with (GSM8K / f"{split}.jsonl").open() as f:
             questions |= {json.loads(line)["question"].strip() for line in f}
-    assert len(prompt_format.EXEMPLARS) == data.MAX_SHOTS
+    assert len(prompt_format.EXEMPLARS) == prompt_format.MAX_SHOTS
     for q, a in prompt_format.EXEMPLARS:
         assert q not in questions
         data.gold_from_solution(a)  # each exemplar has a readable gold

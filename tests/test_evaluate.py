@@ -16,7 +16,7 @@ from trl.data_utils import maybe_apply_chat_template
 from grpo_rlvr import evaluate
 from grpo_rlvr.cli import main
 from grpo_rlvr.data import DataError, build_chat_prompt, packaged_gsm8k
-from grpo_rlvr.evaluate import Generation, HFGenerator, ModelSpec, evaluate_examples
+from grpo_rlvr.evaluate import Generation, GeneratorSettings, HFGenerator, ModelSpec, evaluate_examples
 from grpo_rlvr.prompt_format import PromptFormat
 
 GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
@@ -183,7 +183,7 @@ def test_a_chat_format_renders_prompts_with_the_models_chat_template(
     assert backend.prompts == [_rendered(tokenizer, q["question"], k) for k in (0, 1) for q in TWO_QUESTIONS]
     assert backend.prompts[0] == f"<|im_start|>user\nWhat is 6 * 7?{END}\n<|im_start|>assistant\n"
     assert backend.prompts[2].count("<|im_start|>assistant\n") == 2  # the worked example's turn, then ours
-    assert [args[5] for args in calls] == [[END]]  # the end tokens reach the backend
+    assert [list(args[2].end_tokens) for args in calls] == [[END]]  # the end tokens reach the backend
     assert metrics["prompt"].startswith("chat (data.build_chat_prompt)")
     assert metrics["decoding"]["end_tokens"] == [END]
     assert [r["correct"] for r in metrics["results"]] == [1, 1]
@@ -237,7 +237,7 @@ def _script(generator: HFGenerator, text: str, monkeypatch: pytest.MonkeyPatch) 
 def test_hf_generation_stops_at_an_invented_question_and_grades_the_first_answer(
     tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    generator = HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=64)
+    generator = HFGenerator(ModelSpec(tiny_model), GeneratorSettings(batch_size=2, max_new_tokens=64))
     script_tokens = _script(generator, INVENTED, monkeypatch)
     monkeypatch.setattr(evaluate, "make_generator", lambda *args: generator)
     evaluate_examples([tiny_model], TWO_QUESTIONS, tmp_path)
@@ -247,7 +247,7 @@ def test_hf_generation_stops_at_an_invented_question_and_grades_the_first_answer
     assert all(r["completion_tokens"] < script_tokens - 10 for r in rows)  # stopped, not run to the end
     assert [(r["extracted"], r["correct"]) for r in rows] == [("42", True), ("42", False)]
 
-    short = HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=5)
+    short = HFGenerator(ModelSpec(tiny_model), GeneratorSettings(batch_size=2, max_new_tokens=5))
     _script(short, " 1 2 3 4 5 6 7 8 9", monkeypatch)
     generations = short.generate(["a", "a longer prompt"])
     assert {(g.finish, g.completion_tokens) for g in generations} == {("length", 5)}
@@ -256,8 +256,10 @@ def test_hf_generation_stops_at_an_invented_question_and_grades_the_first_answer
 def test_an_end_token_stops_hf_generation_and_counts_as_stop(
     tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plain = HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=64)
-    ending = HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=64, end_tokens=[END])
+    plain = HFGenerator(ModelSpec(tiny_model), GeneratorSettings(batch_size=2, max_new_tokens=64))
+    ending = HFGenerator(
+        ModelSpec(tiny_model), GeneratorSettings(batch_size=2, max_new_tokens=64, end_tokens=(END,))
+    )
     end_id = ending.tokenizer.convert_tokens_to_ids(END)
     assert end_id in ending.config.eos_token_id and end_id not in plain.config.eos_token_id
     answer_tokens = len(ending.tokenizer(FIRST_ANSWER, add_special_tokens=False)["input_ids"])
@@ -270,28 +272,39 @@ def test_an_end_token_stops_hf_generation_and_counts_as_stop(
     assert ran_on.completion.endswith("more words") and ran_on.completion_tokens > answer_tokens + 1
 
     with pytest.raises(ValueError, match=f"end_tokens for model '{tiny_model}': '<|not-a-token|>' is"):
-        HFGenerator(ModelSpec(tiny_model), batch_size=1, max_new_tokens=1, end_tokens=["<|not-a-token|>"])
+        HFGenerator(
+            ModelSpec(tiny_model),
+            GeneratorSettings(batch_size=1, max_new_tokens=1, end_tokens=("<|not-a-token|>",)),
+        )
 
 
 def test_batched_left_padded_generation_equals_one_prompt_at_a_time(
     varied_model: str, questions: list[dict[str, Any]]
 ) -> None:
     prompts = [q["question"] for q in questions]  # different lengths: batches need padding
-    one = HFGenerator(ModelSpec(varied_model), batch_size=1, max_new_tokens=12).generate(prompts)
-    batched = HFGenerator(ModelSpec(varied_model), batch_size=4, max_new_tokens=12).generate(prompts)
+    one = HFGenerator(ModelSpec(varied_model), GeneratorSettings(batch_size=1, max_new_tokens=12)).generate(
+        prompts
+    )
+    batched = HFGenerator(
+        ModelSpec(varied_model), GeneratorSettings(batch_size=4, max_new_tokens=12)
+    ).generate(prompts)
     assert len({g.prompt_tokens for g in one}) == 4 and len({g.completion for g in one}) > 1
     assert batched == one
 
 
 def test_generation_shows_its_progress_on_stderr(tiny_model: str, capsys: pytest.CaptureFixture) -> None:
-    HFGenerator(ModelSpec(tiny_model), batch_size=2, max_new_tokens=2).generate(["a", "b", "c"])
+    HFGenerator(ModelSpec(tiny_model), GeneratorSettings(batch_size=2, max_new_tokens=2)).generate(
+        ["a", "b", "c"]
+    )
     err = capsys.readouterr().err
     assert "generating" in err and "3/3" in err and "100%" in err
 
 
 def test_adapter_is_loaded_and_merged(tiny_model: str, adapter: str) -> None:
-    base = HFGenerator(ModelSpec(tiny_model), batch_size=1, max_new_tokens=1).model
-    merged = HFGenerator(ModelSpec(tiny_model, adapter), batch_size=1, max_new_tokens=1).model
+    base = HFGenerator(ModelSpec(tiny_model), GeneratorSettings(batch_size=1, max_new_tokens=1)).model
+    merged = HFGenerator(
+        ModelSpec(tiny_model, adapter), GeneratorSettings(batch_size=1, max_new_tokens=1)
+    ).model
     assert not any("lora" in name for name, _ in merged.named_modules())
     q_base, q_merged = (m.model.layers[0].self_attn.q_proj.weight for m in (base, merged))
     assert not torch.equal(q_base, q_merged)

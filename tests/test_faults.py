@@ -29,7 +29,7 @@ DRIVER = """
 import logging, os, shutil, signal, sys
 from pathlib import Path
 from transformers import Trainer, TrainerCallback
-from grpo_rlvr import train
+from grpo_rlvr.training import grpo
 from grpo_rlvr.config import load_config
 
 def die():
@@ -66,7 +66,7 @@ def run(recipe, phase, at, log_file):
         rmtree(path, *args, **kwargs)
     shutil.rmtree = rmtree_partly_then_die
 
-    summary = train.run(load_config(recipe), [Faults()])
+    summary = grpo.run(load_config(recipe), [Faults()])
     print("final step", summary["global_step"], flush=True)
 
 for line in sys.stdin:

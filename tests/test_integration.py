@@ -17,7 +17,7 @@ from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 from test_launch import LAUNCH
 from transformers import AutoModelForCausalLM
 
-from grpo_rlvr import checkpoints, cli, train
+from grpo_rlvr import checkpoints, cli
 from grpo_rlvr.sagemaker import Paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_user_reward_from_a_rewards_channel_is_trained_on_and_logged(tmp_path: P
         (1, pytest.approx(statistics.mean(batches[0]))),
         (2, pytest.approx(statistics.mean(batches[1]))),
     ]
-    summary = json.loads((paths.model_dir / train.SUMMARY_NAME).read_text())
+    summary = json.loads((paths.model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["rewards"][USER_REWARD] == {"first": logged[0][1], "final": logged[1][1]}
     assert summary["config"]["rewards"]["reward_module"] == str(channel)
     assert not paths.failure_file.exists()
@@ -114,7 +114,7 @@ def test_example_recipe_trains_two_steps_and_logs_its_reward(
     argv = ["--recipe", f"recipes/{recipe}.yaml", "max_steps=2", "disable_tqdm=true", *_outputs(tmp_path)]
     assert cli.main(["train", *argv]) == 0
     assert capsys.readouterr().out.count(f"'rewards/{reward}/mean'") == 2  # the log line of each step
-    summary = json.loads((tmp_path / "model" / train.SUMMARY_NAME).read_text())
+    summary = json.loads((tmp_path / "model" / checkpoints.SUMMARY_NAME).read_text())
     assert summary["global_step"] == 2
     assert summary["data"]["train_rows"] == 8
     assert list(summary["rewards"]) == [reward]  # only from a logged `rewards/<name>/mean`
@@ -180,7 +180,7 @@ def test_make_smoke_trains_through_the_launcher_into_opt_ml_smoke(tmp_path: Path
     assert f'SAGEMAKER_BASE_DIR="{smoke.base}" {sys.executable} -m grpo_rlvr.cli launch' in done.stdout
     assert f"model and run_summary.json in {smoke.model_dir}" in done.stdout
     assert json.loads((smoke.config_dir / "hyperparameters.json").read_text()) == {"recipe": "smoke-cpu"}
-    summary = json.loads((smoke.model_dir / train.SUMMARY_NAME).read_text())
+    summary = json.loads((smoke.model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["recipe"] == "smoke-cpu" and summary["global_step"] == 6
     assert summary["config"]["data"]["dataset_path"] == str(smoke.data_dir / "train")  # from the channel
     assert summary["config"]["training"]["output_dir"] == str(smoke.checkpoint_dir)

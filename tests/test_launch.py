@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from bad_inputs import CATALOGUE, SMOKE_HYPERPARAMETERS, BadInput, make_tree
 
-from grpo_rlvr import checkpoints, config, launch, train
+from grpo_rlvr import checkpoints, config, launch
 from grpo_rlvr.overrides import override_args, parse_overrides
 from grpo_rlvr.sagemaker import Paths, Resources
 
@@ -36,7 +36,7 @@ def _assert_refused(base: Path, entry: BadInput, code: int) -> None:
     assert entry.message in failure, failure
     assert len(failure) <= 1024
     assert code == entry.code
-    assert not (paths.model_dir / train.SUMMARY_NAME).exists()
+    assert not (paths.model_dir / checkpoints.SUMMARY_NAME).exists()
 
 
 def test_catalogue_is_large_and_distinct() -> None:
@@ -366,12 +366,12 @@ def test_sigterm_checkpoints_then_a_restart_resumes(
     assert failure.startswith(
         f"stopped by SIGTERM: start again with the same checkpoint location to resume from step {step}"
     )
-    assert not (paths.model_dir / train.SUMMARY_NAME).exists()
+    assert not (paths.model_dir / checkpoints.SUMMARY_NAME).exists()
 
     code, output = start(base).finish(timeout=300)
     assert code == 0, output[-3000:]
     assert not paths.failure_file.exists()
-    summary = json.loads((paths.model_dir / train.SUMMARY_NAME).read_text())
+    summary = json.loads((paths.model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["global_step"] == 30
     assert summary["resumed_from"] == str(checkpoint)
     assert summary["config"]["training"]["learning_rate"] == 5e-05
@@ -427,8 +427,8 @@ def test_two_nodes_on_loopback(tmp_path: Path, tiny_model: str, start: Callable[
     # `ethwe` from resourceconfig.json exists on no host here: no GLOO_SOCKET_IFNAME pointing at it.
     assert 'added for the training processes: {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "110"}' in results[0][1]
     assert _trained_on_both_nodes(main.checkpoint_dir / "checkpoint-2") == 2
-    assert json.loads((main.model_dir / train.SUMMARY_NAME).read_text())["global_step"] == 2
-    assert not (other.model_dir / train.SUMMARY_NAME).exists()  # the model is the main host's to write
+    assert json.loads((main.model_dir / checkpoints.SUMMARY_NAME).read_text())["global_step"] == 2
+    assert not (other.model_dir / checkpoints.SUMMARY_NAME).exists()  # the model is the main host's to write
     assert not main.failure_file.exists() and not other.failure_file.exists()
 
 
@@ -477,7 +477,7 @@ def test_dropped_rows_are_named_in_the_log_and_the_summary(
         rf"dropped ({re.escape(str(data))}:7: prompt of \d+ tokens, over max_prompt_tokens=1024)", err
     )
     assert too_long, err[-3000:]
-    summary = json.loads((Paths(base).model_dir / train.SUMMARY_NAME).read_text())
+    summary = json.loads((Paths(base).model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["data_issues"]["train"]["first"][:2] == named
     # The long row is dropped from whichever part the seeded split put it in, and named there.
     issues = summary["data_issues"]

@@ -8,18 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "grpo_rlvr"
 HEAVY = {"torch", "trl", "transformers", "accelerate", "datasets", "peft"}
 
 
-def _module_name(path: Path) -> str:
+def _module_name(path: Path, depth: int = 2) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
     # A subpackage is one concept: its registry and the plugins that register into it are one node.
-    return ".".join(name.split(".")[:2])
+    return ".".join(name.split(".")[:depth])
 
 
-def _imports(tree: ast.AST) -> set[str]:
+def _imports(tree: ast.AST, depth: int = 2) -> set[str]:
     """Every grpo_rlvr module imported anywhere in the file (also inside functions), except for typing."""
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -31,21 +33,22 @@ def _imports(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return {".".join(n.split(".")[:2]) for n in found if n.startswith("grpo_rlvr.")}
+    return {".".join(n.split(".")[:depth]) for n in found if n.startswith("grpo_rlvr.")}
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(folder: Path = PACKAGE, depth: int = 2) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports; `depth` 3 inside a subpackage sees its own modules."""
     graph: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = _module_name(path)
+    for path in sorted(folder.rglob("*.py")):
+        name = _module_name(path, depth)
         graph.setdefault(name, set())
-        graph[name] |= _imports(ast.parse(path.read_text(encoding="utf-8")))
+        graph[name] |= _imports(ast.parse(path.read_text(encoding="utf-8")), depth)
     return {name: {d for d in deps if d in graph and d != name} for name, deps in graph.items()}
 
 
-def test_the_module_graph_has_no_cycle() -> None:
-    graph = _graph()
-    assert len(graph) > 10
+@pytest.mark.parametrize("graph", [_graph(), _graph(PACKAGE / "training", 3)], ids=["package", "training"])
+def test_the_module_graph_has_no_cycle(graph: dict[str, set[str]]) -> None:
+    assert len(graph) > 5
     state: dict[str, str] = {}
 
     def visit(node: str, path: list[str]) -> None:
@@ -63,11 +66,20 @@ def test_the_module_graph_has_no_cycle() -> None:
 
 def test_low_layers_do_not_import_high_ones() -> None:
     graph = _graph()
-    assert not graph["grpo_rlvr.config"] & {"grpo_rlvr.evaluate", "grpo_rlvr.sagemaker", "grpo_rlvr.train"}
-    assert "grpo_rlvr.cli" not in graph["grpo_rlvr.train"]
+    assert not graph["grpo_rlvr.config"] & {"grpo_rlvr.evaluate", "grpo_rlvr.sagemaker", "grpo_rlvr.training"}
+    assert not graph["grpo_rlvr.training"] & {"grpo_rlvr.cli", "grpo_rlvr.launch", "grpo_rlvr.reproduce"}
     for low in ("grpo_rlvr.redact", "grpo_rlvr.files", "grpo_rlvr.prompt_format", "grpo_rlvr.overrides"):
         assert not graph[low], f"{low} imports {graph[low]}"
     assert graph["grpo_rlvr.checkpoints"] <= {"grpo_rlvr.files"}
+
+
+def test_inside_training_the_run_is_on_top_and_the_callbacks_at_the_bottom() -> None:
+    graph = _graph(PACKAGE / "training", 3)
+    run = "grpo_rlvr.training.grpo"
+    assert not any(run in deps for deps in graph.values()), "only callers outside training import the run"
+    assert graph[run] >= {f"grpo_rlvr.training.{m}" for m in ("rows", "model", "generation", "callbacks")}
+    assert not graph["grpo_rlvr.training.callbacks"], "callbacks import nothing else of training"
+    assert not graph["grpo_rlvr.training.model"]
 
 
 def test_importing_the_launcher_loads_no_torch_trl_or_transformers() -> None:

@@ -21,7 +21,7 @@ from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 from test_integration import run_launcher
 from test_launch import _free_port
 
-from grpo_rlvr import config, train
+from grpo_rlvr import checkpoints, config
 from grpo_rlvr.sagemaker import Paths
 
 EXPERIMENT = "grpo-rlvr-smoke-test"
@@ -112,7 +112,7 @@ def test_smoke_run_logs_metrics_and_params_to_a_real_mlflow_server(
     assert [step for step, _ in _history(mlflow_server, run_id, "loss")] == steps
     assert [step for step, _ in _history(mlflow_server, run_id, "completions/mean_length")] == steps
 
-    summary = json.loads((Paths(base).model_dir / train.SUMMARY_NAME).read_text())
+    summary = json.loads((Paths(base).model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["rewards"] == {
         name: {"first": series[0][1], "final": series[-1][1]} for name, series in rewards.items()
     }  # the numbers MLflow holds are the run's own

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from grpo_rlvr import config as config_module
-from grpo_rlvr import evaluate, train
+from grpo_rlvr import evaluate
 from grpo_rlvr.config import ConfigError, load_config
 from grpo_rlvr.data import build_prompt
 from grpo_rlvr.evaluate import Generation
@@ -19,6 +19,7 @@ from grpo_rlvr.grading import grade_one
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 from grpo_rlvr.rewards import REGISTRY
 from grpo_rlvr.tiny import _corpus
+from grpo_rlvr.training import grpo
 
 CUSTOM = {
     "question_label": "Problem:",
@@ -71,7 +72,9 @@ def test_a_changed_template_reaches_training_grading_and_evaluation(
 
     def answering(*args: Any) -> Answering:
         backends.append(
-            Answering({r["question"].strip(): r["answer"].rpartition("####")[2] for r in val_rows}, args[4])
+            Answering(
+                {r["question"].strip(): r["answer"].rpartition("####")[2] for r in val_rows}, args[2].stop
+            )
         )
         return backends[-1]
 
@@ -98,7 +101,7 @@ def test_a_changed_template_reaches_training_grading_and_evaluation(
         format_reward = config.reward_funcs[0]
         assert format_reward(["So.\n#### Answer: 5", "So.\n#### The final answer is 5"]) == [0.5, 0.0]
         assert config.reward_funcs[1](["So.\n#### Answer: 5"], final_answer=["5"]) == [1.0]
-        summary = train.run(config)
+        summary = grpo.run(config)
         assert summary["global_step"] == 1
         prompts = [json.loads(line) for line in seen_file.read_text().splitlines()]
         assert len(prompts) == 4

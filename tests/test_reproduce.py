@@ -77,9 +77,9 @@ def warmed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 def test_grpo_on_the_gsm8k_rewards_improves_held_out_accuracy_only_when_it_should(
     warmed_up: tuple[Path, dict[str, Path]], overrides: dict, improves: bool, tmp_path: Path
 ) -> None:
-    """The loop learns through the real rewards and `train.run`: the trained model answers more held-out
-    questions right than its base. Negated rewards (every advantage flips) or a zero learning rate must
-    not, so a sign or update bug fails the first case and cannot pass these."""
+    """The loop learns through the real rewards and `training.grpo.run`: the trained model answers more
+    held-out questions right than its base. Negated rewards (every advantage flips) or a zero learning
+    rate must not, so a sign or update bug fails the first case and cannot pass these."""
     base, data = warmed_up
     summary, _ = reproduce.grpo(
         base, data["train"], tmp_path, seed=0, max_steps=SMALL_GRPO_STEPS, **overrides

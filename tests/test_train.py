@@ -1,6 +1,7 @@
 """GRPO training end to end on CPU: it learns, it saves loadable models, it resumes, it stops cleanly on
 SIGTERM, two processes agree, and every recipe error fails before a model loads."""
 
+import dataclasses
 import json
 import os
 import re
@@ -16,10 +17,11 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from grpo_rlvr import checkpoints, cli, train
+from grpo_rlvr import checkpoints, cli
 from grpo_rlvr import config as config_module
 from grpo_rlvr.config import ConfigError, load_config
 from grpo_rlvr.rewards import REGISTRY
+from grpo_rlvr.training import callbacks, grpo, outputs
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -143,7 +145,7 @@ def test_grpo_raises_a_toy_reward_and_saves_a_model_that_generates(
     steps = 20  # a random policy writes its first 7 after ~10 steps; then the reward climbs within ~3
     values = {"max_steps": steps, **(LORA if mode == "lora" else {"learning_rate": 3e-3})}
     history = History()
-    summary = train.run(
+    summary = grpo.run(
         load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, **values)), [history]
     )
 
@@ -178,7 +180,7 @@ def test_qlora_4bit_trains_and_merges_into_a_full_precision_model(
     recipe = toy_recipe(
         tmp_path, "builtin:tiny-qwen2", toy_data, toy_reward, max_steps=3, load_in_4bit=True, **LORA
     )
-    summary = train.run(load_config(recipe))
+    summary = grpo.run(load_config(recipe))
 
     model_dir = tmp_path / "model"
     assert summary["global_step"] == 3 and summary["full_model"]
@@ -207,7 +209,7 @@ def test_resume_starts_after_the_newest_complete_checkpoint(
             save_strategy="steps",
             save_steps=1,
         )
-        return train.run(load_config(recipe), [history]), history.steps("loss")
+        return grpo.run(load_config(recipe), [history]), history.steps("loss")
 
     saved = tmp_path / "checkpoints"
     summary, _ = run(2)
@@ -247,9 +249,9 @@ def test_a_save_that_fails_leaves_no_model_that_looks_complete(
     def disk_full(*_: Any) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(train, "merge_adapter", disk_full)
+    monkeypatch.setattr(outputs, "merge_adapter", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        train.run(load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=1, **LORA)))
+        grpo.run(load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=1, **LORA)))
     assert not stale.exists()
     assert not (tmp_path / "model" / "config.json").exists()
     assert not (tmp_path / "output" / "run_summary.json").exists()
@@ -274,7 +276,7 @@ def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
     before = signal.getsignal(signum)
     recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=20, **LORA)
     with pytest.raises(checkpoints.TrainingInterrupted) as stopped:
-        train.run(load_config(recipe), [SignalAt(2, signum)])
+        grpo.run(load_config(recipe), [SignalAt(2, signum)])
     assert stopped.value.signum == signum
     assert f"training stopped by {signal.Signals(signum).name} at step 3" in str(stopped.value)
 
@@ -290,7 +292,7 @@ def test_sigterm_writes_a_checkpoint_raises_and_writes_no_model(
 TWO_RANKS = """
 import json, os, sys, hashlib
 from transformers import TrainerCallback
-from grpo_rlvr import train
+from grpo_rlvr.training import grpo
 from grpo_rlvr.config import load_config
 
 class RankLog(TrainerCallback):
@@ -307,7 +309,7 @@ class RankLog(TrainerCallback):
         self.weights = digest.hexdigest()
 
 log = RankLog()
-summary = train.run(load_config(sys.argv[1], sys.argv[3:]), [log])
+summary = grpo.run(load_config(sys.argv[1], sys.argv[3:]), [log])
 rank = os.environ["RANK"]
 with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as f:
     json.dump({"world": os.environ["WORLD_SIZE"], "losses": log.losses, "weights": log.weights,
@@ -316,7 +318,7 @@ with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as f:
 
 
 def run_two_ranks(recipe: Path, tmp_path: Path, *overrides: str) -> list[dict[str, Any]]:
-    """`train.run` in 2 torchrun processes (gloo, CPU); what each rank saw, read from its JSON."""
+    """`grpo.run` in 2 torchrun processes (gloo, CPU); what each rank saw, read from its JSON."""
     script = tmp_path / "two_ranks.py"
     script.write_text(TWO_RANKS)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -469,7 +471,7 @@ def test_eval_at_end_grades_the_saved_model_on_the_validation_rows(
         max_completion_length=8, max_steps=1, save_strategy="no", gradient_checkpointing=False,
         disable_tqdm=True, eval_at_end=True, eval_shots=[0, 1], eval_max_new_tokens=4,
     )  # fmt: skip
-    summary = train.run(load_config(recipe))
+    summary = grpo.run(load_config(recipe))
 
     eval_dir = tmp_path / "output" / "eval"
     metrics = json.loads((eval_dir / "metrics.json").read_text())
@@ -516,7 +518,7 @@ def test_an_interrupted_run_exits_143_with_the_checkpoint_to_resume_from(
     def stopped(*_: Any) -> None:
         raise checkpoints.TrainingInterrupted(7, tmp_path / "checkpoint-7")
 
-    monkeypatch.setattr(train, "run", stopped)
+    monkeypatch.setattr(grpo, "run", stopped)
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
     assert cli.main(["train", "--recipe", str(recipe)]) == 128 + signal.SIGTERM
     assert f"step 7; resume from checkpoint {tmp_path / 'checkpoint-7'}" in capsys.readouterr().err
@@ -528,11 +530,11 @@ def test_lora_targets_that_match_nothing_fail_before_the_model_loads(
     def no_load(*_: Any) -> None:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(train, "load_model", no_load)
+    monkeypatch.setattr(grpo, "load_model", no_load)
     lora = {**LORA, "lora_target_modules": ["q_proj", "qkv_proj"]}
     recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=1, **lora)
     with pytest.raises(ConfigError) as caught:
-        train.run(load_config(recipe))
+        grpo.run(load_config(recipe))
     assert caught.value.key == "lora_target_modules"
     assert str(caught.value).startswith("lora_target_modules: 'qkv_proj' matches no module of qwen2;")
     assert "'q_proj'" in str(caught.value)  # the names it does have
@@ -541,7 +543,7 @@ def test_lora_targets_that_match_nothing_fail_before_the_model_loads(
             tmp_path, sharp_model, toy_data, toy_reward, **{**LORA, "lora_target_modules": targets}
         )
         with pytest.raises(AssertionError, match="the model was loaded"):  # checked, then on to the model
-            train.run(load_config(recipe))
+            grpo.run(load_config(recipe))
 
 
 def test_a_non_finite_loss_or_weight_fails_the_run_and_publishes_no_model(
@@ -552,12 +554,12 @@ def test_a_non_finite_loss_or_weight_fails_the_run_and_publishes_no_model(
         save_strategy="steps", save_steps=1,
     )  # fmt: skip
     with pytest.raises(
-        train.NonFiniteError, match=r"^(loss|grad_norm|weight \S+) .* step \d: lower learning_rate"
+        callbacks.NonFiniteError, match=r"^(loss|grad_norm|weight \S+) .* step \d: lower learning_rate"
     ):
-        train.run(load_config(recipe))
+        grpo.run(load_config(recipe))
     assert not (tmp_path / "model").exists() and not (tmp_path / "output").exists()
     for checkpoint in (tmp_path / "checkpoints").glob("checkpoint-*"):  # the ones before the failure
-        train.check_finite_weights(checkpoint)
+        outputs.check_finite_weights(checkpoint)
 
 
 class PoisonAtEnd(TrainerCallback):
@@ -573,9 +575,9 @@ def test_saved_weights_are_checked_before_the_model_is_published(
 ) -> None:
     recipe = toy_recipe(tmp_path, tiny_model, toy_data, toy_reward, max_steps=1)
     with pytest.raises(
-        train.NonFiniteError, match=r"model\.safetensors holds NaN or inf: the model is not published"
+        callbacks.NonFiniteError, match=r"model\.safetensors holds NaN or inf: the model is not published"
     ):
-        train.run(load_config(recipe), [PoisonAtEnd()])
+        grpo.run(load_config(recipe), [PoisonAtEnd()])
     assert not (tmp_path / "model" / "run_summary.json").exists()
     assert not (tmp_path / "model" / "model.safetensors").exists()
 
@@ -597,14 +599,39 @@ def test_rotation_never_leaves_fewer_than_one_complete_checkpoint(
     recipe = toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=3, **values)
     monkeypatch.setattr(checkpoints, "_files", die_before_the_second_marker)
     with pytest.raises(KeyboardInterrupt):
-        train.run(load_config(recipe))
+        grpo.run(load_config(recipe))
     saved = tmp_path / "checkpoints"
     assert checkpoints.latest_complete_checkpoint(saved) == saved / "checkpoint-1"
 
     monkeypatch.setattr(checkpoints, "_files", listed)
-    summary = train.run(load_config(recipe))
+    summary = grpo.run(load_config(recipe))
     assert summary["resumed_from"] == str(saved / "checkpoint-1") and summary["global_step"] == 3
     assert [p.name for p in saved.glob("checkpoint-*")] == ["checkpoint-3"]  # rotation still applies
+
+
+def test_run_leaves_the_config_unchanged_and_the_summary_records_it(
+    tmp_path: Path, sharp_model: str, toy_data: str, toy_reward: str
+) -> None:
+    """Every value the trainer sees differently (rotation, end tokens, stop rule, model init options) goes
+    to the trainer's own copy: the validated config, frozen, is what run_summary.json records."""
+    values = {
+        "save_strategy": "steps", "save_steps": 1, "save_total_limit": 1, "end_tokens": ["<|im_end|>"],
+        "model_init_kwargs": {"low_cpu_mem_usage": True}, "eval_at_end": False, **LORA,
+    }  # fmt: skip
+    config = load_config(toy_recipe(tmp_path, sharp_model, toy_data, toy_reward, max_steps=2, **values))
+    before = json.dumps(config.resolved(), sort_keys=True)
+    training = dict(vars(config.training))
+    summary = grpo.run(config)
+    assert json.dumps(config.resolved(), sort_keys=True) == before
+    assert {k: v for k, v in vars(config.training).items() if training.get(k) is not v} == {}
+    args = config.training
+    assert (args.save_total_limit, args.generation_kwargs, args.model_init_kwargs) == (
+        1, None, {"low_cpu_mem_usage": True},
+    )  # fmt: skip
+    assert summary["config"] == json.loads(before) and summary["global_step"] == 2
+    assert [p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.data.end_tokens = None  # type: ignore[misc]
 
 
 def test_a_ctrl_c_run_exits_130(
@@ -613,7 +640,7 @@ def test_a_ctrl_c_run_exits_130(
     def stopped(*_: Any) -> None:
         raise checkpoints.TrainingInterrupted(7, tmp_path / "checkpoint-7", signal.SIGINT)
 
-    monkeypatch.setattr(train, "run", stopped)
+    monkeypatch.setattr(grpo, "run", stopped)
     recipe = make_recipe(tmp_path, model_name_or_path="Qwen/Qwen2.5-0.5B")
     assert cli.main(["train", "--recipe", str(recipe)]) == 130
     assert "training stopped by SIGINT at step 7" in capsys.readouterr().err
@@ -667,7 +694,7 @@ def inventing_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -
 def _one_step(tmp_path: Path, callbacks: list, **values: Any) -> dict[str, float]:
     """One GRPO step; the step's logged metrics."""
     history = History()
-    train.run(load_config(make_recipe(tmp_path, **{**STOP_RUN, **values})), [history, *callbacks])
+    grpo.run(load_config(make_recipe(tmp_path, **{**STOP_RUN, **values})), [history, *callbacks])
     return next(entry for entry in history.logs if "completions/clipped_ratio" in entry)
 
 
@@ -786,7 +813,7 @@ def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and
         "eval_max_new_tokens": 4,
     }
     config = load_config("qwen2.5-0.5b-gsm8k-seed", overrides)
-    summary = train.run(config, [history])
+    summary = grpo.run(config, [history])
 
     assert summary["global_step"] == 1 and summary["data"]["val_rows"] == 2  # the 90/10 split
     assert history.series("kl") == [0.0]  # beta > 0: the reference model's KL is computed (0 at step 1)
@@ -814,7 +841,7 @@ def test_a_head_trained_apart_from_the_tied_embeddings_reads_the_same_in_every_l
     assert json.loads((Path(tiny_model) / "config.json").read_text())["tie_word_embeddings"]
     both = {"lora_modules_to_save": ["lm_head", "embed_tokens"]}
     recipe = toy_recipe(tmp_path, tiny_model, toy_data, toy_reward, max_steps=2, **both, **LORA)
-    train.run(load_config(recipe))
+    grpo.run(load_config(recipe))
 
     model_dir = tmp_path / "model"
     saved_config = json.loads((model_dir / "config.json").read_text())
@@ -842,5 +869,5 @@ def test_a_head_trained_apart_with_colocated_vllm_is_refused_before_the_model_lo
     head = {"lora_modules_to_save": ["lm_head"], "use_vllm": True}
     recipe = toy_recipe(tmp_path, tiny_model, toy_data, toy_reward, max_steps=1, **head, **LORA)
     with pytest.raises(ConfigError, match="ties lm_head to embed_tokens") as refused:
-        train.run(load_config(recipe))
+        grpo.run(load_config(recipe))
     assert refused.value.key == "lora_modules_to_save" and "use_vllm: false" in str(refused.value)

@@ -115,9 +115,9 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from grpo_rlvr import train
+    from grpo_rlvr.training import grpo
 
-    return train.execute(args.recipe, args.overrides, print_config=args.print_config)
+    return grpo.execute(args.recipe, args.overrides, print_config=args.print_config)
 
 
 def _env(args: argparse.Namespace) -> int:

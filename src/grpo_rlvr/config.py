@@ -16,7 +16,7 @@ says `report_to: none` explicitly: then nothing is reported, MLflow included.
 Checks that need no model run here too: the model path, the rewards and their options (after loading a
 user reward module), the prompt format, the group size against the batch and the shot count; each
 failure is a `ConfigError` naming the key to fix. What needs the data (reward columns, prompt lengths)
-is checked by `train.run` before it loads the model.
+is checked by `training.grpo.run` before it loads the model.
 """
 
 from __future__ import annotations
@@ -93,6 +93,14 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _check_shots(key: str, shots: Iterable[int], given: object) -> None:
+    """The default prompt format's range of shot counts, as a ConfigError naming the key."""
+    try:
+        DEFAULT.check_shots(shots, given)
+    except ValueError as err:
+        raise ConfigError(key, str(err)) from None
+
+
 def _json_mapping(key: str, value: dict | str | None) -> dict:
     """A mapping setting, given as a mapping (recipe) or as JSON text (a command line)."""
     if isinstance(value, str):
@@ -105,7 +113,7 @@ def _json_mapping(key: str, value: dict | str | None) -> dict:
     return value or {}
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataArguments:
     """Where the questions come from and how they become prompts."""
 
@@ -154,9 +162,9 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        self.prompt_format = _json_mapping("prompt_format", self.prompt_format) or None
-        if not 0 <= self.num_shots <= MAX_SHOTS:
-            raise ConfigError("num_shots", f"must be between 0 and {MAX_SHOTS}, got {self.num_shots}")
+        # The one normalisation, made while the object is built (frozen: nothing changes it afterwards).
+        object.__setattr__(self, "prompt_format", _json_mapping("prompt_format", self.prompt_format) or None)
+        _check_shots("num_shots", [self.num_shots], self.num_shots)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError("val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         for key in ("max_prompt_tokens", "max_train_samples", "max_val_samples"):
@@ -165,7 +173,7 @@ class DataArguments:
                 raise ConfigError(key, f"must be at least 1, got {value}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RewardArguments:
     """Which registered rewards score completions; weights are GRPOConfig's own `reward_weights`."""
 
@@ -180,8 +188,8 @@ class RewardArguments:
     reward_module: str | None = field(default=None, metadata={"help": "a Python file that registers rewards"})
 
     def __post_init__(self) -> None:
-        self.reward_kwargs = _json_mapping("reward_kwargs", self.reward_kwargs) or None
-        kwargs = self.reward_kwargs or {}
+        kwargs = _json_mapping("reward_kwargs", self.reward_kwargs)
+        object.__setattr__(self, "reward_kwargs", kwargs or None)
         _check_number("reward_kwargs", kwargs)  # JSON text reaches the dict only here
         if not all(isinstance(v, dict) for v in kwargs.values()):
             raise ConfigError(
@@ -189,7 +197,7 @@ class RewardArguments:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunArguments:
     """Where results go. GRPOConfig's `output_dir` holds the checkpoints."""
 
@@ -215,8 +223,7 @@ class RunArguments:
     )
 
     def __post_init__(self) -> None:
-        if any(not 0 <= k <= MAX_SHOTS for k in self.eval_shots or ()):
-            raise ConfigError("eval_shots", f"each must be between 0 and {MAX_SHOTS}, got {self.eval_shots}")
+        _check_shots("eval_shots", self.eval_shots or (), self.eval_shots)
         for key in ("eval_max_new_tokens", "eval_limit"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -226,9 +233,10 @@ class RunArguments:
 SECTIONS = {"data": DataArguments, "rewards": RewardArguments, "run": RunArguments}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything one training run needs, validated."""
+    """Everything one training run needs, validated; never changed afterwards (its sections are frozen too,
+    and training works on its own copy of `training`, TRL's GRPOConfig), so it is what a summary records."""
 
     recipe: str  # as given: a baked name or a path
     recipe_path: Path
@@ -331,9 +339,8 @@ def load_config(
     )
     if os.environ.get(MLFLOW_ENV) and not reporting_off and "mlflow" not in training.report_to:
         training.report_to.append("mlflow")
-    config = RunConfig(str(recipe), path, training, model, data, rewards, run, cpu_on_purpose=cpu_on_purpose)
-    _check(config)
-    return config
+    config = _validated(str(recipe), path, training, model, data, rewards, run)
+    return dataclasses.replace(config, cpu_on_purpose=cpu_on_purpose)
 
 
 def _apply_cpu_defaults(values: dict[str, Any]) -> None:
@@ -473,37 +480,46 @@ def _check_group_size(ns: argparse.Namespace, num_processes: int) -> None:
         )
 
 
-def _check(config: RunConfig) -> None:
-    """The checks that need more than one field, or the registry, or the file system."""
-    _check_model_path(config.model.model_name_or_path)
-    model, training = config.model, config.training
+def _validated(
+    recipe: str,
+    path: Path,
+    training: GRPOConfig,
+    model: ModelConfig,
+    data: DataArguments,
+    rewards: RewardArguments,
+    run: RunArguments,
+) -> RunConfig:
+    """The checks that need more than one field, or the registry, or the file system; then the config,
+    with every derived value (prompt format, reward functions, default eval shots) computed here, once."""
+    _check_model_path(model.model_name_or_path)
     if (model.load_in_4bit or model.load_in_8bit) and not model.use_peft:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
     if problem := gpu_rules.vllm_problem(model, training):
         raise ConfigError(*problem)
     for key in ("dataset_path", "val_dataset_path"):
-        source = getattr(config.data, key)
+        source = getattr(data, key)
         if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):
             _check_hub_id(key, source, f"{_shown(source)} does not exist")
-    config.prompt_format = prompt_format(config.data)
-    funcs = config.reward_funcs = reward_functions(config.rewards, config.prompt_format)
-    if config.run.eval_at_end and not (config.data.val_dataset_path or config.data.val_fraction):
+    chosen_format = prompt_format(data)
+    funcs = reward_functions(rewards, chosen_format)
+    if run.eval_at_end and not (data.val_dataset_path or data.val_fraction):
         raise ConfigError("eval_at_end", "needs validation rows: set val_dataset_path or val_fraction")
-    if config.run.eval_shots is None:
-        config.run.eval_shots = [config.data.num_shots]
+    if run.eval_shots is None:
+        run = dataclasses.replace(run, eval_shots=[data.num_shots])
     if training.reward_weights is not None and len(training.reward_weights) != len(funcs):
         raise ConfigError(
             "reward_weights",
-            f"{len(training.reward_weights)} weights for {len(funcs)} rewards {config.rewards.rewards}",
+            f"{len(training.reward_weights)} weights for {len(funcs)} rewards {rewards.rewards}",
         )
     if training.use_vllm and training.vllm_max_model_length is not None:
-        needed = config.data.max_prompt_tokens + (training.max_completion_length or 0)
+        needed = data.max_prompt_tokens + (training.max_completion_length or 0)
         if training.vllm_max_model_length < needed:
             raise ConfigError(
                 "vllm_max_model_length",
                 f"{training.vllm_max_model_length} < max_prompt_tokens + "
                 f"max_completion_length = {needed}: vLLM would reject the longest prompts",
             )
+    return RunConfig(recipe, path, training, model, data, rewards, run, funcs, chosen_format)
 
 
 def _check_model_path(name: str | None) -> None:
@@ -559,10 +575,12 @@ def prompt_format(data: DataArguments) -> PromptFormat:
     answer = extract(probe, chosen.canonical)
     if answer.value != 1234 or not answer.canonical:
         raise ConfigError("prompt_format", f"answer_line: the extractor cannot read the number in {probe!r}")
-    if data.num_shots > len(chosen.exemplars):
+    try:
+        chosen.check_shots([data.num_shots], data.num_shots)
+    except ValueError:
         raise ConfigError(
             "num_shots", f"{data.num_shots} shots but prompt_format has {len(chosen.exemplars)} exemplars"
-        )
+        ) from None
     return chosen
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -25,7 +26,7 @@ from typing import Any
 
 from grpo_rlvr.answers import format_number, parse_number
 from grpo_rlvr.files import is_local_path, local_path
-from grpo_rlvr.prompt_format import DEFAULT, MAX_SHOTS, PromptFormat
+from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 # GSM8K (MIT) ships inside the package, so no run needs a dataset hub; see gsm8k_data/README.md.
 PACKAGED_GSM8K = "builtin:gsm8k"
@@ -38,6 +39,29 @@ _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's calculator annotations: `<<
 
 class DataError(ValueError):
     """Data that cannot be used; the message says what to fix."""
+
+
+@dataclass
+class DroppedRows:
+    """Rows left out, each `place: reason`: all counted, the first SHOWN_ISSUES named (file:line), in the
+    log, in run_summary.json and in an error alike."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def issues(self, limit: int = SHOWN_ISSUES) -> dict[str, Any]:
+        """Every dropped row counted, the first `limit` named: for run_summary.json."""
+        return {"count": len(self.problems), "first": self.problems[:limit]}
+
+    def listing(self) -> str:
+        """The first rows, one per line, then how many more."""
+        more = len(self.problems) - SHOWN_ISSUES
+        return "\n  ".join(self.problems[:SHOWN_ISSUES]) + (f"\n  ... and {more} more" if more > 0 else "")
+
+    def log(self, logger: logging.Logger) -> None:
+        for problem in self.problems[:SHOWN_ISSUES]:
+            logger.warning("dropped %s", problem)
+        if len(self.problems) > SHOWN_ISSUES:
+            logger.warning("... and %d more dropped rows", len(self.problems) - SHOWN_ISSUES)
 
 
 @dataclass
@@ -55,7 +79,7 @@ class LoadReport:
 
     def issues(self, limit: int = SHOWN_ISSUES) -> dict[str, Any]:
         """Every dropped row counted, the first `limit` named as file:line: for logs and run_summary.json."""
-        return {"count": len(self.problems), "first": self.problems[:limit]}
+        return DroppedRows(self.problems).issues(limit)
 
     def summary(self) -> str:
         dropped = sum(self.reasons.values())
@@ -99,15 +123,9 @@ def _shots(num_shots: int, prompt_format: PromptFormat) -> str:
     return "".join(worked_example(q, a, prompt_format) for q, a in prompt_format.exemplars[:num_shots])
 
 
-def _check_shots(num_shots: int, prompt_format: PromptFormat) -> None:
-    limit = min(MAX_SHOTS, len(prompt_format.exemplars))
-    if not 0 <= num_shots <= limit:
-        raise ValueError(f"num_shots must be between 0 and {limit}, got {num_shots}")
-
-
 def build_prompt(question: str, num_shots: int, prompt_format: PromptFormat = DEFAULT) -> str:
     """k fixed worked examples, then the question, ending where the model's solution begins."""
-    _check_shots(num_shots, prompt_format)
+    prompt_format.check_shots([num_shots], f"num_shots={num_shots}")
     f = prompt_format
     question_line = _labelled(f.question_label, question.strip())
     return f"{_shots(num_shots, f)}{question_line}\n{_labelled(f.solution_label, f.solution_prefix)}"
@@ -120,7 +138,7 @@ def build_chat_prompt(
 
     TRL renders it with the tokenizer's chat template, which closes every assistant turn with its end
     token (`<|im_end|>` for Qwen): the model learns from the shots to end its own answer with it."""
-    _check_shots(num_shots, prompt_format)
+    prompt_format.check_shots([num_shots], f"num_shots={num_shots}")
     turns = []
     for q, a in prompt_format.exemplars[:num_shots]:
         solution = training_solution(a, prompt_format)
@@ -349,10 +367,11 @@ def prompt_text(prompt: str | list[dict[str, str]], tokenizer: Any) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def single_token_ids(tokens: Sequence[str], tokenizer: Any) -> list[int]:
-    """The id of each token; ValueError for one this tokenizer writes as several (it could end nothing)."""
+def end_token_ids(tokens: Sequence[str] | None, tokenizer: Any) -> list[int]:
+    """The id of each of a run's `end_tokens`, where generation stops (in training and evaluation alike);
+    ValueError for one this tokenizer writes as several (it could end nothing)."""
     ids = []
-    for token in tokens:
+    for token in tokens or ():
         encoded = tokenizer.encode(token, add_special_tokens=False)
         if len(encoded) != 1:
             raise ValueError(f"{token!r} is {len(encoded)} tokens for this tokenizer, not one")
@@ -386,12 +405,10 @@ def enforce_prompt_limit(
         else:
             dropped.append(f"{place}: prompt of {n} tokens, over max_prompt_tokens={max_tokens}")
     if dropped and (policy == "fail" or not kept):
-        shown = "\n  ".join(dropped[:SHOWN_ISSUES])
-        more = f"\n  ... and {len(dropped) - SHOWN_ISSUES} more" if len(dropped) > SHOWN_ISSUES else ""
         raise DataError(
             f"{len(dropped)} of {len(examples)} prompts are longer than max_prompt_tokens={max_tokens} "
             f"(longest {max(lengths)} tokens): raise max_prompt_tokens, use fewer shots, "
-            f"or set prompt_length_policy: drop\n  {shown}{more}"
+            f"or set prompt_length_policy: drop\n  {DroppedRows(dropped).listing()}"
         )
     return kept, dropped
 

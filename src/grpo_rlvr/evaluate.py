@@ -36,14 +36,15 @@ from grpo_rlvr.data import (
     add_prompts,
     build_chat_prompt,
     build_prompt,
+    end_token_ids,
     load_examples,
     prompt_text,
-    single_token_ids,
     write_jsonl,
 )
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.grading import grade_one, wilson_interval
-from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
+from grpo_rlvr.merging import merged_model
+from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, PromptFormat
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.versions import package_versions
 
@@ -103,6 +104,25 @@ class Generation:
     finish: str  # "stop" (EOS or a stop string) or "length" (max_new_tokens reached)
 
 
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """How every backend decodes: greedy, at most `max_new_tokens`, ending at EOS, the run's end tokens or
+    the prompt format's stop strings (cut from the text); `batch_size` None is the backend's own."""
+
+    max_new_tokens: int = MAX_NEW_TOKENS
+    batch_size: int | None = None
+    stop: tuple[str, ...] = DEFAULT.stop_strings
+    end_tokens: tuple[str, ...] = ()
+
+    def end_ids(self, spec: ModelSpec, tokenizer: Any) -> list[int]:
+        """The end tokens' ids for this model's tokenizer; a ValueError naming the model for one its
+        tokenizer writes as several tokens."""
+        try:
+            return end_token_ids(self.end_tokens, tokenizer)
+        except ValueError as err:
+            raise ValueError(f"end_tokens for model {spec.label!r}: {err}") from err
+
+
 class Generator(Protocol):
     info: dict[str, Any]  # device, dtype …: recorded in metrics.json
 
@@ -141,24 +161,15 @@ def load_merged(spec: ModelSpec, dtype: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(spec)
+    path = resolve_model_path(spec.model)
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec.model), dtype=dtype)
         if spec.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+            model = merged_model(path, spec.adapter, dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except OSError as err:
         raise _not_loadable(spec, err) from err
     return model, tokenizer
-
-
-def end_token_ids(spec: ModelSpec, tokenizer: Any, end_tokens: Sequence[str]) -> list[int]:
-    """The ids of the run's end tokens, where generation stops as training's did; a ValueError naming the
-    model for one its tokenizer writes as several tokens."""
-    try:
-        return single_token_ids(end_tokens, tokenizer)
-    except ValueError as err:
-        raise ValueError(f"end_tokens for model {spec.label!r}: {err}") from err
 
 
 def render_prompts(spec: ModelSpec, prompts: dict[int, list[Prompt]]) -> dict[int, list[str]]:
@@ -178,15 +189,7 @@ def render_prompts(spec: ModelSpec, prompts: dict[int, list[Prompt]]) -> dict[in
 class HFGenerator:
     """transformers `generate()`: left-padded batches, longest prompts first so padding stays small."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        batch_size: int | None,
-        max_new_tokens: int,
-        stop: Sequence[str] = DEFAULT.stop_strings,
-        end_tokens: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, spec: ModelSpec, settings: GeneratorSettings) -> None:
         import torch
         from transformers import GenerationConfig
 
@@ -194,23 +197,23 @@ class HFGenerator:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         model, self.tokenizer = load_merged(spec, dtype)
         self.model = model.to(device).eval()
-        self.batch_size = batch_size or HF_BATCH_SIZE
+        self.batch_size = settings.batch_size or HF_BATCH_SIZE
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos
         self.eos_ids = (set(eos) if isinstance(eos, list) else {eos}) | set(
-            end_token_ids(spec, self.tokenizer, end_tokens)
+            settings.end_ids(spec, self.tokenizer)
         )
         # Every decoding setting explicit: unset ones would be taken from the model's generation_config.
         self.config = GenerationConfig(
             do_sample=False,
             num_beams=1,
             repetition_penalty=1.0,
-            max_new_tokens=max_new_tokens,
-            stop_strings=list(stop),
+            max_new_tokens=settings.max_new_tokens,
+            stop_strings=list(settings.stop),
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        self.stop = tuple(stop)
+        self.stop = settings.stop
         self.info = {
             "device": device,
             "dtype": str(dtype).removeprefix("torch."),
@@ -257,20 +260,12 @@ class VLLMGenerator:
     """vLLM on a GPU: greedy (`temperature=0`) with the same stop strings and end tokens (vLLM's
     `stop_token_ids`); it schedules batches itself."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        batch_size: int | None,
-        max_new_tokens: int,
-        stop: Sequence[str] = DEFAULT.stop_strings,
-        end_tokens: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, spec: ModelSpec, settings: GeneratorSettings) -> None:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as err:
             raise ValueError("backend 'vllm' needs the vllm package (GPU image); use --backend hf") from err
-        end_ids = end_token_ids(spec, load_tokenizer(spec), end_tokens)  # before the engine starts
+        end_ids = settings.end_ids(spec, load_tokenizer(spec))  # before the engine starts
         path = resolve_model_path(spec.model)
         if spec.adapter:  # vLLM loads plain weights: write the merged model to a folder that lives with us
             self._merged = tempfile.TemporaryDirectory(prefix="grpo-rlvr-merged-")
@@ -279,11 +274,12 @@ class VLLMGenerator:
             tokenizer.save_pretrained(self._merged.name)
             path = self._merged.name
         # 0.45 of the GPU: with --compare the first engine's memory may not be fully back yet.
+        batch_size = settings.batch_size
         limits = {"max_num_seqs": batch_size} if batch_size else {}
         self.llm = LLM(model=path, seed=0, gpu_memory_utilization=0.45, **limits)
-        self.stop = tuple(stop)
+        self.stop = settings.stop
         self.params = SamplingParams(
-            temperature=0, max_tokens=max_new_tokens, stop=list(stop), stop_token_ids=end_ids
+            temperature=0, max_tokens=settings.max_new_tokens, stop=list(self.stop), stop_token_ids=end_ids
         )
         self.info = {"device": "cuda", "dtype": "auto", "max_num_seqs": batch_size}
 
@@ -300,17 +296,9 @@ class VLLMGenerator:
         ]
 
 
-def make_generator(
-    spec: ModelSpec,
-    backend: str,
-    batch_size: int | None,
-    max_new_tokens: int,
-    stop: Sequence[str] = DEFAULT.stop_strings,
-    end_tokens: Sequence[str] = (),
-) -> Generator:
+def make_generator(spec: ModelSpec, backend: str, settings: GeneratorSettings) -> Generator:
     """The one place a backend is chosen (tests replace it with scripted generators)."""
-    cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[backend]
-    return cls(spec, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop, end_tokens=end_tokens)
+    return {"hf": HFGenerator, "vllm": VLLMGenerator}[backend](spec, settings)
 
 
 def prompt_description(prompt_format: PromptFormat) -> str:
@@ -332,8 +320,10 @@ def parse_shots(text: str) -> list[int]:
         shots = sorted({int(part) for part in text.split(",")})
     except ValueError:
         raise ValueError(f"--shots must be comma-separated integers such as 0,2,4,8, got {text!r}") from None
-    if shots[0] < 0 or shots[-1] > MAX_SHOTS:
-        raise ValueError(f"--shots values must be between 0 and {MAX_SHOTS}, got {text!r}")
+    try:
+        DEFAULT.check_shots(shots, repr(text))
+    except ValueError as err:
+        raise ValueError(f"--shots values {err}") from None
     return shots
 
 
@@ -539,6 +529,7 @@ def evaluate_examples(
     shots = sorted(set(shots))
     prompted = {k: add_prompts(list(examples), k, prompt_format) for k in shots}
     stop = prompt_format.stop_strings
+    settings = GeneratorSettings(max_new_tokens, batch_size, stop, tuple(end_tokens))
     missing = [i for i, e in enumerate(examples) if "final_answer" not in e]
     if missing:
         raise DataError(f"{len(missing)} rows have no gold answer (first: row {missing[0] + 1})")
@@ -550,7 +541,7 @@ def evaluate_examples(
     rows: list[dict[str, Any]] = []
     model_info, seconds = [], {}
     for spec in specs:
-        generator = make_generator(spec, backend, batch_size, max_new_tokens, stop, end_tokens)
+        generator = make_generator(spec, backend, settings)
         model_info.append(
             {"label": spec.label, "model": spec.model, "adapter": spec.adapter} | generator.info
         )

@@ -477,9 +477,9 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
         )  # fmt: skip
         config.check_device(run_config)  # before N processes start, each to refuse the same way
         if plan.processes == 1:
-            from grpo_rlvr import train  # torch, transformers and TRL: only where this process trains
+            from grpo_rlvr.training import grpo  # torch, transformers and TRL: only where this process trains
 
-            train.run(run_config)  # training's own SIGTERM handler checkpoints and raises
+            grpo.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
         code, forwarded = _run_distributed(plan, run_config)
     except Stopped as stop:

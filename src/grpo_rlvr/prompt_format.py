@@ -11,6 +11,7 @@ Standard library only: the extractor imports it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,16 @@ class PromptFormat:
     def stop_strings(self) -> tuple[str, ...]:
         """Where generation stops: the line that would start an invented next question."""
         return (f"\n{self.question_label}",)
+
+    @property
+    def max_shots(self) -> int:
+        """The most worked examples a prompt in this format can hold (one per exemplar, at most MAX_SHOTS)."""
+        return min(MAX_SHOTS, len(self.exemplars))
+
+    def check_shots(self, shots: Iterable[int], given: object) -> None:
+        """ValueError when a shot count is outside 0..max_shots; `given` is the value as the user wrote it."""
+        if any(not 0 <= k <= self.max_shots for k in shots):
+            raise ValueError(f"must be between 0 and {self.max_shots}, got {given}")
 
     def check(self) -> None:
         """ValueError naming the field when the format cannot be prompted, graded and cut as documented."""

@@ -8,7 +8,7 @@
    repeats a number of the last step, not its result), as text written in a hurry does: the base model
    learns the arithmetic and the slip, so its accuracy is well above 0 and well below 100%. Like a
    pretrained model, it goes on after its answer with an invented next `Question:`.
-3. GRPO with `gsm8k_format` + `gsm8k_correctness` through `train.run` (recipe `mini-grpo-cpu`). Only
+3. GRPO with `gsm8k_format` + `gsm8k_correctness` through `training.grpo.run` (recipe `mini-grpo-cpu`). Only
    the correctness reward tells a slip from the result, so only a working loop (rewards, advantages,
    update) unlearns it.
 4. `grpo-rlvr evaluate --compare` base vs trained on the held-out questions (no slips there, gold
@@ -128,9 +128,9 @@ class StepLog(TrainerCallback):
 
 
 def grpo(base: Path, train_data: Path, out_dir: Path, **overrides: Any) -> tuple[dict[str, Any], StepLog]:
-    """GRPO on the real GSM8K rewards through `train.run`, from recipe `RECIPE`; summary and step log."""
+    """GRPO on the real GSM8K rewards through `training.grpo.run` (recipe `RECIPE`); summary and step log."""
     from grpo_rlvr.config import load_config
-    from grpo_rlvr.train import run
+    from grpo_rlvr.training.grpo import run
 
     paths = {
         "model_name_or_path": str(base),
