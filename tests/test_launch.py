@@ -204,7 +204,7 @@ def test_accelerate_command_on_cpu_hosts() -> None:
     ]  # fmt: skip
 
 
-def test_accelerate_command_on_cpu_hosts_with_deepspeed_leaves_the_config_its_say() -> None:
+def test_accelerate_command_on_cpu_hosts_leaves_deepspeed_to_the_config() -> None:
     """`--multi_gpu` would make accelerate ignore the config's DeepSpeed and run plain DDP."""
     plan = _plan(0, ("algo-1",), "algo-1")
     zero3 = launch.accelerate_config_path("zero3")
