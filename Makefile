@@ -20,13 +20,18 @@ LAUNCH_ARGS ?= --help
 DOCKER ?= docker
 BUILD_ARGS ?=
 
+.DEFAULT_GOAL := help
+
+help: ## list the targets and what each does (the default)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
+
 env: $(ENV_STAMP) ## create or refresh .venv with the lock's versions (CPU torch where pip's find-links has it)
 
 $(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
 	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
 	@touch $@
 
-.PHONY: build image-test lock env data train smoke reproduce-mini test lint bench eval push launch gpu-check
+.PHONY: help build image-test lock env data train smoke reproduce-mini test lint bench eval push launch gpu-check
 
 # BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
 build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
@@ -35,7 +40,7 @@ build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN
 gpu-check: $(ENV_STAMP) ## wheelhouse for bench/gpu_check.sh (the one-shot GPU acceptance run) in build/gpu-check, <= 60 MiB
 	$(PY) bench/gpu_wheelhouse.py --out build/gpu-check
 
-image-test: ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
+image-test: $(ENV_STAMP) ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
 	IMAGE=$(IMAGE) PY=$(PY) scripts/image_test.sh
 
 lock: ## re-resolve docker/requirements.lock for linux x86_64 / Python 3.11 (no builds, see docker/uv.toml)
@@ -66,8 +71,9 @@ smoke: $(ENV_STAMP) ## CPU end-to-end GRPO run through the container's launcher,
 	SAGEMAKER_BASE_DIR="$(OPT_ML)/smoke" $(PY) -m grpo_rlvr.cli launch
 	@echo "smoke: model and run_summary.json in $(OPT_ML)/smoke/model, checkpoints in $(OPT_ML)/smoke/checkpoints"
 
-reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO on the GSM8K rewards, held-out base vs trained
-	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini
+SIZE ?= full
+reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO, held-out base vs trained (SIZE=small: a quick look)
+	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini --size $(SIZE)
 
 test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest
@@ -78,7 +84,7 @@ lint: $(ENV_STAMP) ## ruff, hadolint, shellcheck
 	$(BIN)hadolint --failure-threshold error Dockerfile
 	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh scripts/image_test.sh
 
-bench: $(ENV_STAMP) ## CPU benchmark of the training step
+bench: $(ENV_STAMP) ## CPU benchmarks: reward throughput, prompt building, wrapper overhead vs bare TRL, start-up
 	$(PY) bench/cpu.py
 
 eval: $(ENV_STAMP) ## evaluate a model, e.g. make eval EVAL_ARGS="--model opt_ml/model ..."

@@ -1,6 +1,6 @@
 """`make bench`: CPU measurements side by side in one run, printed as a table and written as JSON.
 
-1. reward throughput: GSM8K format + correctness on one pinned core; code_exec with 2 sandboxes
+1. reward throughput: GSM8K format + correctness on one pinned core; code_exec with 1, 2 and 4 sandboxes
 2. prompts: load, build (8-shot) and tokenize the whole GSM8K train split
 3. wrapper overhead: `training.grpo.run` against bare TRL GRPOTrainer, identical settings, alternating runs
 4. start-up: `grpo-rlvr launch` on a fake /opt/ml tree to its first training step, against floors
@@ -27,9 +27,10 @@ from measure import machine_info, on_one_core
 from overhead import bench_overhead
 from prompts import bench_prompts
 from rewards import ADVERSARIAL_TARGET_S, bench_adversarial, bench_gsm8k_rewards
-from rewards_code import bench_code_exec
+from rewards_code import bench_code_exec_scaling
 from startup import bench_startup
 
+from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.tiny import resolve_model_path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -38,16 +39,20 @@ OVERHEAD_TARGET = 0.97  # steps/s ours/bare: at most 3% slower
 SECTIONS = ("rewards", "prompts", "overhead", "startup")
 
 
-def run_sections(args: argparse.Namespace) -> dict[str, Any]:
-    """Each chosen section's numbers, with the seconds the section took."""
+def run_sections(
+    args: argparse.Namespace, finished: Callable[[dict[str, Any]], None] = lambda _: None
+) -> dict[str, Any]:
+    """Each chosen section's numbers, with the seconds the section took; `finished` gets the results so
+    far after every section, so a long run keeps what it measured if it stops."""
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
         "rewards": lambda: {
             "gsm8k_one_core": on_one_core(bench_gsm8k_rewards, args.reward_completions),
             "adversarial_mb_s": on_one_core(bench_adversarial),
             "code_exec": {
                 "completions": args.code_completions,
-                "workers": args.code_workers,
-                "completions_per_s": bench_code_exec(args.code_completions, args.code_workers),
+                "completions_per_s_by_workers": bench_code_exec_scaling(
+                    args.code_completions, tuple(args.code_workers)
+                ),
             },
         },
         "prompts": lambda: bench_prompts(shots=args.shots),
@@ -59,6 +64,7 @@ def run_sections(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         results[name] = {**jobs[name](), "section_s": time.perf_counter() - start}
+        finished(results)
     return results
 
 
@@ -75,9 +81,11 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
              f"target >= {REWARD_TARGET:,}/s: {verdict}"),
             ("GSM8K rewards, worst adversarial 1 MB text", f"{seconds:.2f} s",
              f"target <= {ADVERSARIAL_TARGET_S:g} s: {adversarial} ({worst})"),
-            (f"code_exec, {r['code_exec']['workers']} sandboxes",
-             f"{r['code_exec']['completions_per_s']:.1f} compl/s", "a sandboxed process per completion"),
         ]  # fmt: skip
+        rates = r["code_exec"]["completions_per_s_by_workers"]
+        for w, rate in rates.items():
+            scaling = f"; {rate / rates['1']:.2f}x one worker" if "1" in rates and w != "1" else ""
+            rows.append((f"code_exec, {w} workers", f"{rate:.1f} compl/s", f"a forked sandbox each{scaling}"))
     if p := results.get("prompts"):
         rows += [
             (f"prompts: {p['rows']:,} rows, {p['shots']}-shot, load+build+tokenize", f"{p['total_s']:.2f} s",
@@ -109,29 +117,33 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str]]:
              f"{s['launcher_over_bare_first_step']:.3f}"),
             ("floor: import grpo_rlvr.training.grpo (torch+TRL)", f"{s['import_grpo_rlvr_training_s']:.2f} s",
              f"python alone {s['python_s']:.3f} s"),
+            ("time to a config error: train", f"{s['config_error_train_s']:.2f} s",
+             "grpo-rlvr train with a mistyped key, start to exit 2"),
+            ("time to a config error: launch", f"{s['config_error_launch_s']:.2f} s",
+             "grpo-rlvr launch with a mistyped hyperparameter, start to exit 2 and the failure file"),
         ]  # fmt: skip
     return rows
 
 
-def print_table(rows: list[tuple[str, str, str]], machine: dict[str, Any]) -> None:
+def print_table(rows: list[tuple[str, str, str]], machine: dict[str, Any], what: str) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     print(
-        f"\nCPU benchmark {machine['date']}: {machine['cpus_usable']} cores ({machine['cpu_model']}), "
-        f"torch threads {machine['torch_threads']}, load {machine['load_average_1m']:.1f}"
+        f"\nCPU benchmark {machine['date']}, {what}: {machine['cpus_usable']} cores "
+        f"({machine['cpu_model']}), torch threads {machine['torch_threads']}, "
+        f"load {machine['load_average_1m']:.1f}"
     )
     for name, value, note in rows:
         print(f"  {name:<{widths[0]}}  {value:>{widths[1]}}  {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--sections", type=lambda s: s.split(","), default=list(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")  # fmt: skip
     parser.add_argument("--reward-completions", type=int, default=200_000)
     parser.add_argument("--code-completions", type=int, default=64)
-    parser.add_argument("--code-workers", type=int, default=2)
+    parser.add_argument("--code-workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2, 4],
+                        help="comma-separated worker counts for code_exec")  # fmt: skip
     parser.add_argument("--shots", type=int, default=8)
     parser.add_argument(
         "--overhead-steps", type=int, default=16, help="steps per run; the first is not timed"
@@ -150,13 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     resolve_model_path("builtin:tiny-qwen2")  # build the tiny model once, outside every measurement
     machine = machine_info()
     start = time.perf_counter()
-    results = run_sections(args)
-    machine["load_average_1m_after"] = os.getloadavg()[0]
-    report = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results,
-              "total_s": time.perf_counter() - start}  # fmt: skip
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print_table(table(results), machine)
-    print(f"  total {report['total_s']:.0f} s; all numbers in {args.out}")
+
+    def save(results: dict[str, Any]) -> None:
+        """The report so far into --out, and the rows of the section that just finished."""
+        done = list(results) == args.sections
+        if done:
+            machine["load_average_1m_after"] = os.getloadavg()[0]
+        report = {"machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results,
+                  "total_s": time.perf_counter() - start, "complete": done}  # fmt: skip
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        name = list(results)[-1]
+        if rows := table({name: results[name]}):
+            print_table(rows, machine, f"{name} ({len(results)} of {len(args.sections)} sections)")
+        print(f"  saved to {args.out}", flush=True)
+
+    results = run_sections(args, save)
+    print_table(table(results), machine, "all sections")
+    print(f"  total {time.perf_counter() - start:.0f} s; all numbers in {args.out}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Start-up time: from process start to the end of the first training step, launcher against floors.
+"""Start-up time: from process start to the end of the first training step, launcher against floors;
+and the time to a config error (a mistyped key), by hand and as a job's hyperparameter.
 
 `grpo-rlvr launch` runs as the image runs it, against a fake /opt/ml tree (SAGEMAKER_BASE_DIR) holding
 the smoke recipe as a hyperparameter and a train channel of real GSM8K rows. The first step's end is
@@ -79,6 +80,32 @@ def time_to_output(command: Sequence[str], env: dict[str, str]) -> float:
     return seconds
 
 
+def time_to_exit(command: Sequence[str], env: dict[str, str], code: int) -> float:
+    """Seconds from start to the command's exit, which must be `code` (a config error exits 2)."""
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != code:
+        raise RuntimeError(
+            f"{' '.join(command)} exited {done.returncode}, not {code}:\n{done.stderr[-2000:]}"
+        )
+    return seconds
+
+
+def config_error_commands(workdir: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """A mistyped key, by hand (`grpo-rlvr train`) and as a job's hyperparameter (`grpo-rlvr launch`)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    base = write_opt_ml(workdir, 8, {"recipe": RECIPE, "learning_rat": "1e-5"})
+    train = [sys.executable, "-m", "grpo_rlvr.cli", "train", "--recipe", RECIPE, "learning_rat=1e-5"]
+    return {
+        "train": (train, env),
+        "launch": (
+            [sys.executable, "-m", "grpo_rlvr.cli", "launch"],
+            {**env, "SAGEMAKER_BASE_DIR": str(base)},
+        ),
+    }
+
+
 def startup_commands(workdir: Path, rows: int, steps: int) -> dict[str, tuple[list[str], dict[str, str]]]:
     """(command, environment) of the two start-ups compared: the launcher on a fresh /opt/ml tree, and
     the bare TRL script on the same channel with the same settings."""
@@ -101,10 +128,13 @@ def bench_startup(rows: int = 64, steps: int = 1, repeats: int = 1) -> dict[str,
     """Best of `repeats` for each command (start-up noise only ever adds time), alternating commands."""
     results: dict[str, list[dict[str, Any]]] = {"launcher": [], "bare_trl": []}
     floors: dict[str, list[float]] = {name: [] for name in FLOORS}
+    errors: dict[str, list[float]] = {"train": [], "launch": []}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         for i in range(repeats):
             for name, (command, env) in startup_commands(Path(tmp) / f"opt_ml-{i}", rows, steps).items():
                 results[name].append(time_to_first_step(command, env))
+            for name, (command, env) in config_error_commands(Path(tmp) / f"errors-{i}").items():
+                errors[name].append(time_to_exit(command, env, 2))
             for name, code in FLOORS.items():
                 floors[name].append(time_to_output([sys.executable, "-c", code], os.environ.copy()))
     launcher, bare_trl = (min(results[k], key=lambda r: r["first_step_end_s"]) for k in results)
@@ -114,6 +144,7 @@ def bench_startup(rows: int = 64, steps: int = 1, repeats: int = 1) -> dict[str,
         "launcher": launcher,
         "bare_trl": bare_trl,
         **{f"{name}_s": min(times) for name, times in floors.items()},
+        **{f"config_error_{name}_s": min(times) for name, times in errors.items()},
         "launcher_over_bare_first_step": launcher["first_step_end_s"] / bare_trl["first_step_end_s"],
     }
 

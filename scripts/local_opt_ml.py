@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_sagemaker import check_no_secrets, check_recipe, hyperparameters  # puts src/ on sys.path
-
+# A plain checkout runs this script uninstalled: the modules it needs want only PyYAML.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.sagemaker import DEFAULT_HOST, Paths
+from grpo_rlvr.sagemaker_job import check_no_secrets, check_recipe, hyperparameters
 
 CHANNELS = ("train", "val", "rewards")
 
@@ -74,9 +76,7 @@ def write_config(opt_ml: Path, hp: dict[str, str], instance_type: str) -> list[P
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--opt-ml", type=Path, default=Path("opt_ml"), help="the local /opt/ml folder")
     parser.add_argument("--recipe", default="qwen2.5-0.5b-gsm8k", help="recipe name (hyperparameter)")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="recipe override")

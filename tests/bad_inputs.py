@@ -279,7 +279,7 @@ CATALOGUE = [
     BadInput(
         "number_nested_100000_deep",
         _hyperparameters(learning_rate="[" * 100_000),
-        "learning_rate: argument --learning_rate/--learning-rate: invalid float value: '[[[[",
+        "learning_rate: must be a number, got '[[[[",
     ),
     BadInput(
         "recipe_2600_characters",

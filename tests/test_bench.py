@@ -18,8 +18,15 @@ from measure import on_one_core  # noqa: E402
 from overhead import bench_overhead  # noqa: E402
 from prompts import bench_prompts  # noqa: E402
 from rewards import bench_gsm8k_rewards  # noqa: E402
-from rewards_code import bench_code_exec  # noqa: E402
-from startup import FLOORS, startup_commands, time_to_first_step, time_to_output  # noqa: E402
+from rewards_code import bench_code_exec, bench_code_exec_scaling  # noqa: E402
+from startup import (  # noqa: E402
+    FLOORS,
+    config_error_commands,
+    startup_commands,
+    time_to_exit,
+    time_to_first_step,
+    time_to_output,
+)
 
 TINY_RUN = {"per_device_train_batch_size": 4, "max_completion_length": 4, "max_train_samples": 8}
 
@@ -46,6 +53,8 @@ def test_rewards_on_one_core_and_code_exec() -> None:
     assert found["completions"] == 512
     _positive(found, "seconds", "completions_per_s")
     assert bench_code_exec(2, 2) > 0
+    rates = bench_code_exec_scaling(2, (1, 2))
+    assert set(rates) == {"1", "2"} and min(rates.values()) > 0
 
 
 def test_prompts(tiny_model: str) -> None:
@@ -73,6 +82,15 @@ def test_launcher_start_up_to_the_first_step(tiny_model: str, tmp_path: Path) ->
     times = time_to_first_step(*commands["launcher"])
     assert 0 < times["first_step_start_s"] < times["first_step_end_s"] <= times["exit_s"]
     assert time_to_output([sys.executable, "-c", FLOORS["python"]], commands["launcher"][1]) > 0
+
+
+def test_time_to_a_config_error_times_both_doors(tmp_path: Path) -> None:
+    commands = config_error_commands(tmp_path / "errors")
+    assert set(commands) == {"train", "launch"}
+    for command, env in commands.values():
+        assert time_to_exit(command, env, 2) > 0
+    with pytest.raises(RuntimeError, match="exited 2, not 0"):
+        time_to_exit(*commands["train"], 0)
 
 
 def test_gpu_bench_help_and_dry_run_need_no_gpu(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,3 +135,24 @@ def test_gpu_tokenizer_decodes_every_model_id(tiny_model: str) -> None:
     assert tokenizer.decode([len(tokenizer) - 1])  # a sampled filler id decodes to text
     prompt = build_prompt("How many apples are 3 + 4?", 8)
     assert tokenizer(prompt).input_ids == AutoTokenizer.from_pretrained(tiny_model)(prompt).input_ids
+
+
+def test_each_section_is_saved_as_it_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bench stopped in its second section still leaves the first one's numbers, marked incomplete."""
+    import cpu
+
+    def stopped(*_: object) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cpu, "bench_prompts", lambda shots: bench_prompts(shots=shots, limit=20))
+    monkeypatch.setattr(cpu, "bench_code_exec", stopped)
+    out = tmp_path / "results.json"
+    with pytest.raises(KeyboardInterrupt):
+        cpu.main(["--sections", "prompts,rewards", "--reward-completions", "256", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["complete"] is False and "rewards" not in saved
+    assert saved["prompts"]["rows"] == 20
+    printed = capsys.readouterr().out
+    assert "prompts (1 of 2 sections)" in printed and f"saved to {out}" in printed

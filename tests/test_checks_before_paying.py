@@ -69,8 +69,8 @@ def test_make_data_with_a_mistyped_recipe_writes_nothing(tmp_path: Path) -> None
 def test_a_mistyped_recipe_fails_before_torch_loads() -> None:
     """Recipe errors come in seconds: the check reads recipes/ without importing torch or TRL."""
     probe = (
-        "import sys; sys.path.insert(0, 'scripts'); import launch_sagemaker\n"
-        "try:\n    launch_sagemaker.check_recipe('qwen9-gsm8k', [])\n"
+        "import sys; from grpo_rlvr.sagemaker_job import check_recipe\n"
+        "try:\n    check_recipe('qwen9-gsm8k', [])\n"
         "except ValueError as err:\n    print(err)\n"
         "print(sorted(m for m in ('torch', 'trl', 'transformers') if m in sys.modules))\n"
     )

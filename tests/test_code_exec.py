@@ -3,7 +3,9 @@ healthy. Every hostile case is followed by a correct program that must still sco
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import select
 import socket
 import subprocess
@@ -16,15 +18,9 @@ from pathlib import Path
 import pytest
 
 from grpo_rlvr.rewards import resolve
-from grpo_rlvr.rewards.code_exec import (
-    Limits,
-    _sandbox_processes,
-    check_sandbox,
-    code_exec,
-    extract_code,
-    parse_tests,
-    run_program,
-)
+from grpo_rlvr.rewards.code_exec import code_exec, extract_code
+from grpo_rlvr.sandbox import Limits, check_sandbox, parse_tests, run_program, server, uids
+from grpo_rlvr.sandbox.uids import sandbox_processes as uid_processes
 
 DATA = Path(__file__).parent / "data" / "code_tasks.jsonl"
 FAST = Limits(timeout=2.0)
@@ -44,8 +40,21 @@ def assert_healthy() -> None:
 
 
 def sandbox_processes() -> list[int]:
-    """Live processes running as a sandbox uid (as root; otherwise the child keeps our uid)."""
-    return [pid for procs in _sandbox_processes().values() for pid, zombie in procs if not zombie]
+    """Live processes of a sandbox uid that no run holds (as root; otherwise the child keeps our uid).
+    A uid another process's run holds now (another trainer or test on this machine) is not checked:
+    its processes are in flight, not left over."""
+    found = []
+    for uid in uid_processes():
+        fd = os.open(os.path.join(uids._lock_dir(), str(uid)), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # holding the lease while looking: nobody starts a run of that uid meanwhile
+            found += [pid for pid, zombie in uid_processes().get(uid, []) if not zombie]
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return found
 
 
 # --- scoring -------------------------------------------------------------------------------------
@@ -239,3 +248,15 @@ THREADED = [
 def test_threaded_program_scores_one_every_time_under_load(cpu_load: None, program: str) -> None:
     verdicts = [run_program(program, SQUARE_TESTS, Limits(timeout=20.0)) for _ in range(20)]
     assert [v.status for v in verdicts] == ["passed"] * 20
+
+
+def test_a_dead_fork_server_is_replaced() -> None:
+    """The sandbox's fork server (one per process) killed between two runs: the next run starts a new one."""
+    assert run_program(SQUARE, SQUARE_TESTS, FAST).score() == 1.0
+    first = server._server
+    assert first is not None and first.proc.poll() is None
+    first.proc.kill()
+    first.proc.wait()
+    assert run_program(SQUARE, SQUARE_TESTS, FAST).score() == 1.0
+    assert server._server is not first and server._server.proc.poll() is None
+    assert_healthy()

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import grpo_rlvr
-from grpo_rlvr.rewards.code_exec import run_program
+from grpo_rlvr.sandbox import run_program
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SQUARE_TESTS = "assert square(3) == 9\nassert square(-2) == 4\n"
@@ -65,6 +65,32 @@ for o in gc.get_objects():
 def square(x):
     return answers.get(x, 0)
 """
+# The program's process taken over: it speaks the judge's protocol itself (found through `gc`) and
+# hands the judge more names than it asked for: a replacement for a builtin the tests call, or
+# `__builtins__` itself. Its `abs` prints what the judge passes it: the expected value leaks.
+HIJACK = """import gc, json, os, socket, struct
+sock = next(o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0)
+def send(message):
+    data = json.dumps(message).encode()
+    sock.sendall(struct.pack('>I', len(data)) + data)
+def recv():
+    size = struct.unpack('>I', sock.recv(4, socket.MSG_WAITALL))[0]
+    return json.loads(sock.recv(size, socket.MSG_WAITALL))
+send(['ready', 'ok', []])
+while True:
+    op, *args = recv()
+    if op == 'names':
+        send(['ok', ['d', [['square', ['h', 0]], EXTRA]]])
+    elif op == 'call':
+        print('the judge passed', args[1], flush=True)
+        send(['ok', 0])
+    elif op == 'finish':
+        send(['ok', True])
+        os._exit(0)
+    else:
+        send(['raise', 'Exception', ''])
+"""
+ABS_TESTS = "assert abs(square(3) - 9) < 1e-9\nassert abs(square(-2) - 4) < 1e-9\n"
 ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `passed` is right
     "builtin shadowed in the program's namespace": (
         WRONG + "len = lambda o: 3\n", "assert len(str(square(12))) == 3\n"),
@@ -105,6 +131,10 @@ ATTACKS = {  # name: (program, tests); each program is wrong, so anything but `p
         "for v in (1, 2):\n    assert square(v) == v * v\nassert True\n"),
     "sys.exit and os._exit patched to no-ops": (
         "import os, sys\nsys.exit = os._exit = lambda *a: None\n" + WRONG, SQUARE_TESTS),
+    "judge handed a builtin it did not ask for": (
+        HIJACK.replace("EXTRA", "['abs', ['h', 1]]"), ABS_TESTS),
+    "judge handed __builtins__": (
+        HIJACK.replace("EXTRA", "['__builtins__', ['d', [['abs', ['h', 1]]]]]"), ABS_TESTS),
 }  # fmt: skip
 
 
@@ -114,6 +144,15 @@ def test_forging_the_verdict_fails(name: str) -> None:
     verdict = run_program(program, tests)
     assert verdict.status in {"failed", "error", "tampered", "crashed"}, verdict
     assert verdict.score() < 1.0
+
+
+@pytest.mark.parametrize("name", [name for name in ATTACKS if name.startswith("judge handed")])
+def test_the_judge_takes_only_the_names_it_asked_for(name: str) -> None:
+    """An extra name is refused before any test runs, so nothing of the tests reaches the program:
+    the judge never called the program's `abs`, which would have seen `square(3) - 9`."""
+    verdict = run_program(*ATTACKS[name])
+    assert verdict.status == "tampered", verdict
+    assert b"[-9]" not in verdict.output and b"[-4]" not in verdict.output
 
 
 @pytest.mark.parametrize(
@@ -148,6 +187,7 @@ def test_values_cross_by_value(program: str, tests: str, passed: int) -> None:
 # --- what a program can reach of the host, per environment --------------------------------------
 
 
+FILL_DIRS = ("/tmp", "/var/tmp", "/dev/shm", ".")  # world-writable host dirs, then the work dir
 ENVS = ["as-is", "no-sys-admin", "unprivileged", "no-userns", "no-landlock"]
 # Runs argv[1:] as uid 65534 in a new user namespace (uids 0 and 65534 mapped through) that may
 # create no nested one: not root, and no user namespaces for the sandbox.
@@ -212,7 +252,7 @@ def _source() -> str:
 
 
 def _runnable(prefix: list[str], python: str) -> bool:
-    probe = [*prefix, python, "-c", "import grpo_rlvr.rewards.code_exec as c; assert c.check_sandbox()"]
+    probe = [*prefix, python, "-c", "import grpo_rlvr.sandbox as c; assert c.check_sandbox()"]
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": _source()}
     return subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
 
@@ -247,8 +287,9 @@ def environments() -> dict[str, list[str]]:
 
 
 RUNNER = """import json, sys
-from grpo_rlvr.rewards.code_exec import Limits, run_program
-out = {name: run_program(p, t, Limits(timeout=5.0)) for name, (p, t) in json.load(sys.stdin).items()}
+from grpo_rlvr.sandbox import Limits, run_program
+probes = json.load(sys.stdin)
+out = {name: run_program(p, t, Limits(**{"timeout": 5.0, **dict(*k)})) for name, (p, t, *k) in probes.items()}
 print(json.dumps({name: [v.status, list(v.isolation)] for name, v in out.items()}))
 """
 
@@ -320,6 +361,16 @@ class Host:
         shutil.rmtree(self.visible, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         shutil.rmtree(self.data, ignore_errors=True)
+        self.landed()
+
+    def landed(self) -> int:
+        """MB of the disk probe's files left in the host's world-writable dirs since the last call
+        (removed): written outside the run, where no limit of the run's can count them."""
+        files = [p for d in FILL_DIRS if d != "." for p in Path(d).glob(f"fill-{self.marker}-*")]
+        size = sum(p.stat().st_size for p in files)
+        for path in files:
+            path.unlink()
+        return size >> 20
 
     def written(self) -> list[str]:
         """Which of the world-writable dirs ("tmp", "data") a program wrote `w` into since the last
@@ -329,7 +380,7 @@ class Host:
             (directory / "w").unlink(missing_ok=True)
         return wrote
 
-    def probes(self) -> dict[str, tuple[str, str]]:
+    def probes(self) -> dict[str, tuple]:
         """name -> (program, tests): each passes exactly when the program could NOT reach the thing."""
         connect = (
             "import socket\ndef probe(family, address):\n    try:\n"
@@ -395,7 +446,38 @@ class Host:
             "def run(x):\n    return asyncio.run(twice(x))\n",
             "assert run(2) == 4",
         )
-        return probes
+        return probes | self.limit_probes()
+
+    def limit_probes(self) -> dict[str, tuple[str, str, dict]]:
+        """Limits for the program as a whole: four forked processes of 100 MB each under memory_mb 256
+        (each alone is within it, and each holds its memory until the program has seen all four do), and
+        4 MB files (each within max_file_mb), ten in each of the host's world-writable dirs and then ten
+        in the work dir, under disk_mb 32. Each passes only when the limit did not hold."""
+        memory = (  # fork retried: killed processes of earlier runs may still count against RLIMIT_NPROC
+            "import os, time\ndef fork():\n    for _ in range(100):\n        try:\n"
+            "            return os.fork()\n        except BlockingIOError:\n            time.sleep(0.02)\n"
+            "def hold():\n    r, w = os.pipe()\n    for _ in range(4):\n        if fork() == 0:\n"
+            "            blob = b'x' * (100 << 20)\n            os.write(w, b'1')\n"
+            "            time.sleep(30)\n            os._exit(0)\n    held = 0\n"
+            "    while held < 4 and os.read(r, 1):\n        held += 1\n"
+            "    time.sleep(1)  # all four hold their 100 MB: a second of samples\n    return held\n"
+            "held = hold()\n"
+        )
+        disk = (  # the host's world-writable dirs first, then the work dir; 4 MB files, 10 per dir
+            f"def fill():\n    done = 0\n    for i in range(40):\n        where = {FILL_DIRS!r}[i // 10]\n"
+            "        try:\n"
+            f"            with open(f'{{where}}/fill-{self.marker}-{{i}}', 'wb') as f:\n"
+            "                f.write(b'x' * (4 << 20))\n            done += 4\n"
+            "        except OSError:\n            pass\n    return done\nwritten = fill()\n"
+        )
+        return {
+            "memory of all processes together": (
+                memory,
+                "assert held == 4",
+                {"memory_mb": 256, "timeout": 30},
+            ),
+            "disk of all files together": (disk, "assert written > 32", {"disk_mb": 32}),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -416,6 +498,7 @@ def measured() -> Iterator[dict[str, dict]]:
                 "verdicts": json.loads(proc.stdout),
                 "contacted": host.contacted(),
                 "wrote": host.written(),
+                "landed_mb": host.landed(),
             }
         yield results
     finally:
@@ -536,3 +619,18 @@ def test_host_directories(measured: dict, env: str) -> None:
     if has_fs:  # without it, whether the interpreter is writable is up to its owner and mounts
         assert verdicts["write into the interpreter's directory"][0] == "passed"
     assert not Path(sys.base_prefix, "probe-write").exists()
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_limits_hold_for_the_program_as_a_whole(measured: dict, env: str) -> None:
+    """Memory everywhere (the host sums the run's processes). Disk wherever writes are confined to the
+    run: one private tmpfs behind every writable dir, or Landlock's work dir, which the host meters;
+    without either, files land in the host's world-writable dirs, beyond any limit (documented)."""
+    result = in_env(measured, env)
+    verdicts, mechanisms = result["verdicts"], isolation(result)
+    assert verdicts["memory of all processes together"][0] == "over_limit"
+    disk = verdicts["disk of all files together"][0]
+    if "fs" in mechanisms or landlocked(env, mechanisms):
+        assert disk in {"failed", "over_limit"} and result["landed_mb"] == 0, (disk, result["landed_mb"])
+    else:
+        assert result["landed_mb"] > 32

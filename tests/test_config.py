@@ -98,10 +98,17 @@ def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path
             {"learning_rat": 1e-5}, "learning_rat", "did you mean 'learning_rate'", id="unknown-key"
         ),
         pytest.param({"no_bf16": True}, "no_bf16", "unknown key", id="argparse-complement-is-not-a-key"),
-        pytest.param({"num_train_epochs": "two"}, "num_train_epochs", "invalid float value", id="wrong-type"),
-        pytest.param({"use_peft": "maybe"}, "use_peft", "Truthy value expected", id="wrong-bool"),
         pytest.param(
-            {"prompt_length_policy": "cut"}, "prompt_length_policy", "invalid choice", id="bad-choice"
+            {"num_train_epochs": "two"}, "num_train_epochs", "must be a number, got 'two'", id="wrong-type"
+        ),
+        pytest.param(
+            {"use_peft": "maybe"}, "use_peft", "must be true or false, got 'maybe'", id="wrong-bool"
+        ),
+        pytest.param(
+            {"prompt_length_policy": "cut"},
+            "prompt_length_policy",
+            "must be one of 'drop', 'fail'; got 'cut'",
+            id="bad-choice",
         ),
         pytest.param({"run_name": ["a", "b"]}, "run_name", "takes one value", id="list-for-scalar"),
         pytest.param({"learning_rate": None}, "learning_rate", "may not be null", id="null-for-required"),
@@ -318,8 +325,8 @@ CHECKED_EARLY = {
     "top-p": ({"top_p": 0}, "top_p", "in (0, 1]"),
     "grad-norm": ({"max_grad_norm": -1}, "max_grad_norm", "at least 0"),
     "nested-inf": ({"reward_kwargs": {"gsm8k_format": {"scale": float("inf")}}}, "reward_kwargs", "finite"),
-    "5000-digits": (["max_steps=" + "9" * 5000], "max_steps", "invalid int value"),
-    "nested-100000": (["learning_rate=" + "[" * 100_000], "learning_rate", "invalid float value"),
+    "5000-digits": (["max_steps=" + "9" * 5000], "max_steps", "must be at most 9.22e+18 in size"),
+    "nested-100000": (["learning_rate=" + "[" * 100_000], "learning_rate", "must be a number"),
     "long-model-path": (
         {"model_name_or_path": "m" * 2600},
         "model_name_or_path",

@@ -355,3 +355,52 @@ def test_a_hub_id_without_a_hub_fails_in_one_line(capsys: pytest.CaptureFixture)
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "openai/gsm8k is a dataset hub id, but HF_HUB_OFFLINE is set: use builtin:gsm8k" in err
     assert not Path("unused").exists()
+
+
+# Text that means a local path whether or not it exists (cwd: a folder holding only `opt_ml/`).
+LOCAL = ["./d", "/abs/d", "~/d.jsonl", "train.jsonl", "data/Train.JSONL", "x.parquet", "x.json"]
+LOCAL += ["opt_ml/model"]
+HUB_IDS = ["openai/gsm8k", "Qwen/Qwen2.5-0.5B", "gpt2", "org/name.v2"]
+
+
+@pytest.mark.parametrize("source", LOCAL + HUB_IDS)
+def test_what_looks_like_a_path_is_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    from grpo_rlvr.files import is_local_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "opt_ml").mkdir()
+    assert is_local_path(source) is (source in LOCAL)
+
+
+@pytest.mark.parametrize("source", ["train.jsonl", "data/train.jsonl", "opt_ml/input/data/train"])
+def test_a_missing_local_source_is_missing_at_once_not_a_hub_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, source: str
+) -> None:
+    from grpo_rlvr import hub
+
+    def no_hub(*args: object) -> None:
+        raise AssertionError(f"the hub was asked about {args}")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "opt_ml" / "input" / "data").mkdir(parents=True)
+    monkeypatch.setattr(hub, "_ask", no_hub)
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # so only the path rule keeps the hub out of it
+    assert cli(["prepare", "--source", source, "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"grpo-rlvr prepare: error: data path does not exist: {source}\n"
+
+
+def test_an_unreachable_dataset_hub_fails_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Without HF_HUB_OFFLINE, one metadata request answers; here no hub listens at the endpoint."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    assert cli(["prepare", "--source", "openai/gsm8k", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("grpo-rlvr prepare: error: openai/gsm8k: the Hugging Face Hub cannot be reached")
+    assert "HF_HUB_OFFLINE=1" in err and "use builtin:gsm8k" in err
+    assert not Path("unused").exists()

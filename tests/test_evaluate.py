@@ -317,7 +317,7 @@ def test_limit_and_shots_change_what_is_evaluated(tmp_path: Path, tiny_model: st
     assert [(r["shots"], r["n"]) for r in metrics["results"]] == [(0, 2)]
     assert [(r["id"], r["shots"]) for r in _jsonl(out / "predictions.jsonl")] == [(0, 0), (1, 0)]
 
-    assert _cli(tmp_path, "--model", tiny_model, "--limit", "3", "--shots", "2,0", *FAST) == 0
+    assert _cli(tmp_path, "--model", tiny_model, "--limit", "3", "--shots", "2,0", "--overwrite", *FAST) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(r["shots"], r["n"]) for r in metrics["results"]] == [(0, 3), (2, 3)]
     rows = _jsonl(out / "predictions.jsonl")
@@ -542,3 +542,45 @@ def test_default_out_dir_follows_sagemaker(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv("SAGEMAKER_BASE_DIR")
     expected = Path("/opt/ml/output/data") if Path("/opt/ml").is_dir() else Path("eval")
     assert evaluate.default_out_dir() == expected
+
+
+def test_model_on_a_checkpoint_folder_says_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A LoRA checkpoint holds an adapter, not a model: the error names the base+adapter form to use."""
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-6"
+    checkpoint.mkdir(parents=True)
+    adapter_config = {"base_model_name_or_path": "Qwen/Qwen2.5-0.5B"}
+    (checkpoint / "adapter_config.json").write_text(json.dumps(adapter_config))
+    (checkpoint / "adapter_model.safetensors").write_bytes(b"")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(checkpoint), "--out", str(out), "--limit", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sentencepiece" not in err
+    assert f"pass --model Qwen/Qwen2.5-0.5B+{checkpoint}" in err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_model_on_a_folder_without_a_model_says_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no config.json, so it is no transformers model folder: pass the model_dir" in err
+
+
+def test_an_earlier_evaluation_is_not_overwritten_silently(
+    tmp_path: Path, tiny_model: str, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", tiny_model, "--data", str(GSM8K / "test.jsonl"), "--limit", "2"]
+    args += ["--shots", "0", "--max-new-tokens", "4", "--out", str(out)]
+    assert main(args) == 0
+    assert f"results into {out}" in capsys.readouterr().out
+    first = (out / "metrics.json").read_text()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} already holds an evaluation" in err and "--overwrite" in err
+    assert (out / "metrics.json").read_text() == first
+    assert main([*args, "--overwrite"]) == 0

@@ -18,6 +18,8 @@ from botocore.model import Shape
 from botocore.stub import Stubber
 from botocore.validate import ParamValidator
 
+from grpo_rlvr.sagemaker_job import check_no_secrets, submit
+
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
 BASE_ARGS = [
@@ -185,7 +187,7 @@ def test_submit_sends_exactly_the_printed_request(
     arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/grpo-rlvr-test-1"
     with Stubber(client) as stub:
         stub.add_response("create_training_job", {"TrainingJobArn": arn}, request)
-        assert launch.submit(request, client, wait=False) == 0
+        assert submit(request, client, wait=False) == 0
         stub.assert_no_pending_responses()
     assert capsys.readouterr().out.strip() == arn
 
@@ -239,6 +241,189 @@ def test_one_secret_rule_for_the_container_and_the_job_request(name: str, secret
     assert (Redactor([]).hyperparameters({name: value})[name] == "***") is secret
     if secret:
         with pytest.raises(ValueError, match="looks like a credential"):
-            launch.check_no_secrets("hyperparameter", {name: value})
+            check_no_secrets("hyperparameter", {name: value})
     else:
-        launch.check_no_secrets("hyperparameter", {name: value})
+        check_no_secrets("hyperparameter", {name: value})
+
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecution"
+
+
+def _with(option: str, value: str) -> list[str]:
+    """BASE_ARGS with `option` set to `value` (replaced when BASE_ARGS has it)."""
+    args = list(BASE_ARGS)
+    if option in args:
+        args[args.index(option) + 1] = value
+        return args
+    return [*args, option, value]
+
+
+# (option, value, what the one error line must say): values AWS would refuse, or that must not be sent.
+REFUSED = [
+    ("--role", "SageMakerExecution", "--role: 'SageMakerExecution' is not an IAM role ARN"),
+    ("--role", f"arn:aws:iam::{ACCOUNT}:user/me", "is not an IAM role ARN"),
+    ("--instance-type", "g5.xlarge", "did you mean ml.g5.xlarge"),
+    ("--instance-type", "ml.g5.xlarg", "--instance-type: 'ml.g5.xlarg' is not a TrainingInstanceType"),
+    ("--output-path", "bucket/runs/", "--output-path: 'bucket/runs' is not of the form"),
+    (
+        "--checkpoint-s3-uri",
+        "/local/checkpoints",
+        "--checkpoint-s3-uri: '/local/checkpoints' is not of the form",
+    ),
+    ("--train", "gs://bucket/train/", "--train: expected an s3:// URI"),
+    ("--job-name", "grpo_rlvr_run", "--job-name: 'grpo_rlvr_run' is not 1 to 63 letters"),
+    ("--job-name", "g" * 64, "--job-name"),
+    ("--image-uri", "x" * 256, "--image-uri: must be 0 to 255 characters long, got 256"),
+    ("--hp", "run_name=" + "x" * 2600, "--hp: must be 0 to 2500 characters long"),
+    ("--env", "1BAD=x", "--env: '1BAD' is not of the form"),
+    ("--max-run-hours", "inf", "--max-run-hours: must be a positive, finite number of hours, got 'inf'"),
+    ("--max-run-hours", "nan", "--max-run-hours: must be a positive, finite number"),
+    ("--max-run-hours", "-1", "--max-run-hours: must be a positive"),
+    ("--max-run-hours", "0", "--max-run-hours: must be a positive"),
+    ("--max-run-hours", "a day", "--max-run-hours: expected a number of hours, got 'a day'"),
+    ("--max-wait-hours", "1e400", "--max-wait-hours: must be a positive, finite number"),
+    ("--instance-count", "-1", "--instance-count: must be at least 1, got -1"),
+    ("--instance-count", "0", "--instance-count: must be at least 1, got 0"),
+    ("--instance-count", "two", "--instance-count: expected a whole number, got 'two'"),
+    ("--volume-size", "-100", "--volume-size: must be at least 1, got -100"),
+    ("--region", "us-esat-1", "--region 'us-esat-1': SageMaker is not offered there; did you mean"),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "says"), REFUSED, ids=[f"{o} {v[:20]}" for o, v, _ in REFUSED])
+def test_what_aws_would_refuse_is_one_line_before_any_call(option: str, value: str, says: str) -> None:
+    """A fresh interpreter, as a user runs it: exit 2, one `error:` line naming the option, no traceback.
+    No AWS credentials exist here, so any call would fail differently."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "launch_sagemaker.py"), *_with(option, value), "--dry-run"],
+        env={"PATH": "/usr/bin:/bin", "AWS_CONFIG_FILE": "/nonexistent", "HOME": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("note:")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("launch_sagemaker: error: ")
+    assert says in lines[0]
+
+
+def test_every_problem_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*_with("--role", "nope"), "--instance-type", "p4d.24xlarge", "--job-name", "a_b", "--dry-run"]
+    assert launch.main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert all(option in line for option in ("--role", "--instance-type", "--job-name"))
+
+
+URL_WITH_CREDENTIALS = [
+    ("--train", "s3://AKIDEXAMPLE:s3cr3tvalue@bucket/train/"),
+    ("--output-path", "https://me:s3cr3tvalue@bucket.s3.amazonaws.com/runs/"),
+    ("--mlflow-tracking-arn", "https://me:s3cr3tvalue@mlflow.example.com/"),
+    ("--env", "MLFLOW_TRACKING_URI=https://me:s3cr3tvalue@mlflow.example.com/"),
+    ("--env", "NOTE=see ftp://me:s3cr3tvalue@files.example.com/x"),
+    ("--hp", "run_name=from https://me:s3cr3tvalue@host.example.com"),
+    ("--hp", "reward_kwargs={remote: {url: 'https://me:s3cr3tvalue@host.example.com/'}}"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), URL_WITH_CREDENTIALS)
+def test_urls_with_credentials_are_refused_without_echoing_them(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    assert launch.main([*_with(option, value), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "user or password" in captured.err
+    assert "s3cr3tvalue" not in captured.err
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://bucket/runs/@latest/", "https://mlflow.example.com/?user=a@b.c", "arn:aws:sagemaker:x"]
+)
+def test_an_at_sign_outside_the_authority_is_no_credential(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    request = _dry_run(capsys, "--mlflow-tracking-arn", url)
+    assert request["Environment"]["MLFLOW_TRACKING_URI"] == url
+
+
+def test_missing_region_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    assert launch.main(BASE_ARGS) == 2
+    assert (
+        capsys.readouterr().err == "launch_sagemaker: error: no AWS region: give --region or set AWS_REGION\n"
+    )
+
+
+def _stubbed_client(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return boto3.client("sagemaker", region_name="eu-west-1")
+
+
+def _describe(status: str, secondary: str, message: str = "", **extra: Any) -> dict[str, Any]:
+    transitions = [{"Status": secondary, "StartTime": "2026-01-01T00:00:00Z", "StatusMessage": message}]
+    return {
+        "TrainingJobName": "grpo-rlvr-test-1",
+        "TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:training-job/grpo-rlvr-test-1",
+        "TrainingJobStatus": status,
+        "SecondaryStatus": secondary,
+        "SecondaryStatusTransitions": transitions,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ResourceConfig": {"InstanceType": "ml.g6e.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 100},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "ModelArtifacts": {"S3ModelArtifacts": ""},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(("final", "code"), [("Completed", 0), ("Failed", 1)])
+def test_wait_prints_status_changes_and_links(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, final: str, code: int
+) -> None:
+    request = _dry_run(capsys)
+    client = _stubbed_client(monkeypatch)
+    name = {"TrainingJobName": "grpo-rlvr-test-1"}
+    reason = {"FailureReason": "AlgorithmError: see output/failure"} if final == "Failed" else {}
+    last = "Completed" if final == "Completed" else "Failed"
+    with Stubber(client) as stub:
+        stub.add_response("create_training_job", {"TrainingJobArn": "arn:job"}, request)
+        stub.add_response("describe_training_job", _describe("InProgress", "Starting", "Preparing"), name)
+        stub.add_response("describe_training_job", _describe("InProgress", "Starting", "Preparing"), name)
+        stub.add_response(
+            "describe_training_job", _describe("InProgress", "Training", "Training image"), name
+        )
+        stub.add_response("describe_training_job", _describe(final, last, **reason), name)
+        assert submit(request, client, wait=True, poll_s=0) == code
+        stub.assert_no_pending_responses()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "arn:job"
+    assert out[1].startswith("console: https://eu-west-1.console.aws.amazon.com/sagemaker/")
+    assert out[1].endswith("#/jobs/grpo-rlvr-test-1")
+    assert out[2].startswith("logs: https://eu-west-1.console.aws.amazon.com/cloudwatch/")
+    assert "TrainingJobs" in out[2] and "grpo-rlvr-test-1" in out[2]
+    statuses = [line for line in out[3:] if line.startswith("grpo-rlvr-test-1: ")]
+    assert statuses[:3] == [
+        "grpo-rlvr-test-1: InProgress / Starting: Preparing",  # printed once, though seen twice
+        "grpo-rlvr-test-1: InProgress / Training: Training image",
+        f"grpo-rlvr-test-1: {final} / {last}",
+    ]
+    assert statuses[3:] == (["grpo-rlvr-test-1: AlgorithmError: see output/failure"] if reason else [])
+
+
+def test_what_aws_refuses_at_submit_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _stubbed_client(monkeypatch)
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: client)
+    with Stubber(client) as stub:
+        stub.add_client_error("create_training_job", "ResourceLimitExceeded", "The account-level limit is 0")
+        assert launch.main(BASE_ARGS) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ResourceLimitExceeded" in err and "Traceback" not in err

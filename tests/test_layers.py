@@ -71,6 +71,7 @@ def test_low_layers_do_not_import_high_ones() -> None:
     for low in ("grpo_rlvr.redact", "grpo_rlvr.files", "grpo_rlvr.prompt_format", "grpo_rlvr.overrides"):
         assert not graph[low], f"{low} imports {graph[low]}"
     assert graph["grpo_rlvr.checkpoints"] <= {"grpo_rlvr.files"}
+    assert graph["grpo_rlvr.recipe_schema"] <= {"grpo_rlvr.grpo_args"}  # TRL only to write its snapshot
 
 
 def test_inside_training_the_run_is_on_top_and_the_callbacks_at_the_bottom() -> None:
@@ -93,3 +94,12 @@ def test_importing_the_launcher_loads_no_torch_trl_or_transformers() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "grpo_rlvr.launch" in imported and "grpo_rlvr.checkpoints" in imported
     assert not {name.split(".")[0] for name in imported} & HEAVY
+
+
+def test_the_sandbox_child_is_stdlib_only_and_the_sandbox_knows_no_reward() -> None:
+    """`sandbox/program.py` runs by path in `python -I -S`: it may import only the standard library."""
+    tree = ast.parse((PACKAGE / "sandbox" / "program.py").read_text(encoding="utf-8"))
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "os" in imported and imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+    assert "grpo_rlvr.rewards" not in _graph()["grpo_rlvr.sandbox"]

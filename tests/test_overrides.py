@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,7 +13,7 @@ from bad_inputs import make_tree, write_json
 
 from grpo_rlvr import cli, launch
 from grpo_rlvr.config import load_config
-from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides, read_value
+from grpo_rlvr.overrides import NotKeyValue, from_flags, override_args, parse_overrides, read_value
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import Paths
 
@@ -54,15 +53,11 @@ EXPECTED = {
 
 
 def _script(name: str) -> ModuleType:
-    sys.path.insert(0, str(SCRIPTS))  # local_opt_ml imports launch_sagemaker beside it
-    try:
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _walked(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +81,14 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["train", "--recipe", RECIPE, "--print-config", *OVERRIDES]) == 0
     routes["train"] = _walked(json.loads(capsys.readouterr().out))
 
+    # `grpo-rlvr train --recipe R --key value ...`, TRL's habit (bare flags and --key=value too)
+    flags = []
+    for item in OVERRIDES:
+        key, _, value = item.partition("=")
+        flags += [f"--{key}={value}"] if key.startswith("l") else [f"--{key.replace('_', '-')}", value]
+    assert cli.main(["train", "--recipe", RECIPE, "--print-config", *flags, "--use_peft"]) == 0
+    routes["train_flags"] = _walked(json.loads(capsys.readouterr().out))
+
     # `grpo-rlvr launch key=value ...` over a tree whose hyperparameters name only the recipe
     base = make_tree(tmp_path / "launch", {"recipe": RECIPE})
     _, config = launch.make_plan(Paths(base), OVERRIDES, Redactor([]))
@@ -99,7 +102,8 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
 
     # scripts/launch_sagemaker.py --hp key=value -> the job request SageMaker writes as hyperparameters.json
     job = _script("launch_sagemaker")
-    argv = ["--image-uri", "i", "--role", "r", "--train", "s3://b/t", "--output-path", "s3://b/o"]
+    argv = ["--image-uri", "i", "--role", "arn:aws:iam::123456789012:role/r", "--train", "s3://b/t"]
+    argv += ["--output-path", "s3://b/o"]
     request = job.build_request(job.build_parser().parse_args([*argv, "--recipe", RECIPE, *hp_args]))
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
     base = make_tree(tmp_path / "sagemaker")
@@ -109,6 +113,33 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
     assert routes["train"] == EXPECTED
     for name, values in routes.items():
         assert values == EXPECTED, name
+
+
+def test_trl_style_flags_read_as_key_value() -> None:
+    own = ("--recipe", "--print-config")
+    assert from_flags(
+        [
+            "--recipe",
+            "r",
+            "--learning_rate",
+            "-1e-5",
+            "--bf16",
+            "--max-steps=3",
+            "a=1",
+            "--print-config",
+            "--x",
+        ],
+        own,
+    ) == [
+        "--recipe",
+        "r",
+        "learning_rate=-1e-5",
+        "bf16=true",
+        "max_steps=3",
+        "a=1",
+        "--print-config",
+        "x=true",
+    ]
 
 
 def test_the_grammar() -> None:

@@ -11,9 +11,9 @@ import pytest
 from grpo_rlvr import reproduce, synthetic
 from grpo_rlvr.data import load_examples
 
-# The smaller run: `make reproduce-mini`'s warm-up, fewer GRPO steps and test problems.
-SMALL_SIZES = {"warmup": 4000, "train": 1000, "test": 200}
-SMALL_GRPO_STEPS = 60
+# The smaller run (`--size small`): `make reproduce-mini`'s warm-up, fewer GRPO steps and test problems.
+SMALL_SIZES = reproduce.SIZES["small"].splits
+SMALL_GRPO_STEPS = reproduce.SIZES["small"].grpo_steps
 SMALL_MIN_GAIN = 10  # net held-out questions won (right only after GRPO minus right only before)
 
 
@@ -92,3 +92,16 @@ def test_grpo_on_the_gsm8k_rewards_improves_held_out_accuracy_only_when_it_shoul
         assert gained >= SMALL_MIN_GAIN and paired["mcnemar_p"] < reproduce.P_MAX, paired
     else:
         assert gained <= 0, paired
+
+
+def test_phases_are_announced_and_make_passes_the_size(capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    for number in range(1, len(reproduce.PHASES) + 1):
+        reproduce.phase(number)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"== reproduce-mini {i + 1}/4: {name}" for i, name in enumerate(reproduce.PHASES)]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "reproduce-mini", "SIZE=small", "PY=python3"], cwd=root,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "-m grpo_rlvr.reproduce --out reproduce-mini --size small" in done.stdout

@@ -41,6 +41,70 @@ def test_decode_value(raw: object, expected: object) -> None:
     assert type(decoded) is type(expected)
 
 
+# The SDK v2 sends str() of each value; the same typed values must arrive as from v3's json.dumps.
+SDK_VALUES = [
+    ["gsm8k_format", "gsm8k_correctness"],
+    {"solution_prefix": "Let's see", "shots": 2},
+    {"keywords": {"max_repeats": 2, "words": ["a", "b"]}, "on": True, "off": None, "lr": 1e-5},
+    [{"a": [1, [2, [3]]]}, False, -0.5],
+    True,
+    False,
+    None,
+    [],
+    {},
+]
+
+
+@pytest.mark.parametrize("value", SDK_VALUES)
+def test_sdk_v2_and_v3_encodings_decode_to_the_same_value(value: object) -> None:
+    v2, v3 = str(value), json.dumps(value)
+    assert sagemaker.decode_value(v2) == sagemaker.decode_value(v3) == value
+    assert type(sagemaker.decode_value(v2)) is type(value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "(1, 2)",  # a tuple: not a shape JSON has
+        "{1, 2}",  # a set
+        "[b'x']",  # bytes
+        "[1+2j]",  # a complex number
+        "{1: 'a'}",  # a key that is not a string
+        "[__import__('os').system('true')]",  # code, never run
+        "[x for x in 'ab']",
+        "['unclosed'",
+        "'quoted'",  # a string in quotes stays the string it is, quotes included
+        "nan",
+        "1_000",
+        "0x10",
+    ],
+)
+def test_strings_that_merely_look_like_python_literals_stay_strings(raw: str) -> None:
+    assert sagemaker.decode_value(raw) == raw
+
+
+def test_decoding_runs_no_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    raw = f"[open({str(marker)!r}, 'w')]"
+    assert sagemaker.decode_value(raw) == raw
+    assert not marker.exists()
+
+
+def test_sdk_v2_hyperparameters_file_reads_as_the_typed_values(tmp_path: Path) -> None:
+    """hyperparameters.json as the SDK v2 Estimator writes it: str() of every value."""
+    typed = {
+        "rewards": ["gsm8k_format", "gsm8k_correctness"],
+        "prompt_format": {"solution_prefix": "Let's see"},
+        "use_peft": True,
+        "max_steps": 3,
+        "learning_rate": 1e-05,
+        "run_name": "plain text, not a literal",
+    }
+    paths = Paths(tmp_path)
+    write_json(paths.config_dir / "hyperparameters.json", {k: str(v) for k, v in typed.items()})
+    assert sagemaker.read_hyperparameters(paths) == typed
+
+
 def test_hyperparameters_decoded_and_sagemaker_own_keys_dropped(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     write_json(
@@ -193,7 +257,9 @@ def test_hyperparameter_echo_masks_secret_keys_and_values() -> None:
     assert json.dumps(echoed).count("***") == 3
 
 
-@pytest.mark.parametrize("value", ["3", "1e-6", "true", "null", '"q"', "[1]", "True", "no", "a b", ""])
+@pytest.mark.parametrize(
+    "value", ["3", "1e-6", "true", "null", '"q"', "[1]", "True", "None", "['a']", "{'k': 1}", "no", "a b", ""]
+)
 def test_strings_are_sent_so_they_decode_as_the_same_strings(value: str) -> None:
     sent = sagemaker.encode_hyperparameters({"run_name": value, "n": 3, "xs": ["a"], "on": True})
     assert all(isinstance(v, str) for v in sent.values())

@@ -21,11 +21,10 @@ from grpo_rlvr import checkpoints, cli
 from grpo_rlvr import config as config_module
 from grpo_rlvr.config import ConfigError, load_config
 from grpo_rlvr.rewards import REGISTRY
+from grpo_rlvr.sagemaker_job import metric_definitions
 from grpo_rlvr.training import callbacks, grpo, outputs
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-import launch_sagemaker  # noqa: E402
 
 TOY = "toy_sevens"
 # The toy task: a dense, verifiable reward a random policy scores ~0 on and a trained one ~1 on.
@@ -442,7 +441,7 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
     assert f"model: {opt_ml / 'model'} (step 2)" in out
     summary = json.loads((opt_ml / "model" / "run_summary.json").read_text())
     # What SageMaker charts: each metric definition the launcher sends matches these real log lines.
-    for metric in launch_sagemaker.metric_definitions():
+    for metric in metric_definitions():
         values = [float(v) for v in re.findall(metric["Regex"], out)]
         assert len(values) == 2, metric  # one per logging step
     # The logged history and its curves, in the summary folder (/opt/ml/output/data in the container).

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from grpo_rlvr import data
+from grpo_rlvr.help_format import HelpFormatter
+from grpo_rlvr.overrides import from_flags
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 
@@ -61,7 +63,6 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import logging
 
     from grpo_rlvr import evaluate
     from grpo_rlvr.grading import accuracy_line
@@ -72,12 +73,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     shots = evaluate.parse_shots(args.shots)
     models = [evaluate.ModelSpec(args.model, args.adapter)] if args.model else args.compare
     prompt_format, end_tokens = _training_format(args.recipe)
+    out = args.out or evaluate.default_out_dir()
+    if (out / evaluate.METRICS).exists() and not args.overwrite:
+        raise ValueError(
+            f"{out} already holds an evaluation ({evaluate.METRICS}): pass --out with a new folder, "
+            "or --overwrite to replace it"
+        )
     examples, info = evaluate.load_eval_examples(args.data, args.split, args.limit)
     print(
         f"evaluating {len(examples)} questions from {info['source']} ({info['loaded']}), "
-        f"{'chat' if prompt_format.chat else 'text'} prompts"
+        f"{'chat' if prompt_format.chat else 'text'} prompts; results into {out}"
     )
-    out = args.out or evaluate.default_out_dir()
     metrics = evaluate.evaluate_examples(
         models,
         examples,
@@ -115,9 +121,12 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from grpo_rlvr.config import load_config
+
+    config = load_config(args.recipe, args.overrides)  # a recipe's mistakes come before torch and TRL load
     from grpo_rlvr.training import grpo
 
-    return grpo.execute(args.recipe, args.overrides, print_config=args.print_config)
+    return grpo.execute(config, print_config=args.print_config)
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -137,7 +146,8 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grpo-rlvr", description=__doc__)
+    parser = argparse.ArgumentParser(prog="grpo-rlvr", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="validate a dataset and write train/ and val/ channels as JSONL")
@@ -197,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=Path,
-        help="default: $SAGEMAKER_BASE_DIR/output/data, /opt/ml/output/data in the container, else ./eval",
+        help="folder for the results; default: $SAGEMAKER_BASE_DIR/output/data, /opt/ml/output/data in the "
+        "container, else ./eval",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out"
     )
     p.set_defaults(func=_evaluate)
 
@@ -234,21 +248,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="print package versions and devices")
     p.set_defaults(func=_env)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
 
 
-def quiet_notices() -> None:
-    """Silence library notices that flag nothing wrong on a healthy run, before those libraries load.
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    bitsandbytes warns on every import on CPUs with AVX512-BF16 that an optional hub kernel for 4-bit
-    CPU matmuls is missing; its errors still show.
-    """
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    try:
+        return version("grpo-rlvr")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+# Each command's own options; any other `--key value` before `train` or `launch` is a recipe override.
+OWN_OPTIONS = {"train": ("--recipe", "--print-config", "--help", "-h"), "launch": ("--help", "-h")}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in OWN_OPTIONS:  # TRL's `--learning_rate 1e-5` habit reads as learning_rate=1e-5
+        argv = [argv[0], *from_flags(argv[1:], OWN_OPTIONS[argv[0]])]
     args = build_parser().parse_args(argv)
-    quiet_notices()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as err:  # DataError and ConfigError are ValueErrors

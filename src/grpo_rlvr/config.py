@@ -1,9 +1,10 @@
 """Recipes: a flat YAML file plus overrides -> one validated `RunConfig`, before any model loads.
 
 A recipe's keys are TRL's own `GRPOConfig` and `ModelConfig` fields plus this module's data, reward and
-run dataclasses, like open-r1's recipes. Every value goes through one `HfArgumentParser` over all five
-dataclasses as a command line (`--key=value`), so argparse type-checks each value exactly as TRL's
-scripts would, and a key no dataclass owns is an error, never silently ignored. Overrides come as typed
+run dataclasses, like open-r1's recipes. Every key, type, choice and range is first checked against the
+recipe schema (`recipe_schema.py`: no TRL import, every problem in one message); then every value goes
+through one `HfArgumentParser` over all five dataclasses as a command line (`--key=value`), exactly as
+TRL's scripts read it. A key no dataclass owns is an error, never silently ignored. Overrides come as typed
 values (SageMaker hyperparameters, decoded by the launcher) or as `key=value` strings, read by
 `overrides.parse_overrides` (YAML values, so `rewards=[a,b]` is a list). Recipes and overrides are read
 with YAML 1.2 scalars (only true/false are booleans): `save_strategy: no` is the string "no", as TRL
@@ -21,7 +22,6 @@ is checked by `training.grpo.run` before it loads the model.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import json
@@ -41,6 +41,7 @@ from grpo_rlvr.data import PACKAGED_GSM8K
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
+from grpo_rlvr.recipe_schema import LIST_KEYS, check_values, schema
 from grpo_rlvr.redact import MASK, Redactor, is_secret_name
 from grpo_rlvr.tiny import BUILTIN_PREFIX, BUILTINS, builtin_names
 
@@ -80,10 +81,17 @@ RANGES = {
 
 
 class ConfigError(ValueError):
-    """A recipe or override that cannot run; `key` names the setting to fix (None: the recipe itself)."""
+    """A recipe or override that cannot run; `key` names the setting to fix (None: the recipe itself).
 
-    def __init__(self, key: str | None, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
+    `problems` holds every (key, message) found at once; the first names `key`."""
+
+    def __init__(self, key: str | None, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = [(key, message), *more]
+        lines = [f"{k}: {m}" if k else m for k, m in self.problems]
+        if len(lines) == 1:
+            super().__init__(lines[0])
+        else:
+            super().__init__(f"{len(lines)} settings to fix:\n" + "\n".join(f"  {line}" for line in lines))
         self.key = key
 
 
@@ -333,10 +341,10 @@ def load_config(
     if reporting_off:
         values["report_to"] = "none"
     cpu_on_purpose = values.get("use_cpu") is True
+    num_processes = num_processes or int(os.environ.get("WORLD_SIZE", 1))
+    _precheck(values, num_processes)  # every key, type and range at once, before TRL is imported
     _apply_cpu_defaults(values)
-    training, model, data, rewards, run = _parse(
-        values, num_processes or int(os.environ.get("WORLD_SIZE", 1))
-    )
+    training, model, data, rewards, run = _parse(values, num_processes)
     if os.environ.get(MLFLOW_ENV) and not reporting_off and "mlflow" not in training.report_to:
         training.report_to.append("mlflow")
     config = _validated(str(recipe), path, training, model, data, rewards, run)
@@ -366,12 +374,32 @@ def check_device(config: RunConfig, status: CudaStatus | None = None) -> None:
     if problem is not None:
         found = f"this recipe trains on a GPU, but CUDA is not usable here: {problem}"
         raise ConfigError("use_cpu", f"{found}; {cuda.CPU_ON_PURPOSE}")
+def _precheck(values: dict[str, Any], num_processes: int) -> None:
+    """Every key, type, choice, null and range against the recipe schema, and the group size: all the
+    problems in one ConfigError. Needs no TRL import, so a mistake is reported in a second or two."""
+    read, problems = check_values(values, schema(SECTIONS.values()), did_you_mean)
+    for key in values:
+        if not any(k == key for k, _ in problems):
+            try:
+                _check_number(key, read[key])
+            except ConfigError as err:
+                problems.append((key, str(err).removeprefix(f"{key}: ")))
+    if not any(k in _GROUP_KEYS for k, _ in problems):
+        try:
+            _check_group_size(read, num_processes)
+        except ConfigError as err:
+            problems.append((err.key, str(err).removeprefix(f"{err.key}: ")))
+    if problems:
+        order = list(values)  # as the recipe and the overrides give them
+        problems.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))
+        raise ConfigError(*problems[0], more=problems[1:])
 
 
 def _parse(
     values: dict[str, Any], num_processes: int
 ) -> tuple[GRPOConfig, ModelConfig, DataArguments, RewardArguments, RunArguments]:
-    """One command line over all five dataclasses: argparse type-checks every value."""
+    """One command line over all five dataclasses: argparse reads every value as TRL's scripts would
+    (`_precheck` has already checked each one)."""
     from transformers import HfArgumentParser
     from trl import ModelConfig
 
@@ -389,7 +417,8 @@ def _parse(
     actions = {
         a.dest: a for a in parser._actions if a.option_strings and a.option_strings[0] == f"--{a.dest}"
     }
-    actions["report_to"].nargs = "+"  # TrainingArguments takes a list, its parser only a single name
+    for key in LIST_KEYS:
+        actions[key].nargs = "+"
     hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
 
     argv, nulls = [], []
@@ -412,9 +441,6 @@ def _parse(
         raise ConfigError(None, f"could not read {unused}")
     for key in nulls:
         setattr(namespace, key, None)
-    for key, value in vars(namespace).items():
-        _check_number(key, value)
-    _check_group_size(namespace, num_processes)
     if num_processes != int(os.environ.get("WORLD_SIZE", 1)):
         # A launcher validating for N processes from its single one: TRL's own batch checks must count N.
         planned = property(lambda _: num_processes)
@@ -459,19 +485,26 @@ def _arg(value: Any) -> str:
     return str(value)
 
 
-def _check_group_size(ns: argparse.Namespace, num_processes: int) -> None:
+_GROUP_KEYS = (
+    "per_device_train_batch_size", "generation_batch_size", "steps_per_generation",
+    "gradient_accumulation_steps", "num_generations",
+)  # fmt: skip
+
+
+def _check_group_size(read: Mapping[str, Any], num_processes: int) -> None:
     """TRL's rule, with the numbers: the generation batch must hold whole groups of num_generations."""
-    per_step = ns.per_device_train_batch_size * num_processes
-    if ns.generation_batch_size is not None and ns.steps_per_generation is None:
-        batch, how = ns.generation_batch_size, f"generation_batch_size={ns.generation_batch_size}"
+    per_device, generation_batch = read["per_device_train_batch_size"], read["generation_batch_size"]
+    per_step = per_device * num_processes
+    if generation_batch is not None and read["steps_per_generation"] is None:
+        batch, how = generation_batch, f"generation_batch_size={generation_batch}"
     else:
-        steps = ns.steps_per_generation or ns.gradient_accumulation_steps
+        steps = read["steps_per_generation"] or read["gradient_accumulation_steps"]
         batch = per_step * steps
         how = (
-            f"per_device_train_batch_size={ns.per_device_train_batch_size} x processes={num_processes} x "
+            f"per_device_train_batch_size={per_device} x processes={num_processes} x "
             f"steps_per_generation={steps} (defaults to gradient_accumulation_steps) = {batch}"
         )
-    groups = ns.num_generations
+    groups = read["num_generations"]
     if groups is None or groups < 2 or batch % groups:
         fits = [g for g in range(2, batch + 1) if batch % g == 0]
         raise ConfigError(

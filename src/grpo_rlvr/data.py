@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 from collections import Counter
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from grpo_rlvr.answers import format_number, parse_number
-from grpo_rlvr.files import is_local_path, local_path
+from grpo_rlvr.files import DATA_SUFFIXES, is_local_path, local_path
+from grpo_rlvr.hub import HubUnavailable, check_dataset
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 
 # GSM8K (MIT) ships inside the package, so no run needs a dataset hub; see gsm8k_data/README.md.
 PACKAGED_GSM8K = "builtin:gsm8k"
 PACKAGED_GSM8K_DIR = Path(__file__).with_name("gsm8k_data")
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 SHOWN_ISSUES = 10  # dropped rows named one by one in logs and summaries; the rest are counted
 BOM = "\ufeff"  # a UTF-8 byte-order mark, which some editors write at the start of a file
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's calculator annotations: `<<48/2=24>>`
@@ -282,16 +281,13 @@ def packaged_gsm8k(split: str) -> Path:
     return path
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE as huggingface_hub reads it: then a hub id can only fail, so it fails at once."""
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def _hub_rows(source: str, hub_config: str, split: str) -> list[tuple[str, Any]]:
     """Rows of a hub dataset, or one line saying why the hub cannot give them."""
     remedy = f"use {PACKAGED_GSM8K} (shipped with the package), a local file or folder, or a mounted channel"
-    if hub_offline():
-        raise DataError(f"{source} is a dataset hub id, but HF_HUB_OFFLINE is set: {remedy}")
+    try:
+        check_dataset(source)  # in seconds, where the datasets library would retry for a minute
+    except HubUnavailable as err:
+        raise DataError(f"{err}: {remedy}") from err
     from datasets import load_dataset
 
     try:

@@ -88,10 +88,32 @@ class ModelSpec:
         return self.model if self.adapter is None else f"{self.model}+{self.adapter}"
 
     def check_paths(self) -> None:
-        """Fail before any model loads (not an hour into a comparison) when a local path is missing."""
+        """Fail before any model loads (not an hour into a comparison) when a local path is missing, or
+        is a folder that holds no whole model (a training checkpoint's adapter), saying what to pass."""
         for name in (self.model, self.adapter):
             if name and is_local_path(name) and not local_path(name).exists():
                 raise FileNotFoundError(f"model path does not exist: {name}")
+        folder = local_path(self.model)
+        if is_local_path(self.model) and folder.is_dir() and not (folder / "config.json").is_file():
+            raise ValueError(_not_a_model(self.model, folder))
+
+
+def _not_a_model(name: str, folder: Path) -> str:
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():  # a LoRA checkpoint: the adapter alone, without its base model
+        try:
+            base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (OSError, ValueError, AttributeError):
+            base = None
+        return (
+            f"--model {name} is a LoRA adapter (such as a training checkpoint), not a whole model: pass "
+            f"--model {base or 'BASE_MODEL'}+{name}, or the merged model a run writes to its model_dir "
+            "(/opt/ml/model in the container)"
+        )
+    return (
+        f"--model {name} holds no config.json, so it is no transformers model folder: pass the model_dir a "
+        "run wrote (/opt/ml/model in the container), a hub id, or BASE_MODEL+ADAPTER_FOLDER"
+    )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 LOCAL_PREFIXES = (".", "/", "~")  # how a path that does not exist yet still says it is one
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")  # the data files this package reads
 
 
 def local_path(source: str | Path) -> Path:
@@ -19,8 +20,19 @@ def local_path(source: str | Path) -> Path:
 
 
 def is_local_path(source: str | Path) -> bool:
-    """A path that exists, or text written as a path (`./`, `/`, `~`): never a hub id to download."""
-    return local_path(source).exists() or str(source).startswith(LOCAL_PREFIXES)
+    """Whether `source` means a local path, never a hub id to download, whether or not it exists.
+
+    It does when it exists, is written as a path (`./`, `/`, `~`), names a data file (`train.jsonl`,
+    `data/Train.JSONL`), or sits in a folder that exists here (`opt_ml/model` while `opt_ml/` exists):
+    a hub id (`org/name`) is none of these, so a missing local path is reported missing at once.
+    """
+    text, path = str(source), local_path(source)
+    if text.startswith(LOCAL_PREFIXES) or path.suffix.lower() in DATA_SUFFIXES:
+        return True
+    try:
+        return path.exists() or (len(path.parts) > 1 and path.parent.is_dir())
+    except (OSError, ValueError):  # a name too long, or with a NUL byte: no hub id either
+        return True
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -42,6 +42,7 @@ from grpo_rlvr.checkpoints import (
     latest_complete_checkpoint,
 )
 from grpo_rlvr.data import DataError
+from grpo_rlvr.hub import HubUnavailable
 from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import ContractError, Paths, Resources
@@ -70,7 +71,8 @@ CPU_PROCESSES_KEY = "cpu_processes"  # processes per host where there is no GPU 
 NCCL_NET_PLUGIN_DIRS = ("/opt/amazon/ofi-nccl/lib", "/opt/aws-ofi-nccl/lib", "/usr/local/lib")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError)  # "fix an input", not a crash
+# "Fix an input", not a crash.
+BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError, HubUnavailable)
 
 
 class Stopped(BaseException):

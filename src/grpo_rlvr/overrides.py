@@ -81,6 +81,31 @@ def parse_overrides(overrides: Mapping[str, Any] | Iterable[str]) -> dict[str, A
     return parsed
 
 
+def from_flags(args: Iterable[str], own: Iterable[str]) -> list[str]:
+    """TRL's `--key value`, `--key=value` and bare `--flag` habits, as `key=value` arguments.
+
+    Options in `own` (the command's own, like `--recipe`) and anything not starting with `--` pass
+    through untouched. A bare flag followed by another option, or last, is `true`; dashes in the key
+    become underscores, as TRL's parser allows.
+    """
+    args, own, out = list(args), set(own), []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, sep, value = arg.partition("=")
+        if not arg.startswith("--") or arg == "--" or name in own:
+            out.append(arg)
+        elif sep:
+            out.append(f"{name[2:].replace('-', '_')}={value}")
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            out.append(f"{name[2:].replace('-', '_')}={args[i + 1]}")
+            i += 1
+        else:
+            out.append(f"{name[2:].replace('-', '_')}=true")
+        i += 1
+    return out
+
+
 def override_args(overrides: Mapping[str, Any]) -> list[str]:
     """`key=value` arguments that `parse_overrides` turns back into the same typed values.
 

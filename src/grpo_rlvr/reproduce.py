@@ -29,6 +29,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from transformers import TrainerCallback
 
 from grpo_rlvr import synthetic
 from grpo_rlvr.data import build_prompt, load_examples, worked_example
+from grpo_rlvr.help_format import HelpFormatter
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,7 +48,22 @@ log = logging.getLogger(__name__)
 BUILTIN = "builtin:mini-qwen2"
 RECIPE = "mini-grpo-cpu"
 P_MAX = 0.01  # the trained model must beat the base at this paired-test level
-SIZES = {"warmup": 4000, "train": 2000, "test": 500}  # problems per split
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a run is: problems per split, and GRPO steps (None: the recipe's own)."""
+
+    splits: dict[str, int]
+    grpo_steps: int | None
+
+
+# `full` is the reproduction; `small` a quick look in about half the time, with the same warm-up.
+SIZES = {
+    "full": Size({"warmup": 4000, "train": 2000, "test": 500}, None),
+    "small": Size({"warmup": 4000, "train": 1000, "test": 200}, 60),
+}
+PHASES = ("data", "warm-up of the base model (supervised)", "GRPO on the GSM8K rewards", "evaluation")
 TOP = 10  # operands of additions and subtractions stay at most this
 WARMUP_SLIP = 0.5  # share of warm-up solutions whose answer line is a careless slip
 WARMUP_STEPS, WARMUP_LR, WARMUP_BATCH = 2000, 3e-3, 16
@@ -94,7 +111,6 @@ def warm_up(
         use_cpu=True,
         bf16=False,
         seed=seed,
-        disable_tqdm=True,
         dataset_num_proc=None,
     )
     trainer = SFTTrainer(
@@ -236,24 +252,41 @@ def render(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def phase(number: int) -> None:
+    """One line as each phase starts, so a reader knows where a run of minutes is."""
+    print(f"== reproduce-mini {number}/{len(PHASES)}: {PHASES[number - 1]}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grpo_rlvr.reproduce", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m grpo_rlvr.reproduce",
+        description=__doc__.split("\n")[0],
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--out", type=Path, default=Path("reproduce-mini"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="data, warm-up and GRPO seed")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="full",
+        help="small: fewer problems and GRPO steps, a quick look",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started, out = time.time(), args.out
+    started, out, size = time.time(), args.out, SIZES[args.size]
+    steps_override = {"max_steps": size.grpo_steps} if size.grpo_steps else {}
 
-    # 1. Data
-    data = synthetic.write_splits(out / "data", SIZES, args.seed, TOP, {"warmup": WARMUP_SLIP})
+    phase(1)
+    data = synthetic.write_splits(out / "data", size.splits, args.seed, TOP, {"warmup": WARMUP_SLIP})
     warmup_rows, _ = load_examples(data["warmup"])
 
-    # 2. Base model: the random built-in after a supervised warm-up
+    phase(2)  # the random built-in after a supervised warm-up
     base = out / "base"
     warm = warm_up(BUILTIN, warmup_rows, base, steps=WARMUP_STEPS, learning_rate=WARMUP_LR, seed=args.seed)
 
-    # 3. GRPO with the stop rule (the recipe's default), then a few steps without it, for the comparison
-    summary, steps = grpo(base, data["train"], out / "grpo", seed=args.seed)
+    phase(3)  # with the stop rule (the recipe's default), then a few steps without it, for the comparison
+    shown = {"disable_tqdm": False}  # the recipe keeps test logs short; here a progress bar helps
+    summary, steps = grpo(base, data["train"], out / "grpo", seed=args.seed, **shown, **steps_override)
     _, no_stop = grpo(
         base,
         data["train"],
@@ -261,10 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         stop_at_answer=False,
         max_steps=NO_STOP_STEPS,
+        **shown,
     )
     batch = summary["config"]["training"]["per_device_train_batch_size"]
 
-    # 4. Held-out comparison, base vs trained
+    phase(4)  # held-out comparison, base vs trained
     evaluation = compare(base, Path(summary["model_dir"]), data["test"], out / "eval")
     base_result, trained_result = evaluation["results"]
     (paired,) = evaluation["comparison"]["by_shots"]
@@ -274,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = {
         "seed": args.seed,
-        "sizes": SIZES,
+        "size": args.size,
+        "sizes": size.splits,
         "model_parameters": _parameters(base),
         "model_config": AutoConfig.from_pretrained(base).to_diff_dict(),
         "warmup": warm,

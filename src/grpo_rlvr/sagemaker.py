@@ -13,6 +13,7 @@ Every problem found here is a `ContractError` whose first line says what to fix.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ VAL_CHANNEL = "val"
 # SageMaker's own rule for channel names; a name is also a folder under input/data, so never "." or "..".
 CHANNEL_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9._-]{1,64}")
 SAGEMAKER_OWN = re.compile(r"^(sagemaker_|_tuning_objective_metric$)")
+# Python's str() of its constants, as the SDK v2 sends a bool or None.
+_PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
 # Recipe keys the contract owns: they come from channels and the /opt/ml tree, never from a hyperparameter.
 CONTRACT_KEYS = {
     "dataset_path": f"the `{TRAIN_CHANNEL}` channel (without one, the recipe's dataset_path)",
@@ -133,19 +136,44 @@ def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
 def decode_value(raw: Any) -> Any:
     """A hyperparameter's typed value: SageMaker passes every value as a string.
 
-    The SDKs json.dumps non-string values, so JSON is tried first ("3", "1e-5", "true", "[...]",
-    "{...}", "null", "\\"quoted\\""); "True"/"False" (Python's str() of a bool) are booleans too;
-    anything else stays the string it is.
+    The SDK v3 (ModelTrainer) json.dumps non-string values, so JSON is tried first ("3", "1e-5", "true",
+    "[...]", "{...}", "null", "\\"quoted\\""). The SDK v2 (Estimator) sends Python's str() instead:
+    "True"/"False"/"None", and lists and dicts as Python literals ("['a', 'b']", "{'k': \"it's\"}"),
+    read by `ast.literal_eval` (never `eval`) and kept only when they hold JSON's kinds of value, so both
+    SDKs deliver the same typed values. Anything else stays the string it is.
     """
     if not isinstance(raw, str):
         return raw  # a hand-written hyperparameters.json may already hold typed values
     text = raw.strip()
-    if text in ("True", "False"):
-        return text == "True"
+    if text in _PYTHON_CONSTANTS:
+        return _PYTHON_CONSTANTS[text]
     try:
         return json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, or past JSON's limits: the recipe parser decides
-        return raw
+    except (ValueError, RecursionError):  # not JSON, or past JSON's limits
+        pass
+    if text[:1] in ("[", "{"):
+        container = _python_literal(text)
+        if container is not None:
+            return container
+    return raw  # the recipe parser decides
+
+
+def _python_literal(text: str) -> list[Any] | dict[str, Any] | None:
+    """A list or dict written as a Python literal, or None when the text is not one of JSON's shapes (a
+    set, a tuple, bytes, a complex number or a non-string key would not survive the trip through JSON)."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, (list, dict)) and _json_shaped(value) else None
+
+
+def _json_shaped(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_shaped(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_shaped(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def decode_hyperparameters(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grpo_rlvr.files import is_local_path
+from grpo_rlvr.hub import check_model
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
     from transformers import Qwen2Tokenizer
@@ -45,8 +48,11 @@ def cache_dir() -> Path:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """`builtin:<name>` -> a built local folder; anything else is returned unchanged."""
+    """`builtin:<name>` -> a built local folder; anything else is returned unchanged, a hub id once the hub
+    has answered for it (`hub.check_model`: seconds, where a loader without network retries for minutes)."""
     if not name_or_path.startswith(BUILTIN_PREFIX):
+        if not is_local_path(name_or_path):
+            check_model(name_or_path)
         return name_or_path
     name = name_or_path.removeprefix(BUILTIN_PREFIX)
     if name not in BUILTINS:

@@ -80,7 +80,7 @@ def client_venv(name: str) -> Path:
     uv = Path(sys.executable).parent / "uv"
     run_step(
         f"{name} client environment: uv venv",
-        [str(uv), "venv", "-q", "-p", "python3.11", str(venv)],
+        [str(uv), "venv", "-q", "--clear", "-p", "python3.11", str(venv)],
         timeout=300,
     )
     run_step(

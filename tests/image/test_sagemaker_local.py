@@ -1,8 +1,11 @@
-"""The built image under the SageMaker Python SDK's local mode (v3 ModelTrainer), one and two instances,
-and scripts/launch_sagemaker.py's request for the same job.
+"""The built image under the SageMaker Python SDK's local mode, v3 (ModelTrainer) and v2 (Estimator), one
+and two instances each, and scripts/launch_sagemaker.py's request for the same job.
 
-The SDK runs in its own environment (tests/image/sdk_local_job.py) and drives `docker compose` itself:
-its config files, compose file, network and artifact collection are its own code, not ours.
+Each SDK runs in its own environment (tests/image/sdk_local_job.py) and drives `docker compose` itself:
+its config files, compose file, network and artifact collection are its own code, not ours. The two
+differ where it matters to the image: v3 passes no command and json.dumps each value; v2 passes `train`,
+sends Python's str() of each value ("True", "['a', 'b']", "{'k': 'v'}"), names hosts
+`algo-1-<random>` and takes `file://` inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from clients import DOCKER, IMAGE, ROOT, client_venv, run_step
 
 from grpo_rlvr import sagemaker
@@ -23,7 +27,8 @@ from grpo_rlvr import sagemaker
 pytestmark = pytest.mark.image
 
 MAX_STEPS = 2
-# The smoke recipe as a user hands it to ModelTrainer: typed Python values, lists and a mapping among them.
+SDKS = ("3", "2")
+# The smoke recipe as a user hands it to an SDK: typed Python values, lists and a mapping among them.
 HYPERPARAMETERS: dict[str, Any] = {
     "recipe": "smoke-cpu",
     "max_steps": MAX_STEPS,
@@ -33,8 +38,9 @@ HYPERPARAMETERS: dict[str, Any] = {
     "use_peft": True,
     "rewards": ["gsm8k_format", "gsm8k_correctness"],
     "lora_target_modules": ["q_proj", "v_proj"],
-    # A mapping whose text holds the separators a naive `key=value,...` encoding would split on.
-    "prompt_format": {"solution_prefix": "First the facts, then the steps: one at a time."},
+    # A mapping whose text holds the separators a naive `key=value,...` encoding would split on, and
+    # a quote that makes Python's str() switch to double quotes.
+    "prompt_format": {"solution_prefix": "First the facts, then the steps: one at a time. Let's see."},
 }
 TWO_HOST_SIZES = {"per_device_train_batch_size": 4, "num_generations": 2, "max_completion_length": 16}
 TRAIN_ROWS = 64
@@ -46,10 +52,12 @@ HYPERPARAMETER_LOG = re.compile(r"grpo-rlvr launch INFO hyperparameters: (\{.*\}
 class Job:
     result: dict[str, Any]
     output: str
+    hosts: list[str]  # as the SDK named them in its compose file, in rank order
 
     def host_lines(self, host: str) -> list[str]:
-        """Lines of one container, as compose prefixes them (`algo-1-1  | ...`)."""
-        prefix = re.compile(rf"^{re.escape(host)}-\d+\s+\| ?")
+        """Lines of one container, as compose prefixes them (`algo-1-1  | ...`; v2 names its containers
+        `<random>-algo-1-<random>`)."""
+        prefix = re.compile(rf"^(?:[a-z0-9]+-)?{re.escape(host)}(?:-\d+)?\s+\| ?")
         return [prefix.sub("", line) for line in self.output.splitlines() if prefix.match(line)]
 
     def decoded_hyperparameters(self, host: str) -> dict[str, Any]:
@@ -67,9 +75,8 @@ class Job:
             return set(tar.getnames())
 
 
-@pytest.fixture(scope="module")
-def sdk_python() -> Path:
-    return client_venv("sdk")
+def sdk_python(sdk: str) -> Path:
+    return client_venv("sdk" if sdk == "3" else f"sdk{sdk}")
 
 
 @pytest.fixture(scope="module")
@@ -78,29 +85,36 @@ def compose() -> None:
     run_step("sagemaker local: docker compose version", [DOCKER, "compose", "version"], timeout=60)
 
 
-def _run_job(sdk_python: Path, tmp: Path, instances: int, hyperparameters: dict[str, Any]) -> Job:
-    """One local-mode ModelTrainer job over a train channel of GSM8K rows; its containers and network go."""
+def _compose_files(root: Path) -> list[Path]:
+    """v3 writes its compose file in the root, v2 in a fresh folder under it."""
+    return sorted(root.glob("docker-compose.yaml")) + sorted(root.glob("*/docker-compose.yaml"))
+
+
+def _run_job(sdk: str, tmp: Path, instances: int, hyperparameters: dict[str, Any]) -> Job:
+    """One local-mode job of SDK `sdk` over a train channel of GSM8K rows; its containers and network go."""
     channel = tmp / "train"
     channel.mkdir(parents=True)
     rows = (Path(sagemaker.__file__).parent / "gsm8k_data" / "train.jsonl").read_text().splitlines()
     (channel / "train.jsonl").write_text("\n".join(rows[:TRAIN_ROWS]) + "\n")
     root = tmp / f"job{instances}"  # a fresh local_container_root: the SDK clears parts of it
     command = [
-        str(sdk_python), str(ROOT / "tests" / "image" / "sdk_local_job.py"),
+        str(sdk_python(sdk)), str(ROOT / "tests" / "image" / "sdk_local_job.py"), "--sdk", sdk,
         "--image", IMAGE, "--instances", str(instances), "--root", str(root), "--train", str(channel),
         "--hyperparameters", json.dumps(hyperparameters),
     ]  # fmt: skip
+    label = f"sagemaker local: SDK v{sdk} training job ({instances} instances)"
     try:
-        done = run_step(f"sagemaker local: ModelTrainer.train ({instances} instances)", command, timeout=1800)
+        done = run_step(label, command, timeout=1800)
     finally:
-        compose_file = root / "docker-compose.yaml"
-        if compose_file.is_file():  # the SDK leaves its exited containers and network behind
+        for compose_file in _compose_files(root):  # the SDK leaves its exited containers and network behind
             run_step(
                 "sagemaker local: docker compose down (the SDK's leftovers)",
                 [DOCKER, "compose", "-f", str(compose_file), "down", "--remove-orphans"],
                 timeout=900,
             )
-    return Job(json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr)
+    (compose_file,) = _compose_files(root)
+    hosts = sorted(yaml.safe_load(compose_file.read_text())["services"])
+    return Job(json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr, hosts)
 
 
 def _summary(job: Job) -> dict[str, Any]:
@@ -110,9 +124,11 @@ def _summary(job: Job) -> dict[str, Any]:
     return json.loads(members["run_summary.json"])
 
 
-@pytest.fixture(scope="module")
-def one_instance(sdk_python: Path, compose: None, tmp_path_factory: pytest.TempPathFactory) -> Job:
-    return _run_job(sdk_python, tmp_path_factory.mktemp("sdk1"), 1, HYPERPARAMETERS)
+@pytest.fixture(scope="module", params=SDKS, ids=[f"sdk-v{v}" for v in SDKS])
+def one_instance(
+    request: pytest.FixtureRequest, compose: None, tmp_path_factory: pytest.TempPathFactory
+) -> Job:
+    return _run_job(request.param, tmp_path_factory.mktemp(f"sdk{request.param}-1"), 1, HYPERPARAMETERS)
 
 
 def test_one_instance_trains_and_returns_the_model(one_instance: Job) -> None:
@@ -120,8 +136,9 @@ def test_one_instance_trains_and_returns_the_model(one_instance: Job) -> None:
     assert summary["status"] == "completed"
     assert summary["global_step"] == MAX_STEPS
     assert summary["data"]["train_rows"] == TRAIN_ROWS
-    # Lists and the mapping arrived as the values the user gave ModelTrainer.
-    assert one_instance.decoded_hyperparameters("algo-1") == HYPERPARAMETERS
+    # Lists, booleans and the mapping arrived as the values the user gave the SDK, whichever encoding it used.
+    (host,) = one_instance.hosts
+    assert one_instance.decoded_hyperparameters(host) == HYPERPARAMETERS
     config = summary["config"]
     assert config["rewards"]["rewards"] == HYPERPARAMETERS["rewards"]
     assert config["data"]["prompt_format"] == HYPERPARAMETERS["prompt_format"]
@@ -129,16 +146,21 @@ def test_one_instance_trains_and_returns_the_model(one_instance: Job) -> None:
     assert "failure" not in one_instance.output_names()
 
 
-def test_two_instances_train_in_step(sdk_python: Path, compose: None, tmp_path: Path) -> None:
-    """algo-1 and algo-2 on the SDK's compose network find each other by name and train over gloo."""
-    job = _run_job(sdk_python, tmp_path, 2, {**HYPERPARAMETERS, **TWO_HOST_SIZES})
+@pytest.mark.parametrize("sdk", SDKS, ids=[f"sdk-v{v}" for v in SDKS])
+def test_two_instances_train_in_step(sdk: str, compose: None, tmp_path: Path) -> None:
+    """The two hosts on the SDK's compose network find each other by name and train over gloo."""
+    job = _run_job(sdk, tmp_path, 2, {**HYPERPARAMETERS, **TWO_HOST_SIZES})
+    suffix = "" if sdk == "3" else "-[a-z0-9]{5}"  # v2 adds a random suffix
+    assert len(job.hosts) == 2, job.hosts
+    assert all(re.fullmatch(f"algo-{i + 1}{suffix}", host) for i, host in enumerate(job.hosts)), job.hosts
     addresses = []
-    for rank, host in enumerate(("algo-1", "algo-2")):
+    for rank, host in enumerate(job.hosts):
         text = "\n".join(job.host_lines(host))
         assert f"this host {host} has machine rank {rank}" in text
         assert f"--num_processes 2 --num_machines 2 --machine_rank {rank}" in text
-        # resourceconfig.json names `ethwe`, which these containers lack: gloo is left to find eth0.
-        assert "GLOO_SOCKET_IFNAME" not in text
+        # v3's resourceconfig.json names `ethwe`, which these containers lack: gloo is left to find eth0.
+        # v2 names `eth0`, which they have.
+        assert ('"GLOO_SOCKET_IFNAME": "eth0"' in text) == (sdk == "2")
         assert f"process {rank} of 2 trained to step {MAX_STEPS}" in text
         addresses += re.findall(r"--main_process_ip (\d+\.\d+\.\d+\.\d+)", text)
     assert len(addresses) == 2 and addresses[0] == addresses[1]  # both resolved algo-1 to one address
@@ -157,8 +179,8 @@ def _launch_hp_args(values: dict[str, Any]) -> list[str]:
 
 
 def test_launch_script_request_matches_the_sdk_job(one_instance: Job) -> None:
-    """The CreateTrainingJob request for the same job carries the SDK's encoding, and the image decodes it
-    to what the SDK route delivered."""
+    """The CreateTrainingJob request for the same job carries the SDK v3's encoding (v2's str() differs as
+    text), and the image decodes it to what the SDK route delivered."""
     command = [
         sys.executable, str(ROOT / "scripts" / "launch_sagemaker.py"), "--dry-run",
         "--image-uri", IMAGE, "--role", "arn:aws:iam::123456789012:role/SageMakerExecution",
@@ -169,15 +191,21 @@ def test_launch_script_request_matches_the_sdk_job(one_instance: Job) -> None:
     request = json.loads(run_step("launch_sagemaker.py --dry-run", command, timeout=120).stdout)
     assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train"]
-    assert request["HyperParameters"] == one_instance.result["sdk_hyperparameters"]
+    sent = one_instance.result["sdk_hyperparameters"]
+    (host,) = one_instance.hosts
+    if host == "algo-1":  # v3: the very strings the SDK sent
+        assert request["HyperParameters"] == sent
+    else:  # v2: Python's str() of every value
+        assert sent == {key: str(value) for key, value in HYPERPARAMETERS.items()}
     decode = (
         "import json, sys; from grpo_rlvr.sagemaker import decode_hyperparameters; "
-        "print(json.dumps(decode_hyperparameters(json.load(sys.stdin))))"
+        "print(json.dumps([decode_hyperparameters(h) for h in json.load(sys.stdin)]))"
     )
     decoded = run_step(
-        "image: decode_hyperparameters of the launch request",
+        "image: decode_hyperparameters of the launch request and of the SDK's",
         [DOCKER, "run", "--rm", "-i", "--entrypoint", "python", IMAGE, "-c", decode],
-        input_text=json.dumps(request["HyperParameters"]),
+        input_text=json.dumps([request["HyperParameters"], sent]),
         timeout=300,
     )
-    assert json.loads(decoded.stdout) == one_instance.decoded_hyperparameters("algo-1") == HYPERPARAMETERS
+    from_request, from_sdk = json.loads(decoded.stdout)
+    assert from_request == from_sdk == one_instance.decoded_hyperparameters(host) == HYPERPARAMETERS

@@ -19,8 +19,8 @@ from transformers import AutoTokenizer, TrainerCallback
 from trl import get_peft_config
 
 from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, latest_complete_checkpoint
-from grpo_rlvr.config import RunConfig, check_device, load_config
-from grpo_rlvr.history import write_history
+from grpo_rlvr.config import RunConfig, check_device
+from grpo_rlvr.history import use_numeric_progress, write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
 from grpo_rlvr.training.arguments import trainer_arguments
 from grpo_rlvr.training.callbacks import (
@@ -110,6 +110,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             ],
         )
         match_saved_modules(trainer.model)
+        use_numeric_progress(trainer)
 
         # Train
         if stop.requested:  # SIGTERM while loading: nothing new to save
@@ -157,10 +158,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
     return summary
 
 
-def execute(recipe: str, overrides: Sequence[str], print_config: bool = False) -> int:
-    """What `grpo-rlvr train` does: load the recipe, then print it or run it."""
+def execute(config: RunConfig, print_config: bool = False) -> int:
+    """What `grpo-rlvr train` does with a validated recipe: print it or run it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(recipe, overrides)
     if print_config:
         print(json.dumps(config.resolved(), indent=2))
         return 0
