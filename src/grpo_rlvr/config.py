@@ -374,6 +374,8 @@ def check_device(config: RunConfig, status: CudaStatus | None = None) -> None:
     if problem is not None:
         found = f"this recipe trains on a GPU, but CUDA is not usable here: {problem}"
         raise ConfigError("use_cpu", f"{found}; {cuda.CPU_ON_PURPOSE}")
+
+
 def _precheck(values: dict[str, Any], num_processes: int) -> None:
     """Every key, type, choice, null and range against the recipe schema, and the group size: all the
     problems in one ConfigError. Needs no TRL import, so a mistake is reported in a second or two."""
