@@ -31,11 +31,14 @@ $(VENV)/.synced: pyproject.toml $(LOCK) scripts/dev_env.py
 	$(PYTHON) scripts/dev_env.py --venv $(VENV) --lock $(LOCK)
 	@touch $@
 
-.PHONY: help build image-test lock env data train smoke reproduce-mini reproduce-mini-code test lint bench eval push launch
+.PHONY: help build image-test lock env data train smoke reproduce-mini reproduce-mini-code test lint bench eval push launch gpu-check
 
 # BuildKit through buildx (Docker 23+), or the 20.10+ client's own BuildKit: no frontend image is fetched.
 build: ## the training image, e.g. make build BUILD_ARGS="--build-arg FLASH_ATTN_WHEEL_URL=..."
 	DOCKER_BUILDKIT=1 $(DOCKER) build $(BUILD_ARGS) -t $(IMAGE) .
+
+gpu-check: $(ENV_STAMP) ## wheelhouse for bench/gpu_check.sh (the one-shot GPU acceptance run) in build/gpu-check, <= 60 MiB
+	$(PY) bench/gpu_wheelhouse.py --out build/gpu-check
 
 image-test: $(ENV_STAMP) ## engine, locally made base, build, then tests/image against the image (root on Debian 12)
 	IMAGE=$(IMAGE) PY=$(PY) scripts/image_test.sh

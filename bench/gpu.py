@@ -13,7 +13,14 @@ never sample the end token, so every completion is forced to one length (`min_ne
 transformers' generate, `min_tokens` for vLLM, = max_completion_length): by default 256 tokens for
 both recipes (the seed's cap; GSM8K solutions end inside it), so that (b)/(a) compares engines and
 batching at equal work per completion, not (b)'s larger cap; `--completion-length recipe` keeps each
-recipe's own cap instead (the worst case).
+recipe's own cap instead (the worst case). A forced completion reaches the cap, so it counts as
+truncated: every row trains with `mask_truncated_completions: false`, or (b), which masks truncated
+completions out of the loss, would train on its prompts alone (with flash-attn the masked tokens are
+unpadded away) and look faster than it is. A row that would mask what it forces (`--set
+mask_truncated_completions=true`) is refused, by `--dry-run` too.
+
+QLoRA with vLLM generation is refused before load (`gpu_rules.vllm_problem`): the (b, qlora) row is
+reported as skipped, with the reason, and has no ratio.
 
 Why this tokenizer: a random model samples ids over all 151,936 rows of its output layer, so the
 tokenizer must decode every one of them (vLLM detokenizes as it goes). The tiny tokenizer (576 tokens,
@@ -23,6 +30,7 @@ tokenizer makes of it), and every sampled id decodes.
 
   python bench/gpu.py --steps 10 --modes full,lora,qlora --out gpu-results.json   # one GPU
   python bench/gpu.py --dry-run                                                   # configs only, any machine
+  python bench/gpu.py --set vllm_gpu_memory_utilization=0.5 ...                  # one override on every row
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ import torch
 from measure import StepTimer, machine_info
 from prompts import GSM8K_TRAIN
 
-from grpo_rlvr.config import RunConfig, load_config
+from grpo_rlvr.config import ConfigError, RunConfig, load_config
+from grpo_rlvr.overrides import parse_overrides
 from grpo_rlvr.tiny import SPECIAL_TOKENS, resolve_model_path
 
 RECIPES = {"a": "qwen2.5-0.5b-gsm8k-seed", "b": "qwen2.5-0.5b-gsm8k"}
@@ -67,7 +76,8 @@ SPEED_SETTINGS = {
     "training": ("use_vllm", "vllm_mode", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode",
                  "num_generations", "max_completion_length", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "steps_per_generation", "num_iterations", "beta", "loss_type",
-                 "gradient_checkpointing", "bf16", "torch_compile", "generation_kwargs"),
+                 "mask_truncated_completions", "gradient_checkpointing", "bf16", "torch_compile",
+                 "generation_kwargs"),
     "model": ("use_peft", "load_in_4bit", "lora_r", "lora_target_modules", "dtype", "attn_implementation"),
     "data": ("num_shots", "prompt_format", "end_tokens", "stop_at_answer", "max_prompt_tokens"),
 }  # fmt: skip
@@ -119,11 +129,23 @@ def write_model(out_dir: Path, weights: bool = True) -> Path:
     return out_dir
 
 
+class MasksForcedTokens(ValueError):
+    """A row whose completions are forced to full length while truncated completions leave the loss."""
+
+
 def run_config(
-    recipe: str, mode: str, model_dir: Path, data: Path, steps: int, workdir: Path, length: int | None
+    recipe: str,
+    mode: str,
+    model_dir: Path,
+    data: Path,
+    steps: int,
+    workdir: Path,
+    length: int | None,
+    extra: dict[str, Any] | None = None,
 ) -> RunConfig:
     """The recipe as published, on the random model, for `steps` steps, every completion `length` tokens
-    long (None: the recipe's max_completion_length)."""
+    long (None: the recipe's max_completion_length), truncated completions kept in the loss; `extra`
+    overrides last (`--set`)."""
     overrides: dict[str, Any] = {
         "model_name_or_path": str(model_dir),
         **MODES[mode],
@@ -141,6 +163,8 @@ def run_config(
         "model_dir": str(workdir / "model"),
         "summary_dir": str(workdir / "summary"),
         **({"max_completion_length": length} if length else {}),
+        "mask_truncated_completions": False,  # every completion is forced to the cap: see the docstring
+        **(extra or {}),
     }
     recipe_only = load_config(recipe, overrides)
     fixed_length = "min_tokens" if recipe_only.training.use_vllm else "min_new_tokens"
@@ -148,7 +172,13 @@ def run_config(
         **(recipe_only.training.generation_kwargs or {}),
         fixed_length: recipe_only.training.max_completion_length,
     }
-    return load_config(recipe, {**overrides, "generation_kwargs": generation})
+    config = load_config(recipe, {**overrides, "generation_kwargs": generation})
+    if config.training.mask_truncated_completions:
+        raise MasksForcedTokens(
+            f"{recipe} / {mode}: completions are forced to {config.training.max_completion_length} tokens "
+            "(truncated), and mask_truncated_completions: true would leave every one out of the loss"
+        )
+    return config
 
 
 def completions_per_step(config: RunConfig) -> int:
@@ -202,13 +232,30 @@ class DevicePeak:
         self._nvml.nvmlShutdown()
 
 
+def row_config(
+    recipe_key: str, mode: str, args: argparse.Namespace, model_dir: Path, workdir: Path
+) -> RunConfig:
+    return run_config(
+        RECIPES[recipe_key], mode, model_dir, args.data, args.steps, workdir, args.completion_length, args.set
+    )
+
+
+def skipped(recipe_key: str, mode: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any] | None:
+    """A row the stack refuses before load (quantization with vLLM): its reason, else None."""
+    try:
+        row_config(recipe_key, mode, args, model_dir, model_dir.parent / f"{recipe_key}-{mode}")
+    except ConfigError as err:
+        if err.key in ("load_in_4bit", "load_in_8bit"):
+            return {"recipe": RECIPES[recipe_key], "mode": mode, "skipped": str(err)}
+        raise
+    return None
+
+
 def measure(recipe_key: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one (recipe, mode) and time it; meant for a fresh process."""
     from grpo_rlvr.training import grpo
 
-    config = run_config(
-        RECIPES[recipe_key], mode, args.model_dir, args.data, args.steps, args.workdir, args.completion_length
-    )
+    config = row_config(recipe_key, mode, args, args.model_dir, args.workdir)
     timer = StepTimer()
     before = torch.cuda.mem_get_info()
     with DevicePeak() as device:
@@ -232,7 +279,8 @@ def run_child(recipe_key: str, mode: str, args: argparse.Namespace, model_dir: P
     result_file, log_file = run_dir / "result.json", run_dir / "train.log"
     command = [sys.executable, __file__, "--child", recipe_key, mode, "--model-dir", str(model_dir),
                "--data", str(args.data), "--steps", str(args.steps), "--workdir", str(run_dir),
-               "--completion-length", str(args.completion_length or "recipe")]  # fmt: skip
+               "--completion-length", str(args.completion_length or "recipe"),
+               *(f"--set={k}={json.dumps(v)}" for k, v in args.set.items())]  # fmt: skip
     print(f"[gpu bench] {RECIPES[recipe_key]} / {mode}: log {log_file}", file=sys.stderr, flush=True)
     with log_file.open("w") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -245,7 +293,7 @@ def run_child(recipe_key: str, mode: str, args: argparse.Namespace, model_dir: P
 
 def ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """(b)/(a) per mode for every rate and for peak memory."""
-    found = {(r["recipe"], r["mode"]): r for r in runs if "error" not in r}
+    found = {(r["recipe"], r["mode"]): r for r in runs if "error" not in r and "skipped" not in r}
     keys = ("steps_per_s", "completions_per_s", "completion_tokens_per_s", "device_peak_used_gib")
     return {
         mode: {key: b[key] / a[key] for key in keys if a.get(key) and b.get(key) is not None}
@@ -258,8 +306,11 @@ def print_table(runs: list[dict[str, Any]], by_mode: dict[str, dict[str, float]]
     print(f"{'recipe':<26} {'mode':<6} {'steps/s':>8} {'compl/s':>8} {'tok/s':>9} {'1st step s':>10} "
           f"{'torch GiB':>9} {'device GiB':>10}")  # fmt: skip
     for r in runs:
-        if "error" in r:
-            print(f"{r['recipe']:<26} {r['mode']:<6} failed: {r['error']}")
+        if "error" in r or "skipped" in r:
+            print(
+                f"{r['recipe']:<26} {r['mode']:<6} "
+                + (f"failed: {r['error']}" if "error" in r else "skipped")
+            )
             continue
         print(f"{r['recipe']:<26} {r['mode']:<6} {r['steps_per_s']:>8.3f} {r['completions_per_s']:>8.1f} "
               f"{r['completion_tokens_per_s'] or 0:>9.0f} {r['first_step_s']:>10.1f} "
@@ -275,11 +326,12 @@ def dry_run(args: argparse.Namespace) -> list[dict[str, Any]]:
         model_dir = write_model(Path(tmp) / "model", weights=False)
         for key in RECIPES:
             for mode in args.modes:
-                workdir = Path(tmp) / f"{key}-{mode}"
-                config = run_config(
-                    RECIPES[key], mode, model_dir, args.data, args.steps, workdir, args.completion_length
+                if refused := skipped(key, mode, args, model_dir):
+                    plans.append(refused)
+                    continue
+                plans.append(
+                    plan(key, mode, row_config(key, mode, args, model_dir, Path(tmp) / f"{key}-{mode}"))
                 )
-                plans.append(plan(key, mode, config))
     return plans
 
 
@@ -301,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu-results.json"), help="results JSON")
     parser.add_argument("--workdir", type=Path, help="model, logs and outputs (default: a temporary folder)")
     parser.add_argument("--dry-run", action="store_true", help="print every run's config; needs no GPU")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override on every row"
+    )
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("RECIPE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -311,12 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         parser.error(f"--data {args.data} does not exist: pass the GSM8K train JSONL")
 
-    if args.dry_run:
-        print(json.dumps(dry_run(args), indent=2, default=str))
-        return 0
+    args.set = parse_overrides(args.set)
     if args.child:
         result = measure(*args.child, args)
         (args.workdir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        return 0
+    try:
+        plans = dry_run(args)  # every row's config, checked before any GPU time is spent
+    except MasksForcedTokens as err:
+        parser.error(str(err))
+    if args.dry_run:
+        print(json.dumps(plans, indent=2, default=str))
         return 0
     if not torch.cuda.is_available():
         parser.error("no CUDA device: run this inside the image on a GPU machine (or use --dry-run)")
@@ -324,13 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         workdir = args.workdir or Path(tmp)
         model_dir = write_model(workdir / "random-qwen2.5-0.5b")
-        runs = [run_child(key, mode, args, model_dir, workdir) for mode in args.modes for key in RECIPES]
+        runs = [
+            skipped(key, mode, args, model_dir) or run_child(key, mode, args, model_dir, workdir)
+            for mode in args.modes
+            for key in RECIPES
+        ]
     by_mode = ratios(runs)
     report = {"machine": machine_info(), "steps": args.steps, "runs": runs, "ratio_b_over_a": by_mode}
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print_table(runs, by_mode)
     print(f"results: {args.out}")
-    return 0 if all("error" not in r for r in runs) else 1
+    return 0 if all("error" not in r for r in runs) else 1  # a skipped row is stated, not failed
 
 
 if __name__ == "__main__":

@@ -103,14 +103,26 @@ def test_gpu_bench_help_and_dry_run_need_no_gpu(capsys: pytest.CaptureFixture[st
     plans = json.loads(capsys.readouterr().out)
     runs = {(recipe, mode) for recipe in gpu.RECIPES.values() for mode in gpu.MODES}
     assert {(p["recipe"], p["mode"]) for p in plans} == runs
-    for p in plans:
+    # QLoRA with vLLM generation is refused before load: the row says so and why, and is not measured.
+    skipped = [p for p in plans if "skipped" in p]
+    assert [(p["recipe"], p["mode"]) for p in skipped] == [(gpu.RECIPES["b"], "qlora")]
+    assert "load_in_4bit" in skipped[0]["skipped"] and "use_vllm" in skipped[0]["skipped"]
+    for p in (p for p in plans if "skipped" not in p):
         settings = p["settings"]
         assert (settings["use_peft"], settings["load_in_4bit"]) == tuple(gpu.MODES[p["mode"]].values())
         assert settings["max_completion_length"] == 256  # the default: equal length for both recipes
         key = "min_tokens" if settings["use_vllm"] else "min_new_tokens"
         assert settings["generation_kwargs"][key] == 256  # random weights may not stop early
+        assert settings["mask_truncated_completions"] is False  # every forced token is trained on
         assert p["completions_per_step"] > 0
-    assert {p["settings"]["use_vllm"] for p in plans} == {False, True}  # (a) generate, (b) vLLM
+    assert {p["settings"]["use_vllm"] for p in plans if "skipped" not in p} == {False, True}  # (a), (b)
+
+
+def test_gpu_bench_refuses_a_row_that_masks_the_tokens_it_forces(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gpu.main(["--dry-run", "--steps", "3", "--modes", "lora", "--set", "mask_truncated_completions=true"])
+    assert exit_info.value.code == 2
+    assert "mask_truncated_completions: true would leave every one out of the loss" in capsys.readouterr().err
 
 
 def test_gpu_tokenizer_decodes_every_model_id(tiny_model: str) -> None:

@@ -87,7 +87,7 @@ def _recipe(folder: Path, model: str, data: Path, reward: Path) -> Path:
         "model_name_or_path": model, "dataset_path": str(data), "reward_module": str(reward),
         "rewards": ["sevens"], "num_shots": 0, "per_device_train_batch_size": 4, "num_generations": 2,
         "max_completion_length": 6, "learning_rate": 1e-2, "lr_scheduler_type": "constant",
-        "logging_steps": 1, "gradient_checkpointing": False, "disable_tqdm": True, "seed": 0,
+        "logging_steps": 1, "gradient_checkpointing": False, "disable_tqdm": True, "seed": 0, "use_cpu": True,
         "max_steps": MAX_STEPS, "save_strategy": "steps", "save_steps": SAVE_STEPS, "save_total_limit": 1,
         "output_dir": str(folder / "checkpoints"), "model_dir": str(folder / "model"),
         "summary_dir": str(folder / "output"),

@@ -247,7 +247,10 @@ def test_scripts_answer_help() -> None:
 
 def test_shell_scripts_pass_shellcheck() -> None:
     result = subprocess.run(
-        [str(BIN / "shellcheck"), str(ROOT / "docker/entrypoint.sh"), str(ROOT / "scripts/push_ecr.sh")],
+        [
+            str(BIN / "shellcheck"),
+            *(str(ROOT / p) for p in ("docker/entrypoint.sh", "scripts/push_ecr.sh", "bench/gpu_check.sh")),
+        ],
         capture_output=True,
         text=True,
     )

@@ -116,37 +116,67 @@ def _fake_devices(tmp_path: Path, interfaces: list[str], efa: bool) -> dict[str,
 
 
 GRACE = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(launch.STOP_GRACE_S)}
+CPU = {**GRACE, "DS_ACCELERATOR": "cpu"}  # DeepSpeed's CPU accelerator, over gloo
 NCCL = {**GRACE, "NCCL_DEBUG": "WARN"}
-EFA = {
-    **NCCL,
-    "NCCL_SOCKET_IFNAME": "eth0",
-    "FI_PROVIDER": "efa",
-    "NCCL_PROTO": "simple",
-    "RDMAV_FORK_SAFE": "1",
-}
+SOCKETS = {**NCCL, "NCCL_SOCKET_IFNAME": "eth0"}
+EFA = {**SOCKETS, "FI_PROVIDER": "efa", "RDMAV_FORK_SAFE": "1"}  # never NCCL_PROTO=simple
 
 
 @pytest.mark.parametrize(
-    ("hosts", "interface", "instance", "gpus", "efa", "expected"),
+    ("hosts", "interface", "instance", "gpus", "efa", "plugin", "expected"),
     [
         # CPU: gloo, and its interface only when there are several hosts and the interface exists
-        (1, "eth0", None, 0, False, GRACE),
-        (2, "eth0", None, 0, False, {**GRACE, "GLOO_SOCKET_IFNAME": "eth0"}),
-        (2, "ethwe", None, 0, False, GRACE),  # SDK local mode's name: no such interface in a local container
+        (1, "eth0", None, 0, False, False, CPU),
+        (2, "eth0", None, 0, False, False, {**CPU, "GLOO_SOCKET_IFNAME": "eth0"}),
+        (
+            2,
+            "ethwe",
+            None,
+            0,
+            False,
+            False,
+            CPU,
+        ),  # SDK local mode's name: no such interface in a local container
         # GPU without EFA
-        (2, "eth0", "ml.g5.12xlarge", 4, False, {**NCCL, "NCCL_SOCKET_IFNAME": "eth0"}),
-        (2, "ethwe", "local_gpu", 1, False, NCCL),
-        # EFA; device RDMA only where the toolkit lists it
-        (2, "eth0", "ml.g5.48xlarge", 8, True, EFA),
-        (2, "eth0", "ml.p4d.24xlarge", 8, True, {**EFA, "FI_EFA_USE_DEVICE_RDMA": "1"}),
+        (2, "eth0", "ml.g5.12xlarge", 4, False, False, SOCKETS),
+        (2, "ethwe", "local_gpu", 1, False, False, NCCL),
+        # EFA devices: used only between hosts and through an OFI NCCL plugin; device RDMA where listed
+        (1, "eth0", "ml.p4d.24xlarge", 8, True, True, SOCKETS),  # one host: NVLink, nothing for EFA
+        (2, "eth0", "ml.g5.48xlarge", 8, True, False, SOCKETS),  # no plugin: NCCL cannot use EFA
+        (2, "eth0", "ml.g5.48xlarge", 8, True, True, EFA),
+        (2, "eth0", "ml.p4d.24xlarge", 8, True, True, {**EFA, "FI_EFA_USE_DEVICE_RDMA": "1"}),
     ],
 )
 def test_distributed_env(
-    tmp_path: Path, hosts: int, interface: str, instance: str | None, gpus: int, efa: bool, expected: dict
+    tmp_path: Path,
+    hosts: int,
+    interface: str,
+    instance: str | None,
+    gpus: int,
+    efa: bool,
+    plugin: bool,
+    expected: dict,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    plugin_dir = tmp_path / "ofi-nccl"
+    plugin_dir.mkdir()
+    if plugin:
+        (plugin_dir / "libnccl-net.so").touch()
     names = tuple(f"algo-{i + 1}" for i in range(hosts))
     resources = Resources("algo-1", names, interface, instance)
-    assert launch.distributed_env(resources, gpus, **_fake_devices(tmp_path, ["lo", "eth0"], efa)) == expected
+    devices = _fake_devices(tmp_path, ["lo", "eth0"], efa)
+    assert launch.distributed_env(resources, gpus, **devices, plugin_dirs=[str(plugin_dir)]) == expected
+
+
+def test_cpu_processes_sets_the_process_count_on_hosts_without_a_gpu() -> None:
+    assert (
+        launch.Plan("smoke-cpu", {}, Resources("algo-1", ("algo-1", "algo-2")), 0, "zero3", 2).processes == 4
+    )
+    assert launch._cpu_processes(None) == 1 and launch._cpu_processes(3) == 3
+    for bad in (0, -1, "two", True, 1.5):
+        with pytest.raises(launch.ContractError, match="cpu_processes"):
+            launch._cpu_processes(bad)
 
 
 def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
@@ -161,7 +191,7 @@ def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
 
 def test_accelerate_command_on_cpu_hosts() -> None:
     plan = _plan(0, ("algo-1", "algo-2"), "algo-2")
-    command = launch.accelerate_command(plan, Path("ddp.yaml"), "10.0.0.1", 29500)
+    command = launch.accelerate_command(plan, launch.accelerate_config_path("ddp"), "10.0.0.1", 29500)
     assert plan.processes == 2
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[command.index("--num_machines") + 1] == "2"
@@ -172,6 +202,14 @@ def test_accelerate_command_on_cpu_hosts() -> None:
         "-m", "grpo_rlvr.cli", "train", "--recipe", "smoke-cpu", "max_steps=3",
         'lora_target_modules=["q_proj"]',
     ]  # fmt: skip
+
+
+def test_accelerate_command_on_cpu_hosts_leaves_deepspeed_to_the_config() -> None:
+    """`--multi_gpu` would make accelerate ignore the config's DeepSpeed and run plain DDP."""
+    plan = _plan(0, ("algo-1",), "algo-1")
+    zero3 = launch.accelerate_config_path("zero3")
+    assert launch.uses_deepspeed(zero3) and not launch.uses_deepspeed(launch.accelerate_config_path("ddp"))
+    assert "--multi_gpu" not in launch.accelerate_command(plan, zero3, "127.0.0.1", 29500)
 
 
 def test_accelerate_command_on_gpu_hosts() -> None:

@@ -96,6 +96,7 @@ def sharp_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> st
 def make_recipe(tmp_path: Path, **values: Any) -> Path:
     """A recipe file whose outputs all go under tmp_path."""
     recipe = {
+        "use_cpu": True,  # trained on the CPU on purpose: without it a recipe wants a GPU
         "output_dir": str(tmp_path / "checkpoints"),
         "model_dir": str(tmp_path / "model"),
         "summary_dir": str(tmp_path / "output"),
@@ -842,6 +843,7 @@ def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and
         "max_completion_length": 8,
         "max_steps": 1,
         "bf16": True,  # as on the GPU: bf16 weights and autocast (CPU autocast supports bf16)
+        "use_cpu": True,
         "gradient_checkpointing": False,
         "save_strategy": "no",
         "report_to": "none",
@@ -867,3 +869,46 @@ def test_seed_recipe_trains_qlora_with_head_and_embeddings_a_reference_model_and
     assert saved["evaluation"] == summary["evaluation"]
     metrics = json.loads((tmp_path / "output" / "eval" / "metrics.json").read_text())
     assert metrics["prompt"].startswith("chat") and metrics["decoding"]["end_tokens"] == ["<|im_end|>"]
+
+
+def test_a_head_trained_apart_from_the_tied_embeddings_reads_the_same_in_every_loader(
+    tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str
+) -> None:
+    """The tiny model ties lm_head to embed_tokens; trained apart (`lora_modules_to_save`), the merged
+    model is saved untied, so transformers and any loader that honours `tie_word_embeddings` compute the
+    same logits, from the trained head, not from the embeddings."""
+    from safetensors.torch import load_file as load_weights
+
+    assert json.loads((Path(tiny_model) / "config.json").read_text())["tie_word_embeddings"]
+    both = {"lora_modules_to_save": ["lm_head", "embed_tokens"]}
+    recipe = toy_recipe(tmp_path, tiny_model, toy_data, toy_reward, max_steps=2, **both, **LORA)
+    grpo.run(load_config(recipe))
+
+    model_dir = tmp_path / "model"
+    saved_config = json.loads((model_dir / "config.json").read_text())
+    weights = load_weights(model_dir / "model.safetensors")
+    head, embeddings = weights["lm_head.weight"], weights["model.embed_tokens.weight"]
+    assert not torch.equal(head, embeddings)  # trained apart: two matrices, or the test means nothing
+    assert saved_config["tie_word_embeddings"] is False
+    # A loader that honours tie_word_embeddings: the output matrix the config names, over the same body.
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ids = AutoTokenizer.from_pretrained(model_dir)("Numbers: 1 2 3", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        hidden = model.model(ids).last_hidden_state
+        honoured = hidden @ (embeddings if saved_config["tie_word_embeddings"] else head).T
+        assert torch.allclose(model(ids).logits, honoured, atol=1e-5)
+        assert not torch.allclose(model(ids).logits, hidden @ embeddings.T, atol=1e-3)
+
+
+def test_a_head_trained_apart_with_colocated_vllm_is_refused_before_the_model_loads(
+    tmp_path: Path, tiny_model: str, toy_data: str, toy_reward: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_load(*_: Any, **__: Any) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_load)
+    head = {"lora_modules_to_save": ["lm_head"], "use_vllm": True}
+    recipe = toy_recipe(tmp_path, tiny_model, toy_data, toy_reward, max_steps=1, **head, **LORA)
+    with pytest.raises(ConfigError, match="ties lm_head to embed_tokens") as refused:
+        grpo.run(load_config(recipe))
+    assert refused.value.key == "lora_modules_to_save" and "use_vllm: false" in str(refused.value)

@@ -153,11 +153,13 @@ def _env(args: argparse.Namespace) -> int:
     """Versions and devices: the first thing to paste into a bug report."""
     import torch
 
+    from grpo_rlvr import cuda
     from grpo_rlvr.versions import attention_choice, package_versions
 
     for name, found in package_versions().items():
         print(f"{name}=={found}" if found else f"{name}: not installed")
     print(f"cuda_available={torch.cuda.is_available()} gpus={torch.cuda.device_count()}")
+    print("\n".join(cuda.probe().lines()))
     attention, why = attention_choice()
     print(f"attention: {attention} ({why}; a recipe's attn_implementation overrides it)")
     return 0

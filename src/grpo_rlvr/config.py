@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from grpo_rlvr import cuda, gpu_rules
 from grpo_rlvr.data import PACKAGED_GSM8K
 from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
@@ -47,6 +48,8 @@ from grpo_rlvr.tiny import BUILTIN_PREFIX, BUILTINS, builtin_names
 
 if TYPE_CHECKING:
     from trl import GRPOConfig, ModelConfig
+
+    from grpo_rlvr.cuda import CudaStatus
 
 RECIPES_ENV = "GRPO_RLVR_RECIPES"  # the image points this at its baked recipes folder
 REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -256,6 +259,7 @@ class RunConfig:
     run: RunArguments
     reward_funcs: list = field(default_factory=list, repr=False)  # resolved from `rewards`
     prompt_format: PromptFormat = DEFAULT  # from `data.prompt_format`
+    cpu_on_purpose: bool = False  # the recipe or an override says `use_cpu: true`: no GPU wanted
 
     def resolved(self) -> dict[str, Any]:
         """Plain JSON settings, secrets masked: secret-named keys, and env secret values anywhere."""
@@ -340,19 +344,22 @@ def load_config(
     reporting_off = "report_to" in values and values["report_to"] in NO_REPORTING
     if reporting_off:
         values["report_to"] = "none"
+    cpu_on_purpose = values.get("use_cpu") is True
     num_processes = num_processes or int(os.environ.get("WORLD_SIZE", 1))
     _precheck(values, num_processes)  # every key, type and range at once, before TRL is imported
     _apply_cpu_defaults(values)
     training, model, data, rewards, run = _parse(values, num_processes)
     if os.environ.get(MLFLOW_ENV) and not reporting_off and "mlflow" not in training.report_to:
         training.report_to.append("mlflow")
-    return _validated(str(recipe), path, training, model, data, rewards, run)
+    config = _validated(str(recipe), path, training, model, data, rewards, run)
+    return dataclasses.replace(config, cpu_on_purpose=cpu_on_purpose)
 
 
 def _apply_cpu_defaults(values: dict[str, Any]) -> None:
-    """Without CUDA, default to a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept, except
-    `tf32`: transformers refuses it without an Ampere GPU, so a GPU recipe validates on a CPU host (the
-    launcher's) with it unset, and the GPU run applies it."""
+    """Without CUDA, validate as a CPU run in fp32 (TRL defaults bf16 on); explicit values are kept, except
+    `tf32`: transformers refuses bf16 and tf32 on a host without a GPU, so a GPU recipe validates on a CPU
+    host (a laptop writing a SageMaker job) this way. Whether it may TRAIN there is `check_device`'s
+    question: only a recipe that asks for `use_cpu: true` itself does."""
     import torch
 
     if not torch.cuda.is_available():
@@ -360,6 +367,17 @@ def _apply_cpu_defaults(values: dict[str, Any]) -> None:
         values.setdefault("bf16", False)
         if values.get("tf32"):
             values["tf32"] = None
+
+
+def check_device(config: RunConfig, status: CudaStatus | None = None) -> None:
+    """A recipe that does not ask for the CPU trains on a GPU: where CUDA is not usable, refuse, saying
+    what was found, before anything is downloaded or loaded (never a silent CPU run)."""
+    if config.cpu_on_purpose:
+        return
+    problem = (status or cuda.probe()).problem
+    if problem is not None:
+        found = f"this recipe trains on a GPU, but CUDA is not usable here: {problem}"
+        raise ConfigError("use_cpu", f"{found}; {cuda.CPU_ON_PURPOSE}")
 
 
 def _precheck(values: dict[str, Any], num_processes: int) -> None:
@@ -515,6 +533,8 @@ def _validated(
     _check_model_path(model.model_name_or_path)
     if (model.load_in_4bit or model.load_in_8bit) and not model.use_peft:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
+    if problem := gpu_rules.vllm_problem(model, training):
+        raise ConfigError(*problem)
     for key in ("dataset_path", "val_dataset_path"):
         source = getattr(data, key)
         if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):

@@ -65,6 +65,10 @@ DEFAULT_ACCELERATE_CONFIG = "ddp"
 # Hyperparameters for the launcher itself, not recipe keys.
 RECIPE_KEY = "recipe"
 ACCELERATE_CONFIG_KEY = "accelerate_config"
+CPU_PROCESSES_KEY = "cpu_processes"  # processes per host where there is no GPU (default 1)
+# Where the AWS OFI NCCL plugin (libnccl-net.so, NCCL over EFA) is installed on AWS images; the image
+# ships none, so multi-node traffic goes over TCP sockets unless one is built on top (docs/image.md).
+NCCL_NET_PLUGIN_DIRS = ("/opt/amazon/ofi-nccl/lib", "/opt/aws-ofi-nccl/lib", "/usr/local/lib")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # "Fix an input", not a crash.
@@ -91,10 +95,11 @@ class Plan:
     resources: Resources
     gpus: int
     accelerate_config: str | None
+    cpu_processes: int = 1  # per host, where there is no GPU
 
     @property
     def processes(self) -> int:
-        return max(self.gpus, 1) * len(self.resources.hosts)
+        return (self.gpus or self.cpu_processes) * len(self.resources.hosts)
 
 
 def make_plan(
@@ -116,15 +121,32 @@ def make_plan(
     channels = sagemaker.read_channels(paths)
     recipe = str(hyperparameters.pop(RECIPE_KEY, None) or os.environ.get(RECIPE_ENV) or DEFAULT_RECIPE)
     accelerate_config = hyperparameters.pop(ACCELERATE_CONFIG_KEY, None)
+    cpu_processes = _cpu_processes(hyperparameters.pop(CPU_PROCESSES_KEY, None))
     overrides = {**hyperparameters, **sagemaker.contract_overrides(paths, channels)}
     if len(resources.hosts) > 1:
         # Every host has its own /opt/ml/checkpoints: each needs a whole checkpoint to resume from.
         overrides.setdefault("save_on_each_node", True)
     accelerate_name = None if accelerate_config is None else str(accelerate_config)
-    plan = Plan(recipe, overrides, resources, gpu_count(), accelerate_name)
+    plan = Plan(recipe, overrides, resources, gpu_count(), accelerate_name, cpu_processes)
+    if plan.gpus and cpu_processes != 1:
+        raise ContractError(
+            f"fix hyperparameter `{CPU_PROCESSES_KEY}`: this host has {plan.gpus} GPU(s), one process each; "
+            f"{CPU_PROCESSES_KEY} is for hosts without a GPU"
+        )
     if plan.processes > 1 or accelerate_name is not None:
         accelerate_config_path(plan.accelerate_config)  # a wrong name fails now, not after the model loads
     return plan, config.load_config(plan.recipe, overrides, num_processes=plan.processes)
+
+
+def _cpu_processes(value: Any) -> int:
+    """The `cpu_processes` launch setting: a whole number of processes, at least 1."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ContractError(
+            f"fix hyperparameter `{CPU_PROCESSES_KEY}`: a whole number of at least 1, not {value!r}"
+        )
+    return value
 
 
 def gpu_count() -> int:
@@ -143,29 +165,50 @@ def distributed_env(
     *,
     net_dir: Path = Path("/sys/class/net"),
     efa_dir: Path = Path("/dev/infiniband"),
+    plugin_dirs: Sequence[str] = NCCL_NET_PLUGIN_DIRS,
 ) -> dict[str, str]:
     """Communication variables, chosen as SageMaker's PyTorch images do (sagemaker_training's
     torch_distributed runner and the PyTorch container's NCCL setup), for a multi-process run.
 
     The interface from resourceconfig.json is used only when it exists here: SDK local mode writes
-    `ethwe`, which no local container has. EFA variables only when EFA devices exist; device RDMA only
-    on the instance types the toolkit lists for it (libfabric >= 1.18 detects it by itself anyway).
+    `ethwe`, which no local container has. On CPU, DeepSpeed uses its CPU accelerator (gloo). EFA
+    variables only for several hosts, with EFA devices and an OFI NCCL plugin to use them (without one
+    NCCL talks TCP and the variables do nothing); device RDMA only on the instance types the toolkit
+    lists for it. No NCCL_PROTO: `simple` slows NVLink inside a host, and current plugins need none.
     """
     found: dict[str, str] = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(STOP_GRACE_S)}
     interface = resources.network_interface
     has_interface = interface is not None and (net_dir / interface).exists()
+    several_hosts = len(resources.hosts) > 1
     if gpus == 0:
-        if has_interface and len(resources.hosts) > 1:
+        found["DS_ACCELERATOR"] = "cpu"
+        if has_interface and several_hosts:
             found["GLOO_SOCKET_IFNAME"] = interface
         return found
     found["NCCL_DEBUG"] = "WARN"
     if has_interface:
         found["NCCL_SOCKET_IFNAME"] = interface
-    if any(efa_dir.glob("uverbs*")):
-        found |= {"FI_PROVIDER": "efa", "NCCL_PROTO": "simple", "RDMAV_FORK_SAFE": "1"}
+    if several_hosts and any(efa_dir.glob("uverbs*")):
+        plugin = nccl_net_plugin([*os.environ.get("LD_LIBRARY_PATH", "").split(":"), *plugin_dirs])
+        if plugin is None:
+            log.warning(
+                "EFA devices found but no OFI NCCL plugin (libnccl-net.so): NCCL between hosts uses TCP "
+                "sockets, several times slower than EFA; see docs/image.md (multi-node over EFA)"
+            )
+            return found
+        found |= {"FI_PROVIDER": "efa", "RDMAV_FORK_SAFE": "1"}
         if resources.instance_type in SM_EFA_RDMA_INSTANCES:
             found["FI_EFA_USE_DEVICE_RDMA"] = "1"
     return found
+
+
+def nccl_net_plugin(folders: Sequence[str]) -> Path | None:
+    """The first NCCL network plugin library (libnccl-net*.so) in `folders`, else None."""
+    for folder in filter(None, folders):
+        found = sorted(Path(folder).glob("libnccl-net*.so*"))
+        if found:
+            return found[0]
+    return None
 
 
 def host_address(host: str, env: Mapping[str, str], timeout_s: float = DNS_TIMEOUT_S) -> str:
@@ -208,11 +251,21 @@ def accelerate_config_path(name: str | None) -> Path:
     )
 
 
+def uses_deepspeed(config_file: Path) -> bool:
+    """Whether an accelerate config runs DeepSpeed (its `distributed_type`)."""
+    import yaml
+
+    return (yaml.safe_load(config_file.read_text()) or {}).get("distributed_type") == "DEEPSPEED"
+
+
 def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: int) -> list[str]:
+    # On CPU DDP needs `--multi_gpu` (gloo; `--cpu` would start ONE process). Not with DeepSpeed: accelerate
+    # reads the config's distributed_type only when no such flag is given, and would run plain DDP.
+    multi_gpu = plan.gpus == 0 and not uses_deepspeed(config_file)
     return [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(config_file),
-        *(["--multi_gpu"] if plan.gpus == 0 else []),  # on CPU: gloo (`--cpu` would start ONE process)
+        *(["--multi_gpu"] if multi_gpu else []),
         "--num_processes", str(plan.processes),
         "--num_machines", str(len(plan.resources.hosts)),
         "--machine_rank", str(plan.resources.rank),
@@ -424,6 +477,7 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
             "recipe %s: %d process(es) = %d GPU(s) x %d host(s); this host %s has machine rank %d",
             plan.recipe, plan.processes, plan.gpus, len(r.hosts), r.current_host, r.rank,
         )  # fmt: skip
+        config.check_device(run_config)  # before N processes start, each to refuse the same way
         if plan.processes == 1:
             from grpo_rlvr.training import grpo  # torch, transformers and TRL: only where this process trains
 

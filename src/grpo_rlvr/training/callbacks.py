@@ -64,11 +64,19 @@ class StopOnNonFinite(TrainerCallback):
                 raise NonFiniteError(f"{key} is {value} at step {state.global_step}: lower learning_rate")
 
     def on_step_end(self, args: GRPOConfig, state: Any, control: Any, model: Any = None, **_: Any) -> None:
-        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.numel()]
-        if params and not torch.stack([p.detach().isfinite().all() for _, p in params]).all():
-            name = next(n for n, p in params if not p.detach().isfinite().all())
+        # Under DeepSpeed ZeRO-3 a parameter is empty outside a gather; each process holds one partition of
+        # it (`ds_tensor`). Every partition is checked where it lives, and all processes learn the verdict.
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        partitioned = any(hasattr(p, "ds_tensor") for _, p in trained)
+        params = [(n, getattr(p, "ds_tensor", p).detach()) for n, p in trained]
+        params = [(n, t) for n, t in params if t.numel()]
+        found = bool(params) and not torch.stack([t.isfinite().all() for _, t in params]).all()
+        if partitioned:
+            found = _any_process(found)
+        if found:
+            where = next((n for n, t in params if not t.isfinite().all()), "a partition on another process")
             raise NonFiniteError(
-                f"weight {name} holds NaN or inf after step {state.global_step}: lower learning_rate"
+                f"weight {where} holds NaN or inf after step {state.global_step}: lower learning_rate"
             )
 
 

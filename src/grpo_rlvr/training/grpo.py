@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, TrainerCallback
 from trl import get_peft_config
 
 from grpo_rlvr.checkpoints import TrainingInterrupted, latest_complete_checkpoint
-from grpo_rlvr.config import ConfigError, RunConfig
+from grpo_rlvr.config import ConfigError, RunConfig, check_device
 from grpo_rlvr.data import as_dataset
 from grpo_rlvr.history import use_numeric_progress, write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
@@ -31,7 +31,7 @@ from grpo_rlvr.training.callbacks import (
     check_checkpoint,
 )
 from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, check_tokenizer
-from grpo_rlvr.training.model import check_lora_targets, load_model, match_saved_modules
+from grpo_rlvr.training.model import check_lora_targets, check_vllm_head, load_model, match_saved_modules
 from grpo_rlvr.training.outputs import (
     ADAPTER_DIR,
     check_output_folders,
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Train, save and summarise one run; returns the run summary (written by the main process only)."""
     started = time.time()
+    check_device(config)  # a GPU recipe where CUDA is not usable: refused before any download
     args = config.training  # the recipe's GRPOConfig, never changed: the trainer gets its own copy
     model_path = resolve_model_path(config.model.model_name_or_path)
     if config.model.model_name_or_path.startswith(BUILTIN_PREFIX):
@@ -95,6 +96,8 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         peft_config = get_peft_config(config.model)
         if peft_config is not None:
             check_lora_targets(peft_config, model_path, config.model, args)
+        if args.use_vllm and config.model.lora_modules_to_save:
+            check_vllm_head(model_path, config)
         model = load_model(model_path, config.model, args)
 
         # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from trl import GRPOConfig, ModelConfig, get_quantization_config
 
-from grpo_rlvr.config import ConfigError
+from grpo_rlvr import gpu_rules
+from grpo_rlvr.config import ConfigError, RunConfig
 from grpo_rlvr.versions import attention_choice
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": PartialState().local_process_index} if torch.cuda.is_available() else None
+    if is_deepspeed_zero3_enabled() and (problem := gpu_rules.zero3_load_kwargs(kwargs, quantization)):
+        raise ConfigError(*problem)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
@@ -52,6 +56,16 @@ def load_model(path: str, model_args: ModelConfig, args: GRPOConfig) -> torch.nn
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
         )
     return model
+
+
+def check_vllm_head(path: str, config: RunConfig) -> None:
+    """`gpu_rules.tied_head_problem` on the model's config, before the weights load."""
+    model_config = AutoConfig.from_pretrained(
+        path, revision=config.model.model_revision, trust_remote_code=config.training.trust_remote_code
+    )
+    modules = config.model.lora_modules_to_save
+    if problem := gpu_rules.tied_head_problem(model_config, modules, config.training.use_vllm):
+        raise ConfigError(*problem)
 
 
 def check_lora_targets(peft_config: Any, path: str, model_args: ModelConfig, args: GRPOConfig) -> None:
