@@ -8,8 +8,9 @@ our pinned protobuf 7.36.2, and with no source code to package it would only wra
 
 `--hp KEY=VALUE` values read as `grpo-rlvr train` reads `key=value` (`grpo_rlvr.overrides`: YAML
 values, so `--hp rewards=[a,b]` is a list) and go as SageMaker's strings (`encode_hyperparameters`).
-Secrets never enter the request: hyperparameters and environment entries that look like credentials
-(`grpo_rlvr.redact`, the rule the container masks with) are refused.
+Secrets never enter the request: hyperparameters, environment entries and URL-valued arguments that
+hold a credential anywhere (a secret-named key at any depth of a value, a token-shaped string, a URL's
+password; `grpo_rlvr.redact`, the rule the container masks with) are refused.
 A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
 secret's id (HF_TOKEN_SECRET_ID) and the image's entrypoint reads the token into its own environment.
 """
@@ -27,8 +28,8 @@ from typing import Any
 # These modules need only the standard library and PyYAML: a plain checkout runs this script uninstalled.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from grpo_rlvr.overrides import parse_overrides, split_assignment
-from grpo_rlvr.redact import is_secret_name, looks_like_secret
-from grpo_rlvr.sagemaker import encode_hyperparameters
+from grpo_rlvr.redact import find_secret
+from grpo_rlvr.sagemaker import decode_value, encode_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 
@@ -38,12 +39,14 @@ def hyperparameters(recipe: str, items: list[str]) -> dict[str, str]:
     return encode_hyperparameters({"recipe": recipe, **parse_overrides(items)})
 
 
-def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
-    """Job requests are readable by anyone with DescribeTrainingJob, so credentials must not be in them."""
+def check_no_secrets(kind: str, values: Mapping[str, str | None]) -> None:
+    """Job requests are readable by anyone with DescribeTrainingJob, so credentials must not be in them:
+    not under a secret's name, not shaped like one (a URL's password included), at any depth of a value."""
     for key, value in values.items():
-        if looks_like_secret(value) or is_secret_name(key):
+        place = find_secret({key: decode_value(value)})
+        if place:
             raise ValueError(
-                f"{kind} {key!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
+                f"{kind} {place!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
                 "secret's id instead (e.g. --hf-token-secret-id)"
             )
 
@@ -121,6 +124,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         environment["HF_TOKEN_SECRET_ID"] = args.hf_token_secret_id
     check_no_secrets("hyperparameter", hp)
     check_no_secrets("environment variable", environment)
+    uris = ("image_uri", "train", "val", "rewards", "output_path", "checkpoint_s3_uri")
+    check_no_secrets("argument", {f"--{name.replace('_', '-')}": getattr(args, name) for name in uris})
     check_recipe(args.recipe, args.hp)
 
     output_path = args.output_path.rstrip("/")

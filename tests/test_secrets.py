@@ -109,3 +109,30 @@ def test_settings_holding_secrets_reach_no_file_checkpoints_included(
     assert _leaks_in_files(base) == {}
     args = torch.load(saved[-1], weights_only=False)
     assert (args.hub_token, args.run_name, args.max_steps) == (None, "run-***", 2)
+
+
+# --- secrets inside settings: at any depth, and never on a command line -------------------------------
+
+SETTING_SECRET = "planted-setting-secret-0123456789"  # in no environment variable: only its place tells
+
+
+def test_secrets_at_any_depth_of_a_value_are_masked() -> None:
+    url_secret = "https://user:url-password-123@mlflow.example.com/api"
+    value = {
+        "hub_token": "anything-long",
+        "hub_token_empty": "",  # nothing to hide
+        "model_init_kwargs": {"token": SETTING_SECRET, "revision": "main"},
+        "reward_kwargs": {"judge": {"endpoints": [{"api_key": SETTING_SECRET}, url_secret]}},
+        "tags": ("x", "hf_" + "A" * 34),
+        "n": 3,
+    }
+    masked = Redactor([]).value(value)
+    assert masked == {
+        "hub_token": "***",
+        "hub_token_empty": "",
+        "model_init_kwargs": {"token": "***", "revision": "main"},
+        "reward_kwargs": {"judge": {"endpoints": [{"api_key": "***"}, "https://***@mlflow.example.com/api"]}},
+        "tags": ["x", "***"],
+        "n": 3,
+    }
+    assert SETTING_SECRET not in json.dumps(masked) and "url-password" not in json.dumps(masked)

@@ -4,7 +4,8 @@ The image's `train` (SageMaker's `docker run IMAGE train`, `docker compose up tr
 with no command) ends here. The launcher owns what no training process can: the process topology
 (GPUs x hosts), SIGTERM forwarding, the failure file and the exit code. One process in total runs
 training in this very process; more start `accelerate launch` with a config from `recipes/accelerate/`,
-each process running `grpo-rlvr train --recipe R key=value ...`.
+each process running `grpo-rlvr train --settings FILE`: the validated settings travel in a private file
+(`handoff.py`), never on a command line, where any user of the host could read a credential.
 
 Importing this module loads neither torch nor TRL (it reads checkpoints through `checkpoints.py`):
 validating a recipe loads TRL's config classes, and only a single-process run imports `train`.
@@ -34,7 +35,7 @@ from typing import Any
 
 from sagemaker_training import SM_EFA_RDMA_INSTANCES
 
-from grpo_rlvr import config, sagemaker, signals, tiny
+from grpo_rlvr import config, handoff, sagemaker, signals, tiny
 from grpo_rlvr.checkpoints import (
     SUMMARY_NAME,
     TrainingInterrupted,
@@ -42,7 +43,7 @@ from grpo_rlvr.checkpoints import (
     latest_complete_checkpoint,
 )
 from grpo_rlvr.data import DataError
-from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides
+from grpo_rlvr.overrides import NotKeyValue, parse_overrides
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
@@ -108,7 +109,7 @@ def make_plan(
         hyperparameters |= parse_overrides(cli_overrides)
     except NotKeyValue as err:
         raise ContractError(f"write launch arguments as key=value, not {err.item!r}") from err
-    log.info("hyperparameters: %s", json.dumps(redactor.hyperparameters(hyperparameters)))
+    log.info("hyperparameters: %s", json.dumps(redactor.value(hyperparameters)))
     sagemaker.check_no_contract_keys(hyperparameters)
     resources = sagemaker.read_resources(paths)
     channels = sagemaker.read_channels(paths)
@@ -206,7 +207,10 @@ def accelerate_config_path(name: str | None) -> Path:
     )
 
 
-def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: int) -> list[str]:
+def accelerate_command(
+    plan: Plan, config_file: Path, main_address: str, port: int, settings: Path
+) -> list[str]:
+    """`accelerate launch` of `grpo-rlvr train` on every process; the settings go in a file (`handoff`)."""
     return [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(config_file),
@@ -216,8 +220,7 @@ def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: i
         "--machine_rank", str(plan.resources.rank),
         "--main_process_ip", main_address,
         "--main_process_port", str(port),
-        "-m", "grpo_rlvr.cli", "train", "--recipe", plan.recipe,
-        *override_args(plan.overrides),
+        "-m", "grpo_rlvr.cli", "train", "--settings", str(settings),
     ]  # fmt: skip
 
 
@@ -401,9 +404,10 @@ def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int
     port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
     extra_env = {k: v for k, v in distributed_env(plan.resources, plan.gpus).items() if k not in os.environ}
     log.info("environment added for the training processes: %s", json.dumps(extra_env, sort_keys=True))
-    command = accelerate_command(plan, config_file, main_address, port)
-    log.info("running: %s", " ".join(command))
-    return run_children(command, {**os.environ, **extra_env})
+    with handoff.settings_file(plan.recipe, plan.overrides) as settings:
+        command = accelerate_command(plan, config_file, main_address, port, settings)
+        log.info("running: %s", " ".join(command))
+        return run_children(command, {**os.environ, **extra_env})
 
 
 def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput) -> int:
