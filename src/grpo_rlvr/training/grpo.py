@@ -18,7 +18,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, TrainerCallback
 from trl import get_peft_config
 
-from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, latest_complete_checkpoint
+from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, resume_point, weight_settings
 from grpo_rlvr.config import RunConfig
 from grpo_rlvr.history import write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path
@@ -75,10 +75,12 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         check_reward_columns(funcs, train_rows + val_rows)
         eval_rows = evaluation_rows(val_rows, config.run.eval_limit) if config.run.eval_at_end else None
 
-        # Resume point: the recipe's checkpoint, else the newest complete one in output_dir.
+        # Resume point: the recipe's checkpoint, else the newest complete, unchanged one in output_dir;
+        # either must have been written with this run's weight settings.
+        settings = weight_settings(config.model)
         if args.resume_from_checkpoint:
-            check_checkpoint(args.resume_from_checkpoint)
-        resume = args.resume_from_checkpoint or latest_complete_checkpoint(args.output_dir)
+            check_checkpoint(args.resume_from_checkpoint, settings)
+        resume = args.resume_from_checkpoint or resume_point(args.output_dir, settings)
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
@@ -99,7 +101,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[
-                MarkCompleteCheckpoints(),
+                MarkCompleteCheckpoints(settings),
                 RotateCompleteCheckpoints(args.save_total_limit),
                 StopOnNonFinite(),
                 stop,
