@@ -27,5 +27,9 @@ def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a hidden temporary file in the same folder, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # on a full disk, give back what the partial write took
+        raise

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,19 @@ from sagemaker_training import SM_EFA_RDMA_INSTANCES
 from grpo_rlvr import config, handoff, sagemaker, signals, tiny
 from grpo_rlvr.checkpoints import (
     SUMMARY_NAME,
+    ForeignCheckpoint,
     TrainingInterrupted,
+    check_settings,
     checkpoint_step,
+    finished_run,
+    is_complete,
     latest_complete_checkpoint,
+    weight_settings,
 )
 from grpo_rlvr.data import DataError
 from grpo_rlvr.overrides import NotKeyValue, parse_overrides
 from grpo_rlvr.redact import Redactor
+from grpo_rlvr.runlock import AlreadyRunning, RunLock
 from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
 log = logging.getLogger("grpo_rlvr.launch")
@@ -67,7 +74,8 @@ RECIPE_KEY = "recipe"
 ACCELERATE_CONFIG_KEY = "accelerate_config"
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError)  # "fix an input", not a crash
+BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError, ForeignCheckpoint)  # "fix an input"
+DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failure: the disk is the likely cause
 
 
 class Stopped(BaseException):
@@ -227,9 +235,12 @@ def accelerate_command(
 # --- running ---------------------------------------------------------------------------------------
 
 
-def run_children(command: list[str], env: Mapping[str, str]) -> tuple[int, int | None]:
+def run_children(
+    command: list[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()
+) -> tuple[int, int | None]:
     """Run `command` in its own process group; SIGTERM/SIGINT to the launcher go to the whole group,
-    which gets STOP_GRACE_S to checkpoint before SIGKILL. Returns (exit code, signal forwarded or None)."""
+    which gets STOP_GRACE_S to checkpoint before SIGKILL. Returns (exit code, signal forwarded or None).
+    `pass_fds` stay open in the child (the run lock: held until the training processes have ended)."""
     child: subprocess.Popen[bytes] | None = None
     received: list[tuple[int, float]] = []  # (signal, when)
 
@@ -242,7 +253,7 @@ def run_children(command: list[str], env: Mapping[str, str]) -> tuple[int, int |
     # The handler goes in first: a signal between the start and the handler would orphan the group.
     with signals.handling(forward):
         try:
-            child = subprocess.Popen(command, env=dict(env), start_new_session=True)
+            child = subprocess.Popen(command, env=dict(env), start_new_session=True, pass_fds=tuple(pass_fds))
             if received:
                 os.killpg(child.pid, signal.SIGTERM)
             while True:
@@ -392,7 +403,7 @@ def _stop_on_signals() -> Iterator[None]:
         yield
 
 
-def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int | None]:
+def _run_distributed(plan: Plan, run_config: config.RunConfig, lock: RunLock) -> tuple[int, int | None]:
     """`accelerate launch` on this host; returns (exit code, signal forwarded or None).
 
     A built-in model is built here, once per host, before any process group exists: inside one,
@@ -407,20 +418,67 @@ def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int
     with handoff.settings_file(plan.recipe, plan.overrides) as settings:
         command = accelerate_command(plan, config_file, main_address, port, settings)
         log.info("running: %s", " ".join(command))
-        return run_children(command, {**os.environ, **extra_env})
+        return run_children(command, {**os.environ, **extra_env}, pass_fds=(lock.fd,))
 
 
-def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput) -> int:
-    """One attempt: returns the exit code, leaving a failure file for every non-zero one."""
+def _fail(paths: Paths, redactor: Redactor, code: int, reason: str) -> int:
+    """Leave the failure file (its room kept by `sagemaker.failure_room`) and return `code`."""
+    text = sagemaker.write_failure(paths, reason, redactor)
+    log.log(logging.WARNING if code > EXIT_BAD_INPUT else logging.ERROR, "failure: %s", text)
+    return code
 
-    def fail(code: int, reason: str) -> int:
-        text = sagemaker.write_failure(paths, reason, redactor)
-        log.log(logging.WARNING if code > EXIT_BAD_INPUT else logging.ERROR, "failure: %s", text)
-        return code
 
+def _disk_full(paths: Paths) -> str:
+    """A note for a failure reason when the volume of /opt/ml has (next to) no room left, else ""."""
     try:
-        sagemaker.clear_stale_results(paths, SUMMARY_NAME)
+        free = shutil.disk_usage(paths.checkpoint_dir).free
+    except OSError:
+        return ""
+    if free >= DISK_FULL_BYTES:
+        return ""
+    return (
+        f"the disk is full ({free // 2**20} MiB free on the volume of {paths.checkpoint_dir}): give the job "
+        "a larger volume (VolumeSizeInGB) or keep fewer checkpoints (save_total_limit); "
+    )
+
+
+def _already_finished(paths: Paths, plan: Plan, run_config: config.RunConfig) -> bool:
+    """A single-host run whose model and summary are complete with these very settings (a SageMaker
+    retry, a reused folder) has nothing left to do. With several hosts only the main one holds the
+    summary, so they all resume instead: from the final checkpoint, to the same end."""
+    if len(plan.resources.hosts) > 1:
+        return False
+    summary = finished_run(paths.model_dir, run_config.resolved())
+    if summary is None:
+        return False
+    log.info(
+        "this run already finished (step %s) with the same settings: %s is complete, nothing to do",
+        summary.get("global_step"), paths.model_dir,
+    )  # fmt: skip
+    return True
+
+
+def _check_resumable(run_config: config.RunConfig, checkpoint_dir: Path) -> None:
+    """The checkpoint training would resume from is ours (same weight settings), before any process
+    starts or model loads; whether its content is unchanged, training checks as it resumes."""
+    named = run_config.training.resume_from_checkpoint
+    candidate = Path(named) if named else latest_complete_checkpoint(checkpoint_dir)
+    if candidate is not None and is_complete(candidate):
+        check_settings(candidate, weight_settings(run_config.model))
+
+
+def _attempt(
+    paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput, lock: RunLock
+) -> int:
+    """One attempt, holding the run lock: returns the exit code, leaving a failure file for every
+    non-zero one."""
+    try:
         plan, run_config = make_plan(paths, cli_overrides, redactor)
+        if _already_finished(paths, plan, run_config):
+            paths.failure_file.unlink(missing_ok=True)
+            return EXIT_OK
+        sagemaker.clear_stale_results(paths, SUMMARY_NAME)
+        _check_resumable(run_config, paths.checkpoint_dir)
         r = plan.resources
         log.info(
             "recipe %s: %d process(es) = %d GPU(s) x %d host(s); this host %s has machine rank %d",
@@ -431,25 +489,46 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
 
             grpo.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
-        code, forwarded = _run_distributed(plan, run_config)
-    except Stopped as stop:
-        return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
-    except TrainingInterrupted as stopped:
-        return fail(128 + stopped.signum, interrupted_reason(stopped.signum, paths.checkpoint_dir))
+        code, forwarded = _run_distributed(plan, run_config, lock)
+    except (Stopped, TrainingInterrupted) as stop:
+        return _fail(
+            paths, redactor, 128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir)
+        )
     except BAD_INPUT_ERRORS as err:
-        return fail(EXIT_BAD_INPUT, str(err))
+        return _fail(paths, redactor, EXIT_BAD_INPUT, str(err))
     except Exception as err:
         log.error("training failed:\n%s", traceback.format_exc())
-        return fail(EXIT_FAILED, f"training failed: {type(err).__name__}: {err}")
+        reason = f"{_disk_full(paths)}training failed: {type(err).__name__}: {err}"
+        return _fail(paths, redactor, EXIT_FAILED, reason)
     if forwarded is not None:
-        return fail(128 + forwarded, interrupted_reason(forwarded, paths.checkpoint_dir))
+        return _fail(paths, redactor, 128 + forwarded, interrupted_reason(forwarded, paths.checkpoint_dir))
     if code != 0:
         error = error_from_output(output.stderr_tail())
-        reason = f"training failed: a training process exited with code {code}"
-        return fail(EXIT_FAILED, f"{reason}: {error}" if error else reason)
+        reason = f"{_disk_full(paths)}training failed: a training process exited with code {code}"
+        return _fail(paths, redactor, EXIT_FAILED, f"{reason}: {error}" if error else reason)
     if r.rank == 0 and not (paths.model_dir / SUMMARY_NAME).is_file():
-        return fail(EXIT_FAILED, f"training failed: it exited 0 but wrote no {SUMMARY_NAME}")
+        return _fail(
+            paths, redactor, EXIT_FAILED, f"training failed: it exited 0 but wrote no {SUMMARY_NAME}"
+        )
     return EXIT_OK
+
+
+def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput) -> int:
+    """The attempt under the run lock and with room kept for its failure reason. A launch refused
+    because another run holds the tree leaves no failure file: the tree's results are the other run's."""
+    with ExitStack() as held:
+        try:
+            lock = held.enter_context(RunLock(paths.checkpoint_dir))
+        except AlreadyRunning as err:
+            log.error("%s", err)
+            return EXIT_BAD_INPUT
+        except OSError as err:  # the checkpoint folder cannot be made, or the lock file opened
+            reason = (
+                f"fix {paths.checkpoint_dir}: it cannot hold this run's checkpoints ({err.strerror or err})"
+            )
+            return _fail(paths, redactor, EXIT_BAD_INPUT, reason)
+        held.enter_context(sagemaker.failure_room(paths))
+        return _attempt(paths, cli_overrides, redactor, output, lock)
 
 
 def main(cli_overrides: Sequence[str] = ()) -> int:
