@@ -140,6 +140,29 @@ def _only_a_readme(base: Path) -> None:
     _write("input/data/train/README.txt", "rows are elsewhere")(base)
 
 
+def _checkpoint(step: int, damaged: bool = False, **settings: object) -> Callable[[Path], Path]:
+    """A complete checkpoint in the tree, written with the smoke recipe's weight settings but `settings`;
+    `damaged`: one byte of its weights changed since (the size kept)."""
+
+    def write(base: Path) -> Path:
+        from grpo_rlvr.checkpoints import mark_complete, weight_settings
+        from grpo_rlvr.config import load_config
+
+        folder = base / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"weights" * 64)
+        mark_complete(folder, step, {**weight_settings(load_config("smoke-cpu").model), **settings})
+        if damaged:
+            (folder / "adapter_model.safetensors").write_bytes(b"Weights" + b"weights" * 63)
+        return folder
+
+    return write
+
+
+def _resume_from(write: Callable[[Path], Path]) -> Callable[[Path], None]:
+    return lambda base: _hyperparameters(resume_from_checkpoint=str(write(base)))(base)
+
+
 CATALOGUE = [
     # the three config files
     BadInput(
@@ -348,6 +371,27 @@ CATALOGUE = [
         "data.jsonl:1: JSON nested too deeply",
     ),
     BadInput("prompt_too_long_refused", _one_long_prompt_refused, "data.jsonl:17: prompt of"),
+    # checkpoints: another recipe's, or changed since they were written
+    BadInput(
+        "checkpoint_of_another_lora_rank",
+        _checkpoint(4, lora_r=64),
+        "checkpoint-4 was written by a run with other weight settings (lora_r: 64 there, 8 here)",
+    ),
+    BadInput(
+        "checkpoint_of_another_model",
+        _checkpoint(4, model_name_or_path="org/other"),
+        "(model_name_or_path: 'org/other' there, 'builtin:tiny-qwen2' here)",
+    ),
+    BadInput(
+        "resume_from_a_checkpoint_of_other_targets",
+        _resume_from(_checkpoint(3, lora_target_modules=["q_proj"])),
+        "(lora_target_modules: ['q_proj'] there,",
+    ),
+    BadInput(
+        "resume_from_a_damaged_checkpoint",
+        _resume_from(_checkpoint(3, damaged=True)),
+        "checkpoint-3 cannot be resumed: adapter_model.safetensors does not hold the content its marker",
+    ),
     BadInput(
         "data_only_duplicate_keys",
         _write("input/data/train/data.jsonl", '{"question": "Q?", "question": "R?", "answer": "#### 1"}\n'),

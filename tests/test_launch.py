@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from bad_inputs import CATALOGUE, SMOKE_HYPERPARAMETERS, BadInput, make_tree
 
-from grpo_rlvr import checkpoints, config, launch
-from grpo_rlvr.overrides import override_args, parse_overrides
+from grpo_rlvr import checkpoints, config, handoff, launch
 from grpo_rlvr.sagemaker import Paths, Resources
 
 LAUNCH = [str(Path(sys.executable).with_name("grpo-rlvr")), "launch"]  # the real console script
@@ -76,7 +75,7 @@ def test_bad_input_through_the_console_command(tmp_path: Path, tiny_model: str) 
 # --- decisions, without running anything ------------------------------------------------------------
 
 
-def test_override_args_read_back_as_the_same_values() -> None:
+def test_the_settings_file_reads_back_as_the_same_values_and_only_its_user_can_read_it() -> None:
     typed = {
         "run_name": "yes",  # YAML would read a bare yes as a bool
         "hub_model_id": "3",
@@ -87,7 +86,11 @@ def test_override_args_read_back_as_the_same_values() -> None:
         "lora_dropout": None,
         "logging_dir": "a b: c",
     }
-    assert parse_overrides(override_args(typed)) == typed
+    with handoff.settings_file("smoke-cpu", typed) as path:
+        assert handoff.read_settings(path) == ("smoke-cpu", typed)
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert not path.parent.exists()
 
 
 def test_training_processes_get_the_config_the_launcher_validated(tmp_path: Path, tiny_model: str) -> None:
@@ -98,7 +101,8 @@ def test_training_processes_get_the_config_the_launcher_validated(tmp_path: Path
         "use_cpu": True,
     }
     in_process = config.load_config("smoke-cpu", typed).resolved()
-    child = config.load_config("smoke-cpu", override_args(typed)).resolved()
+    with handoff.settings_file("smoke-cpu", typed) as path:
+        child = config.load_config(*handoff.read_settings(path)).resolved()
     assert child == in_process
     assert in_process["training"]["learning_rate"] == 5e-06
     assert in_process["model"]["lora_target_modules"] == ["q_proj", "v_proj"]
@@ -191,7 +195,9 @@ def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
 
 def test_accelerate_command_on_cpu_hosts() -> None:
     plan = _plan(0, ("algo-1", "algo-2"), "algo-2")
-    command = launch.accelerate_command(plan, launch.accelerate_config_path("ddp"), "10.0.0.1", 29500)
+    command = launch.accelerate_command(
+        plan, launch.accelerate_config_path("ddp"), "10.0.0.1", 29500, Path("/tmp/x/s.json")
+    )
     assert plan.processes == 2
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[command.index("--num_machines") + 1] == "2"
@@ -199,8 +205,7 @@ def test_accelerate_command_on_cpu_hosts() -> None:
     assert command[command.index("--main_process_ip") + 1] == "10.0.0.1"
     assert "--multi_gpu" in command  # gloo on CPU: `--cpu` would start ONE process
     assert command[command.index("-m", 3) :] == [
-        "-m", "grpo_rlvr.cli", "train", "--recipe", "smoke-cpu", "max_steps=3",
-        'lora_target_modules=["q_proj"]',
+        "-m", "grpo_rlvr.cli", "train", "--settings", "/tmp/x/s.json",
     ]  # fmt: skip
 
 
@@ -209,12 +214,12 @@ def test_accelerate_command_on_cpu_hosts_leaves_deepspeed_to_the_config() -> Non
     plan = _plan(0, ("algo-1",), "algo-1")
     zero3 = launch.accelerate_config_path("zero3")
     assert launch.uses_deepspeed(zero3) and not launch.uses_deepspeed(launch.accelerate_config_path("ddp"))
-    assert "--multi_gpu" not in launch.accelerate_command(plan, zero3, "127.0.0.1", 29500)
+    assert "--multi_gpu" not in launch.accelerate_command(plan, zero3, "127.0.0.1", 29500, Path("s.json"))
 
 
 def test_accelerate_command_on_gpu_hosts() -> None:
     plan = _plan(8, ("algo-1", "algo-2"), "algo-1")
-    command = launch.accelerate_command(plan, Path("zero2.yaml"), "10.0.0.1", 29500)
+    command = launch.accelerate_command(plan, Path("zero2.yaml"), "10.0.0.1", 29500, Path("s.json"))
     assert plan.processes == 16
     assert command[command.index("--num_processes") + 1] == "16"
     assert command[command.index("--machine_rank") + 1] == "0"
@@ -386,7 +391,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_nodes(tmp_path: Path, max_steps: int, save_steps: int) -> tuple[list[Paths], dict[str, str]]:
+def _two_nodes(
+    tmp_path: Path, max_steps: int, save_steps: int, **more: str
+) -> tuple[list[Paths], dict[str, str]]:
     """Two /opt/ml trees, algo-1 and algo-2, whose names resolve to loopback, and their environment."""
     hosts = ("algo-1", "algo-2")
     env = {
@@ -399,6 +406,7 @@ def _two_nodes(tmp_path: Path, max_steps: int, save_steps: int) -> tuple[list[Pa
         "max_steps": str(max_steps),
         "save_steps": str(save_steps),
         "num_shots": "0",
+        **more,
     }
     bases = [make_tree(tmp_path / host, hyperparameters, current_host=host, hosts=hosts) for host in hosts]
     return [Paths(base) for base in bases], env
@@ -412,16 +420,50 @@ def _trained_on_both_nodes(checkpoint: Path) -> int:
     return state["global_step"]
 
 
+def _cmdlines_holding(secret: bytes) -> list[str]:
+    """Command lines of every process on the host (as any user can read them) that hold `secret`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:  # gone, or no process
+            continue
+        if secret in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
 def test_two_nodes_on_loopback(tmp_path: Path, tiny_model: str, start: Callable[..., Launcher]) -> None:
     """Two launchers, each with its own /opt/ml and resourceconfig.json, train together over gloo.
 
-    algo-2 starts with an empty cache, as a second machine does: it builds the built-in model itself."""
-    (main, other), env = _two_nodes(tmp_path, max_steps=2, save_steps=2)
+    algo-2 starts with an empty cache, as a second machine does: it builds the built-in model itself.
+    A secret-named setting and a secret nested in another reach training (the summary shows them set,
+    masked) through a private file: never a command line, a log line or a file left behind."""
+    secret = "planted-setting-secret-0123456789"  # in no environment variable: only its place tells
+    (main, other), env = _two_nodes(
+        tmp_path, max_steps=2, save_steps=2, hub_token=secret, model_init_kwargs=json.dumps({"token": secret})
+    )
     fresh_cache = {**env, "GRPO_RLVR_CACHE": str(tmp_path / "algo-2-cache")}
     launchers = [start(main.base, env), start(other.base, fresh_cache)]
+    on_command_lines = []
+    while any(launcher.process.poll() is None for launcher in launchers):
+        on_command_lines += _cmdlines_holding(secret.encode())
+        time.sleep(0.05)
     results = [launcher.finish(timeout=300) for launcher in launchers]
     for code, output in results:
         assert code == 0, output[-3000:]
+        assert secret not in output
+        running = next(line for line in output.splitlines() if "running:" in line)
+        assert not Path(running.split("--settings ")[1].split()[0]).parent.exists()  # removed after
+    assert on_command_lines == []
+    summary = json.loads((main.model_dir / checkpoints.SUMMARY_NAME).read_text())
+    assert summary["config"]["training"]["hub_token"] == "***"  # set: an unset one shows null
+    assert summary["config"]["training"]["model_init_kwargs"] == {"token": "***"}
+    for paths in (main, other):
+        written = [
+            p for p in paths.base.rglob("*") if p.is_file() and p.relative_to(paths.base).parts[0] != "input"
+        ]
+        assert not [p for p in written if secret.encode() in p.read_bytes()]
     assert "--num_processes 2 --num_machines 2 --machine_rank 1" in results[1][1]
     assert "building builtin:tiny-qwen2" in results[1][1]
     # `ethwe` from resourceconfig.json exists on no host here: no GLOO_SOCKET_IFNAME pointing at it.

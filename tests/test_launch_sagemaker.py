@@ -167,6 +167,39 @@ def test_bad_or_secret_input_is_refused(capsys: pytest.CaptureFixture[str], extr
     assert "hf_aaaa" not in captured.err
 
 
+PLANTED = "planted-credential-0123"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--hp", f"model_init_kwargs={{token: {PLANTED}}}"], "hyperparameter 'model_init_kwargs.token'"),
+        (
+            ["--hp", f"reward_kwargs={{judge: {{endpoints: [{{api_key: {PLANTED}}}]}}}}"],
+            "hyperparameter 'reward_kwargs.judge.endpoints[0].api_key'",
+        ),
+        (["--hp", f"run_name=https://me:{PLANTED}@example.com"], "hyperparameter 'run_name'"),
+        (["--env", f"NOTE=https://me:{PLANTED}@example.com/x"], "environment variable 'NOTE'"),
+        (["--mlflow-tracking-arn", f"https://me:{PLANTED}@mlflow.example.com"], "'MLFLOW_TRACKING_URI'"),
+        (["--checkpoint-s3-uri", f"https://me:{PLANTED}@host/ckpt"], "argument '--checkpoint-s3-uri'"),
+        (["--image-uri", f"https://me:{PLANTED}@registry/image:1"], "argument '--image-uri'"),
+    ],
+)
+def test_credentials_at_any_depth_or_in_a_url_are_refused_by_place(
+    capsys: pytest.CaptureFixture[str], extra: list[str], named: str
+) -> None:
+    assert launch.main([*BASE_ARGS, *extra, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert named in captured.err and "looks like a credential" in captured.err
+    assert PLANTED not in captured.err
+
+
+def test_a_url_without_a_password_is_no_credential(capsys: pytest.CaptureFixture[str]) -> None:
+    request = _dry_run(capsys, "--env", "GIT_REMOTE=ssh://git@example.com/repo", "--hp", "run_name=a:b@c")
+    assert request["Environment"]["GIT_REMOTE"] == "ssh://git@example.com/repo"
+
+
 def test_host_secrets_never_reach_the_request(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,7 +271,7 @@ def test_one_secret_rule_for_the_container_and_the_job_request(name: str, secret
 
     value = "a-value-long-enough"
     assert (Redactor.from_env({name: value}).text(f"log {value}") == "log ***") is secret
-    assert (Redactor([]).hyperparameters({name: value})[name] == "***") is secret
+    assert (Redactor([]).value({name: value})[name] == "***") is secret
     if secret:
         with pytest.raises(ValueError, match="looks like a credential"):
             check_no_secrets("hyperparameter", {name: value})

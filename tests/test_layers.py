@@ -68,7 +68,8 @@ def test_low_layers_do_not_import_high_ones() -> None:
     graph = _graph()
     assert not graph["grpo_rlvr.config"] & {"grpo_rlvr.evaluate", "grpo_rlvr.sagemaker", "grpo_rlvr.training"}
     assert not graph["grpo_rlvr.training"] & {"grpo_rlvr.cli", "grpo_rlvr.launch", "grpo_rlvr.reproduce"}
-    for low in ("grpo_rlvr.redact", "grpo_rlvr.files", "grpo_rlvr.prompt_format", "grpo_rlvr.overrides"):
+    lows = ("redact", "files", "prompt_format", "overrides", "handoff", "runlock")
+    for low in (f"grpo_rlvr.{name}" for name in lows):
         assert not graph[low], f"{low} imports {graph[low]}"
     assert graph["grpo_rlvr.checkpoints"] <= {"grpo_rlvr.files"}
     assert graph["grpo_rlvr.recipe_schema"] <= {"grpo_rlvr.grpo_args"}  # TRL only to write its snapshot

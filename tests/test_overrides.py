@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from bad_inputs import make_tree, write_json
 
-from grpo_rlvr import cli, launch
+from grpo_rlvr import cli, handoff, launch
 from grpo_rlvr.config import load_config
-from grpo_rlvr.overrides import NotKeyValue, from_flags, override_args, parse_overrides, read_value
+from grpo_rlvr.overrides import NotKeyValue, from_flags, parse_overrides, read_value
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import Paths
 
@@ -69,7 +69,8 @@ def _walked(resolved: dict[str, Any]) -> dict[str, Any]:
 def _launched(base: Path) -> dict[str, Any]:
     """What the container's launcher validates from this /opt/ml tree, as training gets it."""
     plan, config = launch.make_plan(Paths(base), [], Redactor([]))
-    child = load_config(plan.recipe, override_args(plan.overrides), num_processes=plan.processes)
+    with handoff.settings_file(plan.recipe, plan.overrides) as settings:
+        child = load_config(*handoff.read_settings(settings), num_processes=plan.processes)
     assert _walked(child.resolved()) == _walked(config.resolved())  # the `accelerate launch` children
     return _walked(config.resolved())
 

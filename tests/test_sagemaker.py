@@ -254,7 +254,7 @@ def test_redactor_holds_back_a_possible_secret_start() -> None:
 
 def test_hyperparameter_echo_masks_secret_keys_and_values() -> None:
     redactor = Redactor(["hf_abcdefghijklmnop"])
-    echoed = redactor.hyperparameters(
+    echoed = redactor.value(
         {
             "hub_token": "anything",
             "run_name": "x-hf_abcdefghijklmnop",

@@ -130,3 +130,30 @@ def test_a_secret_split_across_two_reads_at_any_byte_is_masked() -> None:
         os.close(out_write)
         with os.fdopen(out_read, "rb") as written:
             assert written.read() == b"token=*** end\n", f"cut after {cut - len('token=')} byte(s)"
+
+
+# --- secrets inside settings: at any depth, and never on a command line -------------------------------
+
+SETTING_SECRET = "planted-setting-secret-0123456789"  # in no environment variable: only its place tells
+
+
+def test_secrets_at_any_depth_of_a_value_are_masked() -> None:
+    url_secret = "https://user:url-password-123@mlflow.example.com/api"
+    value = {
+        "hub_token": "anything-long",
+        "hub_token_empty": "",  # nothing to hide
+        "model_init_kwargs": {"token": SETTING_SECRET, "revision": "main"},
+        "reward_kwargs": {"judge": {"endpoints": [{"api_key": SETTING_SECRET}, url_secret]}},
+        "tags": ("x", "hf_" + "A" * 34),
+        "n": 3,
+    }
+    masked = Redactor([]).value(value)
+    assert masked == {
+        "hub_token": "***",
+        "hub_token_empty": "",
+        "model_init_kwargs": {"token": "***", "revision": "main"},
+        "reward_kwargs": {"judge": {"endpoints": [{"api_key": "***"}, "https://***@mlflow.example.com/api"]}},
+        "tags": ["x", "***"],
+        "n": 3,
+    }
+    assert SETTING_SECRET not in json.dumps(masked) and "url-password" not in json.dumps(masked)

@@ -243,7 +243,7 @@ def test_checkpoint_completeness_needs_the_marker_and_every_listed_file(tmp_path
     checkpoint.mkdir()
     (checkpoint / "trainer_state.json").write_text("{}")
     assert not checkpoints.is_complete(checkpoint)  # no marker: written before the save finished
-    (checkpoint / checkpoints.CHECKPOINT_MARKER).write_text(json.dumps({"files": {"trainer_state.json": 2}}))
+    checkpoints.mark_complete(checkpoint, 5, {})
     assert checkpoints.is_complete(checkpoint)
     assert checkpoints.latest_complete_checkpoint(tmp_path) == checkpoint
     (checkpoint / "trainer_state.json").write_text("{}  ")  # truncated or rewritten since

@@ -143,7 +143,14 @@ def _launch(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from grpo_rlvr.config import load_config
 
-    config = load_config(args.recipe, args.overrides)  # a recipe's mistakes come before torch and TRL load
+    recipe, overrides = args.recipe, args.overrides
+    if args.settings:  # from `grpo-rlvr launch`: typed values; key=value given here win over the file's
+        from grpo_rlvr.handoff import read_settings
+        from grpo_rlvr.overrides import parse_overrides
+
+        recipe, typed = read_settings(args.settings)
+        overrides = typed | parse_overrides(args.overrides)
+    config = load_config(recipe, overrides)  # a recipe's mistakes come before torch and TRL load
     from grpo_rlvr.training import grpo
 
     return grpo.execute(config, print_config=args.print_config)
@@ -261,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         "to outputs/checkpoints, the adapter and merged model to outputs/model and run_summary.json to "
         "outputs/summary, under the working directory (recipe keys output_dir, model_dir, summary_dir).",
     )
-    p.add_argument("--recipe", required=True, help="recipe YAML file, or a baked recipe name")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--recipe", help="recipe YAML file, or a baked recipe name")
+    which.add_argument(
+        "--settings",
+        type=Path,
+        help="a recipe with typed overrides in a private JSON file, as `grpo-rlvr launch` hands them over",
+    )
     p.add_argument(
         "overrides",
         nargs="*",
@@ -288,7 +301,10 @@ def _version() -> str:
 
 
 # Each command's own options; any other `--key value` before `train` or `launch` is a recipe override.
-OWN_OPTIONS = {"train": ("--recipe", "--print-config", "--help", "-h"), "launch": ("--help", "-h")}
+OWN_OPTIONS = {
+    "train": ("--recipe", "--settings", "--print-config", "--help", "-h"),
+    "launch": ("--help", "-h"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ from grpo_rlvr.files import is_local_path, local_path
 from grpo_rlvr.overrides import NotKeyValue, RecipeLoader, parse_overrides
 from grpo_rlvr.prompt_format import DEFAULT, MAX_NEW_TOKENS, MAX_SHOTS, PromptFormat
 from grpo_rlvr.recipe_schema import LIST_KEYS, check_values, schema
-from grpo_rlvr.redact import MASK, Redactor, is_secret_name
+from grpo_rlvr.redact import Redactor
 from grpo_rlvr.tiny import BUILTIN_PREFIX, BUILTINS, builtin_names
 
 if TYPE_CHECKING:
@@ -262,20 +262,12 @@ class RunConfig:
     cpu_on_purpose: bool = False  # the recipe or an override says `use_cpu: true`: no GPU wanted
 
     def resolved(self) -> dict[str, Any]:
-        """Plain JSON settings, secrets masked: secret-named keys, and env secret values anywhere."""
-
-        def mask(value: Any) -> Any:
-            if isinstance(value, dict):
-                return {k: MASK if is_secret_name(str(k)) and v else mask(v) for k, v in value.items()}
-            if isinstance(value, list | tuple):
-                return [mask(v) for v in value]
-            return value if value is None or isinstance(value, bool | int | float | str) else str(value)
-
+        """Plain JSON settings (anything else as its text), secrets masked at every depth (`redact`)."""
         plain = {
             "training": self.training.to_dict(),
             **{name: dataclasses.asdict(getattr(self, name)) for name in ("model", *SECTIONS)},
         }
-        return Redactor.from_env(os.environ).value(mask(plain))
+        return Redactor.from_env(os.environ).value(json.loads(json.dumps(plain, default=str)))
 
 
 def recipe_folders() -> list[Path]:

@@ -4,7 +4,8 @@ The image's `train` (SageMaker's `docker run IMAGE train`, `docker compose up tr
 with no command) ends here. The launcher owns what no training process can: the process topology
 (GPUs x hosts), SIGTERM forwarding, the failure file and the exit code. One process in total runs
 training in this very process; more start `accelerate launch` with a config from `recipes/accelerate/`,
-each process running `grpo-rlvr train --recipe R key=value ...`.
+each process running `grpo-rlvr train --settings FILE`: the validated settings travel in a private file
+(`handoff.py`), never on a command line, where any user of the host could read a credential.
 
 Importing this module loads neither torch nor TRL (it reads checkpoints through `checkpoints.py`):
 validating a recipe loads TRL's config classes, and only a single-process run imports `train`.
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,24 +29,30 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sagemaker_training import SM_EFA_RDMA_INSTANCES
 
-from grpo_rlvr import config, sagemaker, signals, tiny
+from grpo_rlvr import config, handoff, sagemaker, signals, tiny
 from grpo_rlvr.checkpoints import (
     SUMMARY_NAME,
+    ForeignCheckpoint,
     TrainingInterrupted,
+    check_settings,
     checkpoint_step,
+    finished_run,
+    is_complete,
     latest_complete_checkpoint,
+    weight_settings,
 )
 from grpo_rlvr.datafiles import DataError
 from grpo_rlvr.hub import HubUnavailable
-from grpo_rlvr.overrides import NotKeyValue, override_args, parse_overrides
+from grpo_rlvr.overrides import NotKeyValue, parse_overrides
 from grpo_rlvr.redact import Redactor
+from grpo_rlvr.runlock import AlreadyRunning, RunLock
 from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
 log = logging.getLogger("grpo_rlvr.launch")
@@ -72,7 +80,8 @@ NCCL_NET_PLUGIN_DIRS = ("/opt/amazon/ofi-nccl/lib", "/opt/aws-ofi-nccl/lib", "/u
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # "Fix an input", not a crash.
-BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError, HubUnavailable)
+BAD_INPUT_ERRORS = (ContractError, config.ConfigError, DataError, HubUnavailable, ForeignCheckpoint)
+DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failure: the disk is the likely cause
 
 
 class Stopped(BaseException):
@@ -115,7 +124,7 @@ def make_plan(
         hyperparameters |= parse_overrides(cli_overrides)
     except NotKeyValue as err:
         raise ContractError(f"write launch arguments as key=value, not {err.item!r}") from err
-    log.info("hyperparameters: %s", json.dumps(redactor.hyperparameters(hyperparameters)))
+    log.info("hyperparameters: %s", json.dumps(redactor.value(hyperparameters)))
     sagemaker.check_no_contract_keys(hyperparameters)
     resources = sagemaker.read_resources(paths)
     channels = sagemaker.read_channels(paths)
@@ -258,7 +267,10 @@ def uses_deepspeed(config_file: Path) -> bool:
     return (yaml.safe_load(config_file.read_text()) or {}).get("distributed_type") == "DEEPSPEED"
 
 
-def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: int) -> list[str]:
+def accelerate_command(
+    plan: Plan, config_file: Path, main_address: str, port: int, settings: Path
+) -> list[str]:
+    """`accelerate launch` of `grpo-rlvr train` on every process; the settings go in a file (`handoff`)."""
     # On CPU DDP needs `--multi_gpu` (gloo; `--cpu` would start ONE process). Not with DeepSpeed: accelerate
     # reads the config's distributed_type only when no such flag is given, and would run plain DDP.
     multi_gpu = plan.gpus == 0 and not uses_deepspeed(config_file)
@@ -271,17 +283,19 @@ def accelerate_command(plan: Plan, config_file: Path, main_address: str, port: i
         "--machine_rank", str(plan.resources.rank),
         "--main_process_ip", main_address,
         "--main_process_port", str(port),
-        "-m", "grpo_rlvr.cli", "train", "--recipe", plan.recipe,
-        *override_args(plan.overrides),
+        "-m", "grpo_rlvr.cli", "train", "--settings", str(settings),
     ]  # fmt: skip
 
 
 # --- running ---------------------------------------------------------------------------------------
 
 
-def run_children(command: list[str], env: Mapping[str, str]) -> tuple[int, int | None]:
+def run_children(
+    command: list[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()
+) -> tuple[int, int | None]:
     """Run `command` in its own process group; SIGTERM/SIGINT to the launcher go to the whole group,
-    which gets STOP_GRACE_S to checkpoint before SIGKILL. Returns (exit code, signal forwarded or None)."""
+    which gets STOP_GRACE_S to checkpoint before SIGKILL. Returns (exit code, signal forwarded or None).
+    `pass_fds` stay open in the child (the run lock: held until the training processes have ended)."""
     child: subprocess.Popen[bytes] | None = None
     received: list[tuple[int, float]] = []  # (signal, when)
 
@@ -294,7 +308,7 @@ def run_children(command: list[str], env: Mapping[str, str]) -> tuple[int, int |
     # The handler goes in first: a signal between the start and the handler would orphan the group.
     with signals.handling(forward):
         try:
-            child = subprocess.Popen(command, env=dict(env), start_new_session=True)
+            child = subprocess.Popen(command, env=dict(env), start_new_session=True, pass_fds=tuple(pass_fds))
             if received:
                 os.killpg(child.pid, signal.SIGTERM)
             while True:
@@ -444,7 +458,7 @@ def _stop_on_signals() -> Iterator[None]:
         yield
 
 
-def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int | None]:
+def _run_distributed(plan: Plan, run_config: config.RunConfig, lock: RunLock) -> tuple[int, int | None]:
     """`accelerate launch` on this host; returns (exit code, signal forwarded or None).
 
     A built-in model is built here, once per host, before any process group exists: inside one,
@@ -456,22 +470,70 @@ def _run_distributed(plan: Plan, run_config: config.RunConfig) -> tuple[int, int
     port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
     extra_env = {k: v for k, v in distributed_env(plan.resources, plan.gpus).items() if k not in os.environ}
     log.info("environment added for the training processes: %s", json.dumps(extra_env, sort_keys=True))
-    command = accelerate_command(plan, config_file, main_address, port)
-    log.info("running: %s", " ".join(command))
-    return run_children(command, {**os.environ, **extra_env})
+    with handoff.settings_file(plan.recipe, plan.overrides) as settings:
+        command = accelerate_command(plan, config_file, main_address, port, settings)
+        log.info("running: %s", " ".join(command))
+        return run_children(command, {**os.environ, **extra_env}, pass_fds=(lock.fd,))
 
 
-def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput) -> int:
-    """One attempt: returns the exit code, leaving a failure file for every non-zero one."""
+def _fail(paths: Paths, redactor: Redactor, code: int, reason: str) -> int:
+    """Leave the failure file (its room kept by `sagemaker.failure_room`) and return `code`."""
+    text = sagemaker.write_failure(paths, reason, redactor)
+    log.log(logging.WARNING if code > EXIT_BAD_INPUT else logging.ERROR, "failure: %s", text)
+    return code
 
-    def fail(code: int, reason: str) -> int:
-        text = sagemaker.write_failure(paths, reason, redactor)
-        log.log(logging.WARNING if code > EXIT_BAD_INPUT else logging.ERROR, "failure: %s", text)
-        return code
 
+def _disk_full(paths: Paths) -> str:
+    """A note for a failure reason when the volume of /opt/ml has (next to) no room left, else ""."""
     try:
-        sagemaker.clear_stale_results(paths, SUMMARY_NAME)
+        free = shutil.disk_usage(paths.checkpoint_dir).free
+    except OSError:
+        return ""
+    if free >= DISK_FULL_BYTES:
+        return ""
+    return (
+        f"the disk is full ({free // 2**20} MiB free on the volume of {paths.checkpoint_dir}): give the job "
+        "a larger volume (VolumeSizeInGB) or keep fewer checkpoints (save_total_limit); "
+    )
+
+
+def _already_finished(paths: Paths, plan: Plan, run_config: config.RunConfig) -> bool:
+    """A single-host run whose model and summary are complete with these very settings (a SageMaker
+    retry, a reused folder) has nothing left to do. With several hosts only the main one holds the
+    summary, so they all resume instead: from the final checkpoint, to the same end."""
+    if len(plan.resources.hosts) > 1:
+        return False
+    summary = finished_run(paths.model_dir, run_config.resolved())
+    if summary is None:
+        return False
+    log.info(
+        "this run already finished (step %s) with the same settings: %s is complete, nothing to do",
+        summary.get("global_step"), paths.model_dir,
+    )  # fmt: skip
+    return True
+
+
+def _check_resumable(run_config: config.RunConfig, checkpoint_dir: Path) -> None:
+    """The checkpoint training would resume from is ours (same weight settings), before any process
+    starts or model loads; whether its content is unchanged, training checks as it resumes."""
+    named = run_config.training.resume_from_checkpoint
+    candidate = Path(named) if named else latest_complete_checkpoint(checkpoint_dir)
+    if candidate is not None and is_complete(candidate):
+        check_settings(candidate, weight_settings(run_config.model))
+
+
+def _attempt(
+    paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput, lock: RunLock
+) -> int:
+    """One attempt, holding the run lock: returns the exit code, leaving a failure file for every
+    non-zero one."""
+    try:
         plan, run_config = make_plan(paths, cli_overrides, redactor)
+        if _already_finished(paths, plan, run_config):
+            paths.failure_file.unlink(missing_ok=True)
+            return EXIT_OK
+        sagemaker.clear_stale_results(paths, SUMMARY_NAME)
+        _check_resumable(run_config, paths.checkpoint_dir)
         r = plan.resources
         log.info(
             "recipe %s: %d process(es) = %d GPU(s) x %d host(s); this host %s has machine rank %d",
@@ -483,25 +545,46 @@ def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, outp
 
             grpo.run(run_config)  # training's own SIGTERM handler checkpoints and raises
             return EXIT_OK
-        code, forwarded = _run_distributed(plan, run_config)
-    except Stopped as stop:
-        return fail(128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir))
-    except TrainingInterrupted as stopped:
-        return fail(128 + stopped.signum, interrupted_reason(stopped.signum, paths.checkpoint_dir))
+        code, forwarded = _run_distributed(plan, run_config, lock)
+    except (Stopped, TrainingInterrupted) as stop:
+        return _fail(
+            paths, redactor, 128 + stop.signum, interrupted_reason(stop.signum, paths.checkpoint_dir)
+        )
     except BAD_INPUT_ERRORS as err:
-        return fail(EXIT_BAD_INPUT, str(err))
+        return _fail(paths, redactor, EXIT_BAD_INPUT, str(err))
     except Exception as err:
         log.error("training failed:\n%s", traceback.format_exc())
-        return fail(EXIT_FAILED, f"training failed: {type(err).__name__}: {err}")
+        reason = f"{_disk_full(paths)}training failed: {type(err).__name__}: {err}"
+        return _fail(paths, redactor, EXIT_FAILED, reason)
     if forwarded is not None:
-        return fail(128 + forwarded, interrupted_reason(forwarded, paths.checkpoint_dir))
+        return _fail(paths, redactor, 128 + forwarded, interrupted_reason(forwarded, paths.checkpoint_dir))
     if code != 0:
         error = error_from_output(output.stderr_tail())
-        reason = f"training failed: a training process exited with code {code}"
-        return fail(EXIT_FAILED, f"{reason}: {error}" if error else reason)
+        reason = f"{_disk_full(paths)}training failed: a training process exited with code {code}"
+        return _fail(paths, redactor, EXIT_FAILED, f"{reason}: {error}" if error else reason)
     if r.rank == 0 and not (paths.model_dir / SUMMARY_NAME).is_file():
-        return fail(EXIT_FAILED, f"training failed: it exited 0 but wrote no {SUMMARY_NAME}")
+        return _fail(
+            paths, redactor, EXIT_FAILED, f"training failed: it exited 0 but wrote no {SUMMARY_NAME}"
+        )
     return EXIT_OK
+
+
+def _launch(paths: Paths, cli_overrides: Sequence[str], redactor: Redactor, output: RedactedOutput) -> int:
+    """The attempt under the run lock and with room kept for its failure reason. A launch refused
+    because another run holds the tree leaves no failure file: the tree's results are the other run's."""
+    with ExitStack() as held:
+        try:
+            lock = held.enter_context(RunLock(paths.checkpoint_dir))
+        except AlreadyRunning as err:
+            log.error("%s", err)
+            return EXIT_BAD_INPUT
+        except OSError as err:  # the checkpoint folder cannot be made, or the lock file opened
+            reason = (
+                f"fix {paths.checkpoint_dir}: it cannot hold this run's checkpoints ({err.strerror or err})"
+            )
+            return _fail(paths, redactor, EXIT_BAD_INPUT, reason)
+        held.enter_context(sagemaker.failure_room(paths))
+        return _attempt(paths, cli_overrides, redactor, output, lock)
 
 
 def main(cli_overrides: Sequence[str] = ()) -> int:

@@ -1,4 +1,4 @@
-"""`key=value`: the one grammar for recipe values given as text, and its inverse.
+"""`key=value`: the one grammar for recipe values given as text.
 
 `grpo-rlvr train`, `grpo-rlvr launch`, `scripts/launch_sagemaker.py --hp` and `scripts/local_opt_ml.py
 --hp` all read `key=value` here, so the same text gives the same value on every route. A value reads as
@@ -13,7 +13,6 @@ Needs PyYAML and nothing else, so the job scripts run from a plain checkout.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -104,16 +103,3 @@ def from_flags(args: Iterable[str], own: Iterable[str]) -> list[str]:
             out.append(f"{name[2:].replace('-', '_')}=true")
         i += 1
     return out
-
-
-def override_args(overrides: Mapping[str, Any]) -> list[str]:
-    """`key=value` arguments that `parse_overrides` turns back into the same typed values.
-
-    Non-strings go as JSON (a subset of YAML's flow style); a string goes as it is unless it would read
-    back as something else ("3", "null", "[a]"), then JSON-quoted.
-    """
-    args = []
-    for key, value in overrides.items():
-        plain = isinstance(value, str) and bool(value.strip()) and read_value(value) == value
-        args.append(f"{key}={value if plain else json.dumps(value)}")
-    return args

@@ -18,8 +18,11 @@ _SECRET_PART = re.compile(
 )
 # A name for where a secret is kept (`HF_TOKEN_SECRET_ID`), not the secret itself.
 _SECRET_REFERENCE = re.compile(r"_SECRET_(ID|ARN)$", re.IGNORECASE)
-# Values that are credentials whatever they are called: Hugging Face tokens, AWS access key ids.
-_SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b|\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+# Values that are credentials whatever they are called: Hugging Face tokens, AWS access key ids, and
+# the password in a URL's userinfo (`https://user:password@host`; a bare `user@` is no credential).
+_SECRET_VALUE = re.compile(
+    r"\bhf_[A-Za-z0-9]{30,}\b|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|(?<=://)(?:[^/?#@\s:]*):[^/?#@\s]+(?=@)"
+)
 MIN_SECRET_LENGTH = 8  # shorter values are no credential, and masking them would garble ordinary text
 MASK = "***"
 
@@ -30,8 +33,23 @@ def is_secret_name(name: str) -> bool:
 
 
 def looks_like_secret(value: str) -> bool:
-    """True for a value shaped like a Hugging Face token or an AWS access key id."""
+    """True for a value shaped like a Hugging Face token, an AWS access key id or a URL with a password."""
     return bool(_SECRET_VALUE.search(value))
+
+
+def find_secret(value: Any, where: str = "") -> str | None:
+    """Where in a (decoded) value, at any depth, a secret-named key or a secret-shaped string sits
+    (`where` names the value itself; `key.inner[2]` a place inside it); None when nowhere."""
+    if isinstance(value, str):
+        return where if looks_like_secret(value) else None
+    if isinstance(value, Mapping):
+        places = ((f"{where}.{k}" if where else str(k), k, v) for k, v in value.items())
+        found = (place if is_secret_name(str(k)) and v else find_secret(v, place) for place, k, v in places)
+    elif isinstance(value, list | tuple):
+        found = (find_secret(v, f"{where}[{i}]") for i, v in enumerate(value))
+    else:
+        return None
+    return next((place for place in found if place), None)
 
 
 class Redactor:
@@ -48,9 +66,10 @@ class Redactor:
         return cls(value for name, value in env.items() if is_secret_name(name))
 
     def text(self, text: str) -> str:
+        """Environment secrets and secret-shaped values (`looks_like_secret`) masked."""
         for secret in self._secrets:
             text = text.replace(secret, MASK)
-        return text
+        return _SECRET_VALUE.sub(MASK, text)
 
     def bytes(self, data: bytes) -> bytes:
         for secret in self._secret_bytes:
@@ -67,15 +86,12 @@ class Redactor:
         return data, b""
 
     def value(self, value: Any) -> Any:
-        """A (decoded) value with secrets masked inside any string, list or dict."""
+        """A (decoded) value fit to show, at every depth: the value of a secret-named key masked whole
+        (unless empty), secrets masked inside every string; lists and tuples come back as lists."""
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, list):
+        if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, Mapping):
+            return {k: MASK if is_secret_name(str(k)) and v else self.value(v) for k, v in value.items()}
         return value
-
-    def hyperparameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Hyperparameters fit to echo: values of secret-named keys masked whole, env secrets anywhere."""
-        return {k: MASK if is_secret_name(k) else self.value(v) for k, v in values.items()}

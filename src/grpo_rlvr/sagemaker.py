@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,13 @@ from grpo_rlvr.datafiles import DATA_SUFFIXES, DataError, data_files
 from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.redact import Redactor
 
+log = logging.getLogger(__name__)
+
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_HOST = "algo-1"
 FAILURE_LIMIT = 1024  # SageMaker shows at most this many characters of the failure reason
+RESERVE_NAME = ".failure-reserve"  # beside output/failure: the room `failure_room` keeps for it
 TRAIN_CHANNEL = "train"
 VAL_CHANNEL = "val"
 # Hyperparameters the SageMaker SDKs and automatic model tuning add for their own use; never recipe keys.
@@ -273,13 +279,54 @@ def check_no_contract_keys(hyperparameters: Mapping[str, Any]) -> None:
 
 
 def write_failure(paths: Paths, reason: str, redactor: Redactor) -> str:
-    """Write SageMaker's failure reason (redacted, at most FAILURE_LIMIT characters); returns the text."""
+    """Write SageMaker's failure reason (redacted, at most FAILURE_LIMIT characters); returns the text.
+
+    On a full disk the reason goes into the room `failure_room` kept; where even that fails (the disk was
+    full before the launch began) the reason is logged and the exit code still says the run failed."""
     text = redactor.text(reason).strip() or "training failed for an unknown reason"
     limit = FAILURE_LIMIT - 1  # and the newline
     if len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."
-    write_atomic(paths.failure_file, text + "\n")
+    try:
+        write_atomic(paths.failure_file, text + "\n")
+    except OSError:
+        try:
+            _write_into_reserve(paths, text + "\n")
+        except OSError as err:
+            log.error("cannot write %s (%s); the reason: %s", paths.failure_file, err, text)
     return text
+
+
+def _reserve(paths: Paths) -> Path:
+    return paths.failure_file.with_name(RESERVE_NAME)
+
+
+def _write_into_reserve(paths: Paths, text: str) -> None:
+    """Overwrite the reserve's own blocks (no new ones needed), cut it to length, rename it into place."""
+    with _reserve(paths).open("r+b") as f:  # FileNotFoundError without a reserve: nothing to write into
+        f.write(text.encode("utf-8"))
+        f.truncate()
+    os.replace(_reserve(paths), paths.failure_file)
+
+
+@contextmanager
+def failure_room(paths: Paths) -> Iterator[None]:
+    """Keep room for the failure reason on the disk while the block runs: a reserve file as large as the
+    longest reason can be (UTF-8: up to 4 bytes a character), next to the failure file, removed after.
+
+    A disk that fills mid-run would otherwise take the reason with it: writing the failure file needs a
+    free block, and SageMaker would show no reason at all."""
+    reserve = _reserve(paths)
+    try:
+        reserve.parent.mkdir(parents=True, exist_ok=True)
+        reserve.write_bytes(b"\0" * (4 * FAILURE_LIMIT))  # written, not sparse: the blocks are ours
+    except OSError as err:
+        reserve.unlink(missing_ok=True)
+        log.warning("no room kept for the failure reason (%s): on a full disk it may go unwritten", err)
+    try:
+        yield
+    finally:
+        reserve.unlink(missing_ok=True)
 
 
 def clear_stale_results(paths: Paths, summary_name: str) -> None:

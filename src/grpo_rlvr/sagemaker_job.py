@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from grpo_rlvr.overrides import parse_overrides, split_assignment
-from grpo_rlvr.redact import is_secret_name, looks_like_secret
-from grpo_rlvr.sagemaker import encode_hyperparameters
+from grpo_rlvr.redact import find_secret, is_secret_name
+from grpo_rlvr.sagemaker import decode_value, encode_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # A URL's userinfo (`https://user:password@host/`): the part before `@` in the authority.
@@ -53,9 +53,10 @@ def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
     """No credential by name or by shape, and no URL with a user or password in it, at any depth of
     the values' text."""
     for key, value in values.items():
-        if looks_like_secret(value) or is_secret_name(key):
+        place = key if is_secret_name(key) else find_secret({key: decode_value(value)})
+        if place:
             raise JobRequestError(
-                f"{kind} {key!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
+                f"{kind} {place!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
                 "secret's id instead (e.g. --hf-token-secret-id)"
             )
         refuse_url_credentials(f"{kind} {key!r}", value)

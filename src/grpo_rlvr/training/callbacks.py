@@ -19,7 +19,14 @@ from transformers import TrainerCallback
 from trl import GRPOConfig
 
 from grpo_rlvr import signals
-from grpo_rlvr.checkpoints import TrainingInterrupted, checkpoint_step, is_complete, mark_complete, rotate
+from grpo_rlvr.checkpoints import (
+    TrainingInterrupted,
+    check_settings,
+    checkpoint_step,
+    damage,
+    mark_complete,
+    rotate,
+)
 from grpo_rlvr.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -29,18 +36,26 @@ class NonFiniteError(RuntimeError):
     """Training reached a NaN or infinite value; the message names the value and the step."""
 
 
-def check_checkpoint(checkpoint: str | Path) -> None:
-    if not is_complete(Path(checkpoint)):
-        raise ConfigError("resume_from_checkpoint", f"{checkpoint} is not a complete checkpoint")
+def check_checkpoint(checkpoint: str | Path, settings: dict[str, Any]) -> None:
+    """A checkpoint named to resume from must be whole, unchanged and written with these weight settings."""
+    problem = damage(Path(checkpoint))
+    if problem:
+        raise ConfigError("resume_from_checkpoint", f"{checkpoint} cannot be resumed: {problem}")
+    check_settings(Path(checkpoint), settings)
 
 
 class MarkCompleteCheckpoints(TrainerCallback):
-    """After every process has written its part of a checkpoint, list its files in the marker."""
+    """After every process has written its part of a checkpoint, list its files (size, SHA-256) and the
+    weight settings in the marker."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
 
     def on_save(self, args: GRPOConfig, state: Any, control: Any, **_: Any) -> None:
         PartialState().wait_for_everyone()  # DeepSpeed writes per-rank shards
         if args.should_save:
-            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            mark_complete(checkpoint, state.global_step, self.settings)
 
 
 class RotateCompleteCheckpoints(TrainerCallback):

@@ -17,7 +17,11 @@ from accelerate.utils.memory import clear_device_cache
 from transformers import AutoTokenizer, TrainerCallback
 from trl import get_peft_config
 
-from grpo_rlvr.checkpoints import TrainingInterrupted, latest_complete_checkpoint
+from grpo_rlvr.checkpoints import (
+    TrainingInterrupted,
+    resume_point,
+    weight_settings,
+)
 from grpo_rlvr.config import ConfigError, RunConfig, check_device
 from grpo_rlvr.data import as_dataset
 from grpo_rlvr.history import use_numeric_progress, write_history
@@ -83,10 +87,12 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
         check_reward_columns(funcs, train_rows + val_rows)
         eval_rows = evaluation_rows(val_rows, config.run.eval_limit) if config.run.eval_at_end else None
 
-        # Resume point: the recipe's checkpoint, else the newest complete one in output_dir.
+        # Resume point: the recipe's checkpoint, else the newest complete, unchanged one in output_dir;
+        # either must have been written with this run's weight settings.
+        settings = weight_settings(config.model)
         if args.resume_from_checkpoint:
-            check_checkpoint(args.resume_from_checkpoint)
-        resume = args.resume_from_checkpoint or latest_complete_checkpoint(args.output_dir)
+            check_checkpoint(args.resume_from_checkpoint, settings)
+        resume = args.resume_from_checkpoint or resume_point(args.output_dir, settings)
         if val_rows and args.eval_strategy == "no" and not config.run.eval_at_end:
             log.warning("%d validation rows are not used: set eval_strategy (e.g. steps)", len(val_rows))
 
@@ -111,7 +117,7 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[
-                MarkCompleteCheckpoints(),
+                MarkCompleteCheckpoints(settings),
                 RotateCompleteCheckpoints(args.save_total_limit),
                 StopOnNonFinite(),
                 stop,
