@@ -12,7 +12,7 @@ Before any call, and in `--dry-run`, the request is checked as AWS would check i
 model: role ARN form, instance type, S3 URIs, lengths, ranges) and the recipe as the job will; every
 problem is one `error:` line and exit 2. Secrets never enter the request: hyperparameters and
 environment entries that look like credentials (`grpo_rlvr.redact`, the rule the container masks
-with) and URLs carrying a user or password are refused. `--wait` follows the job, printing each status
+with) and URLs carrying a user and password are refused. `--wait` follows the job, printing each status
 change and the console and log links.
 A Hugging Face token for gated models stays in AWS Secrets Manager; the job carries only the
 secret's id (HF_TOKEN_SECRET_ID) and the image's entrypoint reads the token into its own environment.

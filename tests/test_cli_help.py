@@ -73,7 +73,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "tokens generated per answer (default: 512)" in out
+    assert "tokens generated per answer (default: 512; humaneval: " in out
     assert "(default: None)" not in out and "(default: False)" not in out
     launch_help = " ".join(launch_sagemaker.build_parser().format_help().split())
     assert "training instance type (default: ml.g6e.xlarge)" in launch_help

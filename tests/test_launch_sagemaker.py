@@ -170,28 +170,41 @@ def test_bad_or_secret_input_is_refused(capsys: pytest.CaptureFixture[str], extr
 PLANTED = "planted-credential-0123"
 
 
+CREDENTIAL = "looks like a credential"
+IN_URL = "user and password"
+
+
 @pytest.mark.parametrize(
-    ("extra", "named"),
+    ("extra", "named", "says"),
     [
-        (["--hp", f"model_init_kwargs={{token: {PLANTED}}}"], "hyperparameter 'model_init_kwargs.token'"),
+        (
+            ["--hp", f"model_init_kwargs={{token: {PLANTED}}}"],
+            "hyperparameter 'model_init_kwargs.token'",
+            CREDENTIAL,
+        ),
         (
             ["--hp", f"reward_kwargs={{judge: {{endpoints: [{{api_key: {PLANTED}}}]}}}}"],
             "hyperparameter 'reward_kwargs.judge.endpoints[0].api_key'",
+            CREDENTIAL,
         ),
-        (["--hp", f"run_name=https://me:{PLANTED}@example.com"], "hyperparameter 'run_name'"),
-        (["--env", f"NOTE=https://me:{PLANTED}@example.com/x"], "environment variable 'NOTE'"),
-        (["--mlflow-tracking-arn", f"https://me:{PLANTED}@mlflow.example.com"], "'MLFLOW_TRACKING_URI'"),
-        (["--checkpoint-s3-uri", f"https://me:{PLANTED}@host/ckpt"], "argument '--checkpoint-s3-uri'"),
-        (["--image-uri", f"https://me:{PLANTED}@registry/image:1"], "argument '--image-uri'"),
+        (["--hp", f"run_name=https://me:{PLANTED}@example.com"], "hyperparameter 'run_name'", IN_URL),
+        (["--env", f"NOTE=https://me:{PLANTED}@example.com/x"], "'NOTE'", IN_URL),
+        (
+            ["--mlflow-tracking-arn", f"https://me:{PLANTED}@mlflow.example.com"],
+            "--mlflow-tracking-arn",
+            IN_URL,
+        ),
+        (["--checkpoint-s3-uri", f"https://me:{PLANTED}@host/ckpt"], "--checkpoint-s3-uri", IN_URL),
+        (["--image-uri", f"https://me:{PLANTED}@registry/image:1"], "--image-uri", IN_URL),
     ],
 )
 def test_credentials_at_any_depth_or_in_a_url_are_refused_by_place(
-    capsys: pytest.CaptureFixture[str], extra: list[str], named: str
+    capsys: pytest.CaptureFixture[str], extra: list[str], named: str, says: str
 ) -> None:
     assert launch.main([*BASE_ARGS, *extra, "--dry-run"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert named in captured.err and "looks like a credential" in captured.err
+    assert named in captured.err and says in captured.err
     assert PLANTED not in captured.err
 
 
@@ -367,7 +380,7 @@ def test_urls_with_credentials_are_refused_without_echoing_them(
     assert launch.main([*_with(option, value), "--dry-run"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "user or password" in captured.err
+    assert "user and password" in captured.err
     assert "s3cr3tvalue" not in captured.err
 
 

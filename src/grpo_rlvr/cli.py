@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_grade)
 
     from grpo_rlvr.evaluate import BACKENDS
-    from grpo_rlvr.tasks import TASKS
+    from grpo_rlvr.tasks import TASKS, GSM8KTask, HumanEvalTask
 
     p = sub.add_parser(
         "evaluate",
@@ -235,7 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N questions (default: all)")
     p.add_argument("--backend", choices=BACKENDS, default="hf", help="generation with transformers or vLLM")
     p.add_argument("--batch-size", type=int, help="hf: prompts per generate() (16); vllm: max_num_seqs")
-    p.add_argument("--max-new-tokens", type=int, help="tokens generated per answer (default 512)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"tokens generated per answer (default: {GSM8KTask.max_new_tokens}; "
+        f"humaneval: {HumanEvalTask.max_new_tokens})",
+    )
     p.add_argument(
         "--out",
         type=Path,

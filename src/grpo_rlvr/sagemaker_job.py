@@ -5,7 +5,7 @@ checks before anything is paid for, and following the job to its end.
 hyperparameters into a local /opt/ml tree. Both read `--hp KEY=VALUE` as `grpo-rlvr train` reads
 `key=value` (`grpo_rlvr.overrides`) and send SageMaker's strings (`encode_hyperparameters`). Secrets
 never enter a request (job requests are readable by anyone with DescribeTrainingJob): credential-shaped
-hyperparameters and environment entries, and URLs carrying a user or password, are refused.
+hyperparameters and environment entries, and URLs carrying a user and password, are refused.
 
 Needs the standard library and PyYAML; botocore only to check the request against the service model.
 """
@@ -24,7 +24,7 @@ from grpo_rlvr.sagemaker import decode_value, encode_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # A URL's userinfo (`https://user:password@host/`): the part before `@` in the authority.
-_URL_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@]*@")
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s@:]*:[^/?#\s@]*@")  # user:password@
 # The trainer prints each logging step as a dict line of numbers (grpo_rlvr.history):
 #   {'loss': 0.0123, 'grad_norm': 0.51, ..., 'reward': 0.75, ..., 'step_time': 1.9}
 # SageMaker reads these from the job's log into the console's charts and CloudWatch.
@@ -50,23 +50,23 @@ def hyperparameters(recipe: str, items: list[str]) -> dict[str, str]:
 
 
 def check_no_secrets(kind: str, values: Mapping[str, str]) -> None:
-    """No credential by name or by shape, and no URL with a user or password in it, at any depth of
+    """No credential by name or by shape, and no URL with a user and password in it, at any depth of
     the values' text."""
     for key, value in values.items():
+        refuse_url_credentials(f"{kind} {key!r}", value)
         place = key if is_secret_name(key) else find_secret({key: decode_value(value)})
         if place:
             raise JobRequestError(
                 f"{kind} {place!r} looks like a credential; keep secrets in AWS Secrets Manager and pass the "
                 "secret's id instead (e.g. --hf-token-secret-id)"
             )
-        refuse_url_credentials(f"{kind} {key!r}", value)
 
 
 def refuse_url_credentials(where: str, value: str) -> None:
     """A URL's user and password would be readable in the job request: refuse it without echoing it."""
-    if _URL_USERINFO.search(value):
+    if _URL_PASSWORD.search(value):
         raise JobRequestError(
-            f"{where} holds a URL with a user or password in it (scheme://user:password@host); remove them "
+            f"{where} holds a URL with a user and password in it (scheme://user:password@host); remove them "
             "and give the credential to the job another way (an IAM role, or AWS Secrets Manager)"
         )
 
@@ -118,7 +118,15 @@ def channel(name: str, s3_uri: str) -> dict[str, Any]:
 
 def build_request(args: Any) -> dict[str, Any]:
     """The CreateTrainingJob parameters for the launch script's parsed command line, checked."""
-    for option in ("train", "val", "rewards", "output_path", "checkpoint_s3_uri", "mlflow_tracking_arn"):
+    for option in (
+        "image_uri",
+        "train",
+        "val",
+        "rewards",
+        "output_path",
+        "checkpoint_s3_uri",
+        "mlflow_tracking_arn",
+    ):
         if getattr(args, option):
             refuse_url_credentials(f"--{option.replace('_', '-')}", getattr(args, option))
     hp = hyperparameters(args.recipe, args.hp)
