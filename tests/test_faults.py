@@ -182,7 +182,7 @@ def test_checkpoints_are_ordered_by_step_past_checkpoint_9(tmp_path: Path) -> No
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         (folder / "weights.bin").write_bytes(b"w" * step)
-        checkpoints.mark_complete(folder, step)
+        checkpoints.mark_complete(folder, step, {"model": "m"})
     assert [p.name for p in checkpoints.checkpoint_folders(tmp_path)] == [
         "checkpoint-2", "checkpoint-9", "checkpoint-10", "checkpoint-11"
     ]  # fmt: skip

@@ -37,7 +37,8 @@ def test_an_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Pat
         ("./d.jsonl", True),
         ("/d.jsonl", True),
         ("openai/gsm8k", False),
-        ("d.jsonl", False),
+        ("d.jsonl", True),  # a data suffix: a file meant, never a hub id
+        ("org/data", False),
     ],
 )
 def test_local_paths_and_hub_ids(source: str, local: bool) -> None:
