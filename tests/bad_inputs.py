@@ -424,7 +424,7 @@ CATALOGUE = [
     BadInput(
         "checkpoint_folder_unwritable",
         _write("checkpoints", "not a folder"),
-        "/checkpoints cannot be written (File exists)",
+        "/checkpoints: it cannot hold this run's checkpoints (File exists)",
     ),
     BadInput(
         "model_folder_unwritable", _write("model", "not a folder"), "/model cannot be written (File exists)"
