@@ -30,7 +30,7 @@ from measure import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState
 from trl import GRPOTrainer, get_peft_config
 
-from grpo_rlvr.checkpoints import checkpoint_step, latest_complete_checkpoint
+from grpo_rlvr.checkpoints import checkpoint_step, latest_complete_checkpoint, weight_settings
 from grpo_rlvr.config import RunConfig, load_config, reward_functions
 from grpo_rlvr.overrides import parse_overrides
 from grpo_rlvr.tiny import resolve_model_path
@@ -153,7 +153,7 @@ def callback_cost(config: RunConfig, calls: int = 200) -> dict[str, float | None
     on_save = None
     if checkpoint is not None:
         state = TrainerState(global_step=checkpoint_step(checkpoint))
-        mark = callbacks.MarkCompleteCheckpoints()
+        mark = callbacks.MarkCompleteCheckpoints(weight_settings(config.model))
         on_save = timeit.timeit(lambda: mark.on_save(args, state, control), number=calls) / calls
     return {
         "on_step_end_s": step_end,

@@ -147,7 +147,7 @@ def test_each_section_is_saved_as_it_finishes(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cpu, "bench_prompts", lambda shots: bench_prompts(shots=shots, limit=20))
-    monkeypatch.setattr(cpu, "bench_code_exec", stopped)
+    monkeypatch.setattr(cpu, "bench_code_exec_scaling", stopped)
     out = tmp_path / "results.json"
     with pytest.raises(KeyboardInterrupt):
         cpu.main(["--sections", "prompts,rewards", "--reward-completions", "256", "--out", str(out)])

@@ -538,7 +538,7 @@ def test_training_that_exits_0_without_a_run_summary_is_a_failure_on_the_main_ho
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
     started: list[int] = []
 
-    def processes_that_exit_0(plan: launch.Plan, _config: object) -> tuple[int, None]:
+    def processes_that_exit_0(plan: launch.Plan, _config: object, _lock: object) -> tuple[int, None]:
         started.append(plan.processes)
         return 0, None
 

@@ -388,7 +388,7 @@ BAD_RECIPES = [
     pytest.param(
         {"learning_rat": 1e-5}, "learning_rat: unknown key (did you mean 'learning_rate'?)", id="unknown-key"
     ),
-    pytest.param({"learning_rate": "fast"}, "learning_rate: argument --learning_rate", id="wrong-type"),
+    pytest.param({"learning_rate": "fast"}, "learning_rate: must be a number, got 'fast'", id="wrong-type"),
     pytest.param(
         {"model_name_or_path": "./no/such/model"},
         "model_name_or_path: local path ./no/such/model does not exist",
