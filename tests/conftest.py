@@ -1,6 +1,7 @@
 """Shared fixtures: no hub access, a tiny offline model built once per session, the real GSM8K."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,14 @@ def chat_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture
+def clean_registry() -> Iterator[None]:
+    """The reward registry as it was before the test: user modules register into it."""
+    from grpo_rlvr.rewards import REGISTRY
+
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)

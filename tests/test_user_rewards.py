@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,7 @@ def channel(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
+pytestmark = pytest.mark.usefixtures("clean_registry")
 
 
 def test_loads_public_functions_from_a_channel_folder(channel: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,7 @@ def _block(doc: str, marker: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
+pytestmark = pytest.mark.usefixtures("clean_registry")
 
 
 def test_the_starter_reward_is_five_lines_and_scores_as_described(tmp_path: Path) -> None:
