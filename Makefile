@@ -75,8 +75,8 @@ SIZE ?= full
 reproduce-mini: $(ENV_STAMP) ## CPU miniature reproduction: warm-up, GRPO, held-out base vs trained (SIZE=small: a quick look)
 	$(PY) -m grpo_rlvr.reproduce --out reproduce-mini --size $(SIZE)
 
-reproduce-mini-code: $(ENV_STAMP) ## CPU miniature code reproduction: warm-up, GRPO on code_exec, held-out pass@1 base vs trained
-	$(PY) -m grpo_rlvr.reproduce_code --out reproduce-mini-code
+reproduce-mini-code: $(ENV_STAMP) ## CPU miniature code reproduction: warm-up, GRPO on code_exec, held-out pass@1 base vs trained (SIZE=small: a quick look)
+	$(PY) -m grpo_rlvr.reproduce_code --out reproduce-mini-code --size $(SIZE)
 
 test: $(ENV_STAMP) ## the test suite (pytest, CPU)
 	$(PY) -m pytest

@@ -283,9 +283,9 @@ def render(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def phase(number: int) -> None:
+def phase(number: int, phases: Sequence[str] = PHASES, name: str = "reproduce-mini") -> None:
     """One line as each phase starts, so a reader knows where a run of minutes is."""
-    print(f"== reproduce-mini {number}/{len(PHASES)}: {PHASES[number - 1]}", flush=True)
+    print(f"== {name} {number}/{len(phases)}: {phases[number - 1]}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,11 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from grpo_rlvr import humaneval, reproduce, synthetic_code
+from grpo_rlvr.help_format import HelpFormatter
 from grpo_rlvr.rewards.code_exec import PARTIAL_REWARD
 
 BUILTIN = "builtin:code-qwen2"
 RECIPE = "mini-code-grpo-cpu"
-SIZES = {"warmup": 2000, "train": 600, "test": 300}  # problems per split (of 3,200 distinct prompts)
+SMALL_GRPO_STEPS = 100
+# Problems per split (of 3,200 distinct prompts) and GRPO steps (None: the recipe's own). `small` is a
+# quick look and the suite's version: the same warm-up, fewer GRPO steps and held-out problems.
+SIZES = {
+    "full": reproduce.Size({"warmup": 2000, "train": 600, "test": 300}, None),
+    "small": reproduce.Size({"warmup": 2000, "train": 600, "test": 200}, SMALL_GRPO_STEPS),
+}
+PHASES = ("data", "warm-up of the base model (supervised)", "GRPO on the code_exec reward", "evaluation")
 WARMUP_WRONG = 0.5  # share of warm-up bodies that are the slip
 WARMUP_STEPS, WARMUP_LR = 400, 3e-3
 EVAL_MAX_NEW_TOKENS = 24
@@ -133,23 +141,42 @@ def render(metrics: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m grpo_rlvr.reproduce_code", description=__doc__.split("\n")[0]
+        prog="python -m grpo_rlvr.reproduce_code",
+        description=__doc__.split("\n")[0],
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("reproduce-mini-code"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="data, warm-up and GRPO seed")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="full",
+        help="small: fewer GRPO steps and held-out problems, a quick look",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started, out = time.time(), args.out
+    started, out, size = time.time(), args.out, SIZES[args.size]
 
-    data = synthetic_code.write_splits(out / "data", SIZES, args.seed, {"warmup": WARMUP_WRONG})
+    def phase(number: int) -> None:
+        reproduce.phase(number, PHASES, "reproduce-mini-code")
+
+    phase(1)
+    data = synthetic_code.write_splits(out / "data", size.splits, args.seed, {"warmup": WARMUP_WRONG})
     warmup_rows = humaneval.load_problems(data["warmup"])
+
+    phase(2)  # the random built-in after a supervised warm-up that teaches right bodies and slips
     base = out / "base"
     warm = reproduce.warm_up(
         BUILTIN, warmup_rows, base, steps=WARMUP_STEPS, learning_rate=WARMUP_LR, seed=args.seed,
         pairs=warmup_pairs,
     )  # fmt: skip
-    summary, steps = reproduce.grpo(base, data["train"], out / "grpo", RECIPE, seed=args.seed)
+
+    phase(3)  # the recipe keeps test logs short; here a progress bar helps
+    overrides = {"disable_tqdm": False, **({"max_steps": size.grpo_steps} if size.grpo_steps else {})}
+    summary, steps = reproduce.grpo(base, data["train"], out / "grpo", RECIPE, seed=args.seed, **overrides)
     batch = summary["config"]["training"]["per_device_train_batch_size"]
+
+    phase(4)  # held-out pass@1, base vs trained, then the sandbox's own speed on the same problems
     evaluation = reproduce.compare(
         base, Path(summary["model_dir"]), data["test"], out / "eval", "humaneval", EVAL_MAX_NEW_TOKENS
     )
@@ -161,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = {
         "seed": args.seed,
-        "sizes": SIZES,
+        "size": args.size,
+        "sizes": size.splits,
         "model_parameters": reproduce.parameters(base),
         "warmup": warm,
         "grpo": {k: summary[k] for k in ("global_step", "rewards", "wall_time_s")},
