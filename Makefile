@@ -87,7 +87,7 @@ lint: $(ENV_STAMP) ## ruff, hadolint, shellcheck
 	$(BIN)hadolint --failure-threshold error Dockerfile
 	$(BIN)shellcheck docker/entrypoint.sh scripts/push_ecr.sh scripts/image_test.sh
 
-bench: $(ENV_STAMP) ## CPU benchmarks: reward throughput, prompt building, wrapper overhead vs bare TRL, start-up
+bench: $(ENV_STAMP) ## CPU benchmarks: reward throughput, prompt building, wrapper overhead vs bare TRL, start-up, time to a config error
 	$(PY) bench/cpu.py
 
 eval: $(ENV_STAMP) ## evaluate a model, e.g. make eval EVAL_ARGS="--model opt_ml/model ..."

@@ -10,9 +10,16 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from transformers.trainer_callback import CallbackHandler, PrinterCallback, ProgressCallback
 
-from grpo_rlvr.history import NumericProgressCallback, panels, use_numeric_progress, write_history
+from grpo_rlvr.history import (
+    NumericPrinterCallback,
+    NumericProgressCallback,
+    panels,
+    use_numeric_progress,
+    write_history,
+)
 from grpo_rlvr.sagemaker_job import metric_definitions
 
 LOGS = {"loss": 0.0123456789, "reward": 0.75, "reward_std": 0.25, "grad_norm": 1.0e-5, "step_time": 2.0}
@@ -41,15 +48,28 @@ def test_each_logging_step_prints_numbers_not_quoted_strings() -> None:
         assert float(found) == printed[metric["Regex"].split("'")[1]]
 
 
-def test_the_trainer_progress_callback_is_swapped_and_the_plain_printer_kept() -> None:
-    handler = CallbackHandler([ProgressCallback()], None, None, None, None)
-    use_numeric_progress(
-        SimpleNamespace(pop_callback=handler.pop_callback, add_callback=handler.add_callback)
-    )
-    assert [type(c) for c in handler.callbacks] == [NumericProgressCallback]
-    plain = CallbackHandler([PrinterCallback()], None, None, None, None)  # disable_tqdm: numbers already
-    use_numeric_progress(SimpleNamespace(pop_callback=plain.pop_callback, add_callback=plain.add_callback))
-    assert [type(c) for c in plain.callbacks] == [PrinterCallback]
+def test_with_disable_tqdm_each_logging_step_prints_numbers_too(capsys: pytest.CaptureFixture) -> None:
+    state = SimpleNamespace(is_local_process_zero=True)
+    PrinterCallback().on_log(None, state, None, logs=dict(LOGS))
+    assert "'loss': '0.01235'" in capsys.readouterr().out  # transformers' own printer quotes numbers
+    NumericPrinterCallback().on_log(None, state, None, logs={**LOGS, "total_flos": 3.0e12})
+    line = capsys.readouterr().out
+    assert ast.literal_eval(line) == {**LOGS, "loss": 0.01235} and "'0." not in line
+    for metric in metric_definitions():
+        (found,) = re.findall(metric["Regex"], line)
+        assert float(found) == ast.literal_eval(line)[metric["Regex"].split("'")[1]]
+
+
+def test_the_trainer_progress_bar_and_plain_printer_are_swapped_for_numeric_ones() -> None:
+    for plain, numeric in (
+        (ProgressCallback, NumericProgressCallback),
+        (PrinterCallback, NumericPrinterCallback),
+    ):
+        handler = CallbackHandler([plain()], None, None, None, None)
+        use_numeric_progress(
+            SimpleNamespace(pop_callback=handler.pop_callback, add_callback=handler.add_callback)
+        )
+        assert [type(c) for c in handler.callbacks] == [numeric]
 
 
 HISTORY = [

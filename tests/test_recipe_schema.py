@@ -93,3 +93,24 @@ def test_a_recipe_mistake_is_found_without_importing_torch_or_trl(tmp_path: Path
     assert "learning_rat: unknown key" in done.stderr and "bf16: must be true or false" in done.stderr
     assert "num_generations: 3 does not divide the generation batch" in done.stderr
     assert done.stdout.strip() == "2 []"
+
+
+def test_missing_local_paths_are_found_with_the_other_mistakes_without_importing_torch_or_trl(
+    tmp_path: Path,
+) -> None:
+    """A model or data path that looks local and does not exist is in the same first message."""
+    path = tmp_path / "recipe.yaml"
+    values = {"model_name_or_path": "./no-model", "val_dataset_path": str(tmp_path / "val.jsonl")}
+    path.write_text(yaml.safe_dump({**MINIMAL, **values, "learning_rat": 1e-5}))
+    probe = (
+        "import sys\n"
+        "from grpo_rlvr import cli\n"
+        f"code = cli.main(['train', '--recipe', {str(path)!r}, 'dataset_path=~/no/train.jsonl'])\n"
+        "print(code, sorted(m for m in ('torch', 'trl', 'transformers', 'peft') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "4 settings to fix" in done.stderr and "learning_rat: unknown key" in done.stderr
+    assert "model_name_or_path: local path ./no-model does not exist" in done.stderr
+    assert f"val_dataset_path: {tmp_path / 'val.jsonl'} does not exist" in done.stderr
+    assert "dataset_path: ~/no/train.jsonl does not exist" in done.stderr
+    assert done.stdout.strip() == "2 []"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
@@ -227,6 +228,10 @@ def test_resume_starts_after_the_newest_complete_checkpoint(
     summary, _ = run(2)
     assert summary["resumed_from"] is None
     assert all(checkpoints.is_complete(saved / f"checkpoint-{n}") for n in (1, 2))
+    # TRL's card in every checkpoint; a local folder is no Hub id, so it names no base model.
+    for folder in (saved / "checkpoint-1", saved / "checkpoint-2", tmp_path / "model"):
+        card = ModelCard.load(folder / "README.md").data
+        assert card.library_name == "transformers" and card.base_model is None
 
     (saved / "checkpoint-2" / "optimizer.pt").unlink()  # as if killed while writing it
     summary, logged = run(3)
@@ -469,6 +474,18 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
     }
     assert summary["config"]["data"]["num_shots"] == 2
     assert checkpoints.is_complete(opt_ml / "checkpoints" / "checkpoint-2")
+    # Every card names the built-in as the recipe gave it: TRL's for the merged model, PEFT's for adapters
+    # (whose config still names the folder the base was loaded from, as merging and evaluation read it).
+    adapter_cards = [opt_ml / "model" / "adapter", opt_ml / "checkpoints" / "checkpoint-2"]
+    for folder in (opt_ml / "model", *adapter_cards):
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.base_model == "builtin:tiny-qwen2", folder
+    assert ModelCard.load(opt_ml / "model" / "README.md").data.library_name == "transformers"
+    for folder in adapter_cards:
+        card = ModelCard.load(folder / "README.md").data
+        assert card.library_name == "peft" and "base_model:adapter:builtin:tiny-qwen2" in card.tags
+        adapter_base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+        assert adapter_base == str(tiny_model)
 
 
 @pytest.mark.parametrize("merge", [True, False], ids=["merged-model", "adapter-only"])

@@ -32,6 +32,7 @@ import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -373,8 +374,9 @@ def check_device(config: RunConfig, status: CudaStatus | None = None) -> None:
 
 
 def _precheck(values: dict[str, Any], num_processes: int) -> None:
-    """Every key, type, choice, null and range against the recipe schema, and the group size: all the
-    problems in one ConfigError. Needs no TRL import, so a mistake is reported in a second or two."""
+    """Every key, type, choice, null and range against the recipe schema, the group size, and the model and
+    data paths (a local one must exist): all the problems in one ConfigError. Needs no TRL import, so a
+    mistake is reported in a second or two."""
     read, problems = check_values(values, schema(SECTIONS.values()), did_you_mean)
     for key in values:
         if not any(k == key for k, _ in problems):
@@ -382,11 +384,20 @@ def _precheck(values: dict[str, Any], num_processes: int) -> None:
                 _check_number(key, read[key])
             except ConfigError as err:
                 problems.append((key, str(err).removeprefix(f"{key}: ")))
-    if not any(k in _GROUP_KEYS for k, _ in problems):
-        try:
-            _check_group_size(read, num_processes)
-        except ConfigError as err:
-            problems.append((err.key, str(err).removeprefix(f"{err.key}: ")))
+    checks = [
+        (_GROUP_KEYS, partial(_check_group_size, read, num_processes)),
+        (("model_name_or_path",), partial(_check_model_path, read.get("model_name_or_path"))),
+        *(
+            ((key,), partial(_check_data_path, key, read.get(key)))
+            for key in ("dataset_path", "val_dataset_path")
+        ),
+    ]  # each run where its keys' values are readable: a missing path is found without importing TRL too
+    for keys, check in checks:
+        if not any(k in keys for k, _ in problems):
+            try:
+                check()
+            except ConfigError as err:
+                problems.append((err.key, str(err).removeprefix(f"{err.key}: ")))
     if problems:
         order = list(values)  # as the recipe and the overrides give them
         problems.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))
@@ -522,15 +533,10 @@ def _validated(
 ) -> RunConfig:
     """The checks that need more than one field, or the registry, or the file system; then the config,
     with every derived value (prompt format, reward functions, default eval shots) computed here, once."""
-    _check_model_path(model.model_name_or_path)
     if (model.load_in_4bit or model.load_in_8bit) and not model.use_peft:
         raise ConfigError("use_peft", "a 4/8-bit base cannot be trained directly: set use_peft: true (QLoRA)")
     if problem := gpu_rules.vllm_problem(model, training):
         raise ConfigError(*problem)
-    for key in ("dataset_path", "val_dataset_path"):
-        source = getattr(data, key)
-        if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):
-            _check_hub_id(key, source, f"{_shown(source)} does not exist")
     chosen_format = prompt_format(data)
     funcs = reward_functions(rewards, chosen_format)
     has_val = bool(data.val_dataset_path or data.val_fraction)
@@ -594,6 +600,11 @@ def _check_model_path(name: str | None) -> None:
             )
         return
     _check_hub_id("model_name_or_path", name, f"local path {_shown(name)} does not exist")
+
+
+def _check_data_path(key: str, source: str | None) -> None:
+    if source and source != PACKAGED_GSM8K and not local_path_exists(key, source):
+        _check_hub_id(key, source, f"{_shown(source)} does not exist")
 
 
 def _check_hub_id(key: str, name: str, missing: str) -> None:

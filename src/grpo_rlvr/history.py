@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 HISTORY_NAME = "log_history.jsonl"
 CURVES_NAME = "training_curves.png"
@@ -39,15 +39,26 @@ class NumericProgressCallback(ProgressCallback):
             self.training_bar.write(str(shown))
 
 
+class NumericPrinterCallback(PrinterCallback):
+    """transformers' log printer (the trainer's with `disable_tqdm`), likewise printing numbers as
+    numbers: transformers' own prints each float as a quoted string."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if state.is_local_process_zero and logs is not None:
+            print({k: _readable(v) for k, v in logs.items() if k != "total_flos"})
+
+
 def _readable(value: Any) -> Any:
     """A float cut to 4 significant digits, still a number; anything else as it is."""
     return float(f"{value:.4g}") if isinstance(value, float) else value
 
 
 def use_numeric_progress(trainer: Any) -> None:
-    """Swap the trainer's progress callback (when it shows one) for NumericProgressCallback."""
+    """Swap the trainer's progress bar or, with `disable_tqdm`, its log printer for the numeric one."""
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(NumericProgressCallback)
+    if trainer.pop_callback(PrinterCallback) is not None:
+        trainer.add_callback(NumericPrinterCallback)
 
 
 def write_history(log_history: Sequence[dict[str, Any]], folder: Path) -> dict[str, str]:

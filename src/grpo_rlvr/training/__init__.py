@@ -5,6 +5,7 @@
 - `model`: loading the policy (full precision or 4/8-bit for QLoRA) and the checks on its LoRA targets.
 - `arguments`: the trainer's `GRPOConfig`, built once as a new object from the (unchanged) config.
 - `generation`: where completions end: the recipe's end tokens and the stop rule (`StopAtAnswerTrainer`).
+- `model_card`: the model cards (README.md) of every checkpoint and of the saved model name the base model.
 - `callbacks`: checkpoint marking and rotation, the non-finite stop, the graceful stop on SIGTERM.
 - `outputs`: `model_dir` (saving, merging, the finite-weight check), `run_summary.json`, evaluation at end.
 

@@ -36,6 +36,7 @@ from grpo_rlvr.training.callbacks import (
 )
 from grpo_rlvr.training.generation import StopAtAnswerTrainer, add_end_tokens, check_tokenizer
 from grpo_rlvr.training.model import check_lora_targets, check_vllm_head, load_model, match_saved_modules
+from grpo_rlvr.training.model_card import BaseModelCards
 from grpo_rlvr.training.outputs import (
     ADAPTER_DIR,
     check_output_folders,
@@ -48,6 +49,10 @@ from grpo_rlvr.training.rows import check_reward_columns, evaluation_rows, prepa
 from grpo_rlvr.versions import package_versions
 
 log = logging.getLogger(__name__)
+
+
+class RunTrainer(BaseModelCards, StopAtAnswerTrainer):
+    """The run's trainer: completions end at the stop rule, and its model cards name the base model."""
 
 
 def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
@@ -108,8 +113,9 @@ def run(config: RunConfig, callbacks: Sequence[TrainerCallback] = ()) -> dict[st
 
         # Trainer: completions end at the model's EOS, the recipe's end tokens and (by default) the stop rule
         add_end_tokens(model, end_ids)
-        trainer = StopAtAnswerTrainer(
+        trainer = RunTrainer(
             model=model,
+            base_model=config.model.model_name_or_path,
             reward_funcs=funcs,
             args=trainer_arguments(config, end_ids),
             train_dataset=train_dataset,

@@ -12,7 +12,6 @@ from typing import Any
 
 from accelerate import PartialState
 from transformers import GenerationConfig
-from trl import GRPOTrainer
 
 from grpo_rlvr.checkpoints import SUMMARY_NAME
 from grpo_rlvr.config import ConfigError, RunConfig
@@ -21,6 +20,7 @@ from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.merging import merged_model
 from grpo_rlvr.training.callbacks import NonFiniteError
 from grpo_rlvr.training.model import torch_dtype
+from grpo_rlvr.training.model_card import BaseModelCards
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def reward_means(history: list[dict[str, Any]], names: list[str]) -> dict[str, d
     return means
 
 
-def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_path: str) -> None:
+def save_model(trainer: BaseModelCards, tokenizer: Any, config: RunConfig, base_path: str) -> None:
     """Write the adapter and/or the full model into `model_dir` through a staging folder."""
     model_dir = Path(config.run.model_dir)
     staging = model_dir / STAGING_DIR
@@ -97,7 +97,10 @@ def save_model(trainer: GRPOTrainer, tokenizer: Any, config: RunConfig, base_pat
         for folder in (staging, staging / ADAPTER_DIR):
             (folder / "training_args.bin").unlink(missing_ok=True)  # training state, not part of a model
         check_finite_weights(staging)
+        if is_adapter:
+            trainer.write_model_card(staging / ADAPTER_DIR)
         if (staging / "config.json").exists():
+            trainer.write_model_card(staging, model_name=model_dir.resolve().name)
             tokenizer.save_pretrained(staging)
             write_generation_config(staging, trainer.eos_token_ids, tokenizer.pad_token_id)
         for entry in staging.iterdir():
