@@ -1,7 +1,7 @@
 """GPU benchmark: the published recipe (a) against our default (b) on Qwen2.5-0.5B's shape, random weights.
 
 (a) recipes/qwen2.5-0.5b-gsm8k-seed.yaml and (b) recipes/qwen2.5-0.5b-gsm8k.yaml are loaded through
-`config.load_config` as they are, with only these overrides: the model (written here), the data, the
+`config.loading.load_config` as they are, with only these overrides: the model (written here), the data, the
 step count, output folders, no saving/evaluation/reporting, and a fixed completion length. Each
 (recipe, mode) trains in its own process through `training.grpo.run` (so vLLM and the CUDA memory statistics
 start clean) and reports optimizer steps/s, completions/s, completion tokens/s (steps after the first)
@@ -48,7 +48,8 @@ import torch
 from measure import StepTimer, machine_info
 from prompts import GSM8K_TRAIN
 
-from grpo_rlvr.config import ConfigError, RunConfig, load_config
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError, RunConfig
 from grpo_rlvr.overrides import parse_overrides
 from grpo_rlvr.tiny import SPECIAL_TOKENS, resolve_model_path
 

@@ -28,7 +28,9 @@ from prompts import GSM8K_TRAIN
 from transformers import TrainerCallback
 
 from grpo_rlvr import cuda
-from grpo_rlvr.config import ConfigError, check_device, load_config
+from grpo_rlvr.config.checks import check_device
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError
 from grpo_rlvr.tiny import resolve_model_path
 
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"

@@ -31,7 +31,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, Tr
 from trl import GRPOTrainer, get_peft_config
 
 from grpo_rlvr.checkpoints import checkpoint_step, latest_complete_checkpoint, weight_settings
-from grpo_rlvr.config import RunConfig, load_config, reward_functions
+from grpo_rlvr.config.checks import reward_functions
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import RunConfig
 from grpo_rlvr.overrides import parse_overrides
 from grpo_rlvr.tiny import resolve_model_path
 from grpo_rlvr.training import callbacks, grpo

@@ -146,7 +146,7 @@ def _checkpoint(step: int, damaged: bool = False, **settings: object) -> Callabl
 
     def write(base: Path) -> Path:
         from grpo_rlvr.checkpoints import mark_complete, weight_settings
-        from grpo_rlvr.config import load_config
+        from grpo_rlvr.config.loading import load_config
 
         folder = base / "checkpoints" / f"checkpoint-{step}"
         folder.mkdir(parents=True)

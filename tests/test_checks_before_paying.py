@@ -15,7 +15,8 @@ import pytest
 
 from grpo_rlvr.checkpoints import TrainingInterrupted
 from grpo_rlvr.cli import main as cli
-from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError
 from grpo_rlvr.data import packaged_gsm8k
 from grpo_rlvr.files import unwritable
 from grpo_rlvr.training import grpo

@@ -14,7 +14,7 @@ from test_integration import run_launcher
 from transformers import AutoModelForCausalLM
 
 from grpo_rlvr import checkpoints, cli, humaneval, synthetic_code
-from grpo_rlvr.config import load_config
+from grpo_rlvr.config.loading import load_config
 from grpo_rlvr.datafiles import write_jsonl
 from grpo_rlvr.rewards.code_exec import BODY_END, PARTIAL_REWARD, code_exec
 from grpo_rlvr.sagemaker import Paths

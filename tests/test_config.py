@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpo_rlvr import config as config_module
-from grpo_rlvr import data, evaluate
-from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr import data
+from grpo_rlvr.config import checks, loading, sections
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError
+from grpo_rlvr.evaluation import evaluate
 from grpo_rlvr.overrides import parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +88,7 @@ def test_typed_and_string_overrides_give_the_same_config(tmp_path: Path) -> None
 def test_overrides_win_over_the_recipe_and_defaults_fill_the_rest(tmp_path: Path) -> None:
     config = load_config(recipe(tmp_path, num_shots=4), ["num_shots=2"])
     assert config.data.num_shots == 2
-    assert config.training.output_dir == config_module.DEFAULT_OUTPUT_DIR
+    assert config.training.output_dir == loading.DEFAULT_OUTPUT_DIR
     assert config.training.use_cpu and not config.training.bf16  # this machine has no CUDA
     assert config.training.report_to == []
 
@@ -177,7 +179,7 @@ def test_baked_recipes_folder_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(MINIMAL))
-    monkeypatch.setenv(config_module.RECIPES_ENV, str(tmp_path))
+    monkeypatch.setenv(loading.RECIPES_ENV, str(tmp_path))
     assert load_config("mine").recipe_path == tmp_path / "mine.yaml"
     assert load_config("smoke-cpu").recipe_path == REPO / "recipes" / "smoke-cpu.yaml"  # repo as fallback
 
@@ -196,7 +198,7 @@ def tensorboard_installed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_mlflow_joins_report_to_when_a_tracking_uri_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tensorboard_installed: None
 ) -> None:
-    monkeypatch.setenv(config_module.MLFLOW_ENV, "file:///tmp/mlruns")
+    monkeypatch.setenv(loading.MLFLOW_ENV, "file:///tmp/mlruns")
     assert load_config(recipe(tmp_path)).training.report_to == ["mlflow"]
     assert load_config(recipe(tmp_path, report_to="tensorboard")).training.report_to == [
         "tensorboard",
@@ -221,7 +223,7 @@ def test_mlflow_joins_report_to_when_a_tracking_uri_is_set(
 def test_explicit_report_to_none_turns_mlflow_off_despite_the_tracking_uri(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, off: dict | list, tensorboard_installed: None
 ) -> None:
-    monkeypatch.setenv(config_module.MLFLOW_ENV, "file:///tmp/mlruns")
+    monkeypatch.setenv(loading.MLFLOW_ENV, "file:///tmp/mlruns")
     values, overrides = (off, []) if isinstance(off, dict) else ({"report_to": "tensorboard"}, off)
     assert load_config(recipe(tmp_path, **values), overrides).training.report_to == []
 
@@ -229,7 +231,7 @@ def test_explicit_report_to_none_turns_mlflow_off_despite_the_tracking_uri(
 def test_report_to_takes_a_list_or_one_name_without_a_tracking_uri(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tensorboard_installed: None
 ) -> None:
-    monkeypatch.delenv(config_module.MLFLOW_ENV, raising=False)
+    monkeypatch.delenv(loading.MLFLOW_ENV, raising=False)
     assert load_config(recipe(tmp_path, report_to=["mlflow"])).training.report_to == ["mlflow"]
     assert load_config(recipe(tmp_path), ["report_to=[mlflow, tensorboard]"]).training.report_to == [
         "mlflow",
@@ -292,7 +294,7 @@ def test_user_reward_module_registers_once_and_its_rewards_resolve(tmp_path: Pat
         from grpo_rlvr.rewards import REGISTRY
 
         REGISTRY.pop("shortness", None)
-        config_module._LOADED_REWARD_MODULES.discard(module.resolve())
+        checks._LOADED_REWARD_MODULES.discard(module.resolve())
     err = error(tmp_path, {"reward_module": str(tmp_path / "missing.py")})
     assert err.key == "reward_module" and "missing.py" in str(err)
 
@@ -362,7 +364,7 @@ def test_every_ranged_key_is_a_setting() -> None:
 
     from trl import GRPOConfig, ModelConfig
 
-    assert set(config_module.RANGES) <= {f.name for cls in (GRPOConfig, ModelConfig) for f in fields(cls)}
+    assert set(sections.RANGES) <= {f.name for cls in (GRPOConfig, ModelConfig) for f in fields(cls)}
 
 
 @pytest.mark.parametrize("name", ["r" * 2600, "../recipes/smoke-cpu", "smoke-cpu/../smoke-cpu"])
@@ -407,7 +409,7 @@ def test_a_user_reward_option_is_checked_against_its_signature(tmp_path: Path) -
         from grpo_rlvr.rewards import REGISTRY
 
         REGISTRY.pop("scaled", None)
-        config_module._LOADED_REWARD_MODULES.discard(module.resolve())
+        checks._LOADED_REWARD_MODULES.discard(module.resolve())
 
 
 def test_a_home_relative_data_path_is_a_local_file_everywhere(

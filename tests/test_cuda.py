@@ -13,7 +13,8 @@ import pytest
 import yaml
 from bad_inputs import make_tree
 
-from grpo_rlvr import cli, cuda, launch
+from grpo_rlvr import cli, cuda
+from grpo_rlvr.launch import entrypoint
 
 GPU_RECIPE = "qwen2.5-0.5b-gsm8k"
 CU130 = "2.11.0+cu130"
@@ -88,7 +89,7 @@ def test_the_launcher_exits_2_with_a_failure_file(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(cuda, "probe", lambda: status)
     base = make_tree(tmp_path / "opt_ml", {"recipe": GPU_RECIPE})
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
-    assert launch.main() == 2
+    assert entrypoint.main() == 2
     failure = (base / "output" / "failure").read_text()
     assert found in failure and "use_cpu: true" in failure
     assert not (base / "model").exists() or not any((base / "model").iterdir())
@@ -96,18 +97,20 @@ def test_the_launcher_exits_2_with_a_failure_file(tmp_path: Path, monkeypatch: p
 
 def test_use_cpu_true_trains_on_the_cpu_on_purpose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same unusable host: a recipe that asks for the CPU passes the check; without it, refused."""
-    from grpo_rlvr import config
+    from grpo_rlvr.config.checks import check_device
+    from grpo_rlvr.config.loading import load_config
+    from grpo_rlvr.config.sections import ConfigError
 
     monkeypatch.setattr(cuda, "probe", lambda: HOSTS["old-driver"][0])
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"model_name_or_path": "builtin:tiny-qwen2", "use_cpu": True}))
-    on_purpose = config.load_config(recipe)
+    on_purpose = load_config(recipe)
     assert on_purpose.cpu_on_purpose and on_purpose.training.use_cpu
-    config.check_device(on_purpose)  # no error: the CPU was asked for
-    wants_gpu = config.load_config(recipe, ["use_cpu=false"])
+    check_device(on_purpose)  # no error: the CPU was asked for
+    wants_gpu = load_config(recipe, ["use_cpu=false"])
     assert not wants_gpu.cpu_on_purpose
-    with pytest.raises(config.ConfigError, match="R580 or newer") as refused:
-        config.check_device(wants_gpu)
+    with pytest.raises(ConfigError, match="R580 or newer") as refused:
+        check_device(wants_gpu)
     assert refused.value.key == "use_cpu"
 
 

@@ -13,10 +13,12 @@ from PIL import Image
 from transformers import AutoTokenizer
 from trl.data_utils import maybe_apply_chat_template
 
-from grpo_rlvr import evaluate
 from grpo_rlvr.cli import main
 from grpo_rlvr.data import DataError, build_chat_prompt, packaged_gsm8k
-from grpo_rlvr.evaluate import Generation, GeneratorSettings, HFGenerator, ModelSpec, evaluate_examples
+from grpo_rlvr.evaluation import evaluate, reports, scoring
+from grpo_rlvr.evaluation.evaluate import evaluate_examples
+from grpo_rlvr.evaluation.generation import Generation, GeneratorSettings, HFGenerator
+from grpo_rlvr.evaluation.models import ModelSpec
 from grpo_rlvr.prompt_format import PromptFormat
 
 GSM8K = packaged_gsm8k("train").parent  # the shipped copy, checksums checked
@@ -119,13 +121,13 @@ def test_compare_writes_table_json_and_png_with_both_series(
     image = Image.open(png)
     assert (image.format, image.size) == ("PNG", (700, 450))
     # Both colours inside the axes (not only in the legend), though both models score 0% here.
-    figure = evaluate.plot_accuracy(metrics["results"], tmp_path / "again.png")  # saving lays it out
+    figure = reports.plot_accuracy(metrics["results"], tmp_path / "again.png")  # saving lays it out
     assert (tmp_path / "again.png").read_bytes() == png.read_bytes()
     x0, y0, x1, y1 = figure.axes[0].get_window_extent().extents
     plot_area = image.convert("RGB").crop((x0, image.height - y1, x1, image.height - y0))
     colours = {colour for _, colour in plot_area.getcolors(image.width * image.height)}
-    assert _rgb(evaluate.SERIES_COLORS[0]) in colours and _rgb(evaluate.SERIES_COLORS[1]) in colours
-    assert _rgb(evaluate.SERIES_COLORS[2]) not in colours  # the check can fail: no third series
+    assert _rgb(reports.SERIES_COLORS[0]) in colours and _rgb(reports.SERIES_COLORS[1]) in colours
+    assert _rgb(reports.SERIES_COLORS[2]) not in colours  # the check can fail: no third series
 
 
 def test_plot_has_one_series_per_model_with_interval_error_bars() -> None:
@@ -134,7 +136,7 @@ def test_plot_has_one_series_per_model_with_interval_error_bars() -> None:
         for m, accs in (("base", (0.1, 0.3)), ("trained", (0.4, 0.5)))
         for k, acc in zip((0, 4), accs, strict=True)
     ]
-    ax = evaluate.plot_accuracy(results).axes[0]
+    ax = reports.plot_accuracy(results).axes[0]
     assert [t.get_text() for t in ax.figure.legends[0].get_texts()] == ["base", "trained"]
     bars = ax.containers
     assert [list(c.lines[0].get_ydata()) for c in bars] == [pytest.approx([10, 30]), pytest.approx([40, 50])]
@@ -478,12 +480,12 @@ def test_comparison_counts_intervals_and_paired_test() -> None:
         for m, right in (("base", range(3)), ("trained", range(13)))
         for i in range(20)
     ]
-    results = evaluate.summarize(rows, ["base", "trained"], [0])
+    results = scoring.summarize(rows, ["base", "trained"], [0])
     assert [(r["correct"], r["n"], r["ci95"]) for r in results] == [
         (3, 20, [0.052369, 0.360419]),
         (13, 20, [0.432854, 0.818808]),  # statsmodels 0.15.0, rounded
     ]
-    (row,) = evaluate.compare(rows, results, "base", "trained")
+    (row,) = scoring.compare(rows, results, "base", "trained")
     assert row == {
         "shots": 0,
         "base": 0.15,
@@ -507,14 +509,14 @@ def test_comparison_counts_intervals_and_paired_test() -> None:
         for i in range(219)
         for m in ("base", "trained")
     ]
-    (row,) = evaluate.compare(rows, evaluate.summarize(rows, ["base", "trained"], [0]), "base", "trained")
+    (row,) = scoring.compare(rows, scoring.summarize(rows, ["base", "trained"], [0]), "base", "trained")
     assert row["mcnemar_p"] == 6.788e-25
 
 
 def test_mcnemar_exact_p_matches_statsmodels() -> None:
     # statsmodels 0.15.0: mcnemar([[5, 10], [2, 7]], exact=True).pvalue == 0.03857421875 (= 158/4096)
-    assert evaluate.mcnemar_p(10, 2) == evaluate.mcnemar_p(2, 10) == 0.03857421875
-    assert evaluate.mcnemar_p(0, 0) == evaluate.mcnemar_p(3, 3) == 1.0
+    assert scoring.mcnemar_p(10, 2) == scoring.mcnemar_p(2, 10) == 0.03857421875
+    assert scoring.mcnemar_p(0, 0) == scoring.mcnemar_p(3, 3) == 1.0
 
 
 def test_model_spec_syntax(tmp_path: Path) -> None:

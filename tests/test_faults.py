@@ -30,7 +30,7 @@ import logging, os, shutil, signal, sys
 from pathlib import Path
 from transformers import Trainer, TrainerCallback
 from grpo_rlvr.training import grpo
-from grpo_rlvr.config import load_config
+from grpo_rlvr.config.loading import load_config
 
 def die():
     sys.stdout.flush()

@@ -8,7 +8,8 @@ import torch
 from transformers import AutoConfig, BitsAndBytesConfig
 
 from grpo_rlvr import cli, gpu_rules
-from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError
 from grpo_rlvr.tiny import resolve_model_path
 
 SEED, DEFAULT = "qwen2.5-0.5b-gsm8k-seed", "qwen2.5-0.5b-gsm8k"

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from grpo_rlvr import data, evaluate, humaneval
+from grpo_rlvr import data, humaneval
 from grpo_rlvr.cli import main
-from grpo_rlvr.evaluate import Generation, evaluate_examples
+from grpo_rlvr.evaluation import evaluate
+from grpo_rlvr.evaluation.evaluate import evaluate_examples
+from grpo_rlvr.evaluation.generation import Generation, cut_at_stop
 from grpo_rlvr.tasks import HumanEvalTask
 
 PROBLEMS = humaneval.load_problems()
@@ -35,9 +37,7 @@ class Answering:
         self.answer, self.info = answer, {"device": "none"}
 
     def generate(self, prompts: list[str]) -> list[Generation]:
-        return [
-            Generation(evaluate.cut_at_stop(self.answer(p), humaneval.STOP), 1, 1, "stop") for p in prompts
-        ]
+        return [Generation(cut_at_stop(self.answer(p), humaneval.STOP), 1, 1, "stop") for p in prompts]
 
 
 def test_the_shipped_problems_are_humaneval() -> None:

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from bad_inputs import CATALOGUE, SMOKE_HYPERPARAMETERS, BadInput, make_tree
 
-from grpo_rlvr import checkpoints, config, handoff, launch
-from grpo_rlvr.sagemaker import Paths, Resources
+from grpo_rlvr import checkpoints, handoff
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.launch import entrypoint, logs, planning, processes
+from grpo_rlvr.sagemaker import ContractError, Paths, Resources
 
 LAUNCH = [str(Path(sys.executable).with_name("grpo-rlvr")), "launch"]  # the real console script
 # Run through the real console command (a subprocess each, started together); the rest run in-process.
@@ -54,7 +56,7 @@ def test_bad_input_in_process(
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
     for name, value in entry.env.items():
         monkeypatch.setenv(name, value)
-    _assert_refused(base, entry, launch.main(entry.args))
+    _assert_refused(base, entry, entrypoint.main(entry.args))
 
 
 def test_bad_input_through_the_console_command(tmp_path: Path, tiny_model: str) -> None:
@@ -100,9 +102,9 @@ def test_training_processes_get_the_config_the_launcher_validated(tmp_path: Path
         "max_steps": 7,
         "use_cpu": True,
     }
-    in_process = config.load_config("smoke-cpu", typed).resolved()
+    in_process = load_config("smoke-cpu", typed).resolved()
     with handoff.settings_file("smoke-cpu", typed) as path:
-        child = config.load_config(*handoff.read_settings(path)).resolved()
+        child = load_config(*handoff.read_settings(path)).resolved()
     assert child == in_process
     assert in_process["training"]["learning_rate"] == 5e-06
     assert in_process["model"]["lora_target_modules"] == ["q_proj", "v_proj"]
@@ -119,7 +121,7 @@ def _fake_devices(tmp_path: Path, interfaces: list[str], efa: bool) -> dict[str,
     return {"net_dir": net, "efa_dir": ib}
 
 
-GRACE = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(launch.STOP_GRACE_S)}
+GRACE = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(processes.STOP_GRACE_S)}
 CPU = {**GRACE, "DS_ACCELERATOR": "cpu"}  # DeepSpeed's CPU accelerator, over gloo
 NCCL = {**GRACE, "NCCL_DEBUG": "WARN"}
 SOCKETS = {**NCCL, "NCCL_SOCKET_IFNAME": "eth0"}
@@ -170,21 +172,20 @@ def test_distributed_env(
     names = tuple(f"algo-{i + 1}" for i in range(hosts))
     resources = Resources("algo-1", names, interface, instance)
     devices = _fake_devices(tmp_path, ["lo", "eth0"], efa)
-    assert launch.distributed_env(resources, gpus, **devices, plugin_dirs=[str(plugin_dir)]) == expected
+    assert processes.distributed_env(resources, gpus, **devices, plugin_dirs=[str(plugin_dir)]) == expected
 
 
 def test_cpu_processes_sets_the_process_count_on_hosts_without_a_gpu() -> None:
-    assert (
-        launch.Plan("smoke-cpu", {}, Resources("algo-1", ("algo-1", "algo-2")), 0, "zero3", 2).processes == 4
-    )
-    assert launch._cpu_processes(None) == 1 and launch._cpu_processes(3) == 3
+    two_hosts = Resources("algo-1", ("algo-1", "algo-2"))
+    assert planning.Plan("smoke-cpu", {}, two_hosts, 0, "zero3", 2).processes == 4
+    assert planning._cpu_processes(None) == 1 and planning._cpu_processes(3) == 3
     for bad in (0, -1, "two", True, 1.5):
-        with pytest.raises(launch.ContractError, match="cpu_processes"):
-            launch._cpu_processes(bad)
+        with pytest.raises(ContractError, match="cpu_processes"):
+            planning._cpu_processes(bad)
 
 
-def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
-    return launch.Plan(
+def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> planning.Plan:
+    return planning.Plan(
         "smoke-cpu",
         {"max_steps": 3, "lora_target_modules": ["q_proj"]},
         Resources(current, hosts),
@@ -195,8 +196,8 @@ def _plan(gpus: int, hosts: tuple[str, ...], current: str) -> launch.Plan:
 
 def test_accelerate_command_on_cpu_hosts() -> None:
     plan = _plan(0, ("algo-1", "algo-2"), "algo-2")
-    command = launch.accelerate_command(
-        plan, launch.accelerate_config_path("ddp"), "10.0.0.1", 29500, Path("/tmp/x/s.json")
+    command = processes.accelerate_command(
+        plan, planning.accelerate_config_path("ddp"), "10.0.0.1", 29500, Path("/tmp/x/s.json")
     )
     assert plan.processes == 2
     assert command[command.index("--num_processes") + 1] == "2"
@@ -212,14 +213,15 @@ def test_accelerate_command_on_cpu_hosts() -> None:
 def test_accelerate_command_on_cpu_hosts_leaves_deepspeed_to_the_config() -> None:
     """`--multi_gpu` would make accelerate ignore the config's DeepSpeed and run plain DDP."""
     plan = _plan(0, ("algo-1",), "algo-1")
-    zero3 = launch.accelerate_config_path("zero3")
-    assert launch.uses_deepspeed(zero3) and not launch.uses_deepspeed(launch.accelerate_config_path("ddp"))
-    assert "--multi_gpu" not in launch.accelerate_command(plan, zero3, "127.0.0.1", 29500, Path("s.json"))
+    zero3 = planning.accelerate_config_path("zero3")
+    ddp = planning.accelerate_config_path("ddp")
+    assert processes.uses_deepspeed(zero3) and not processes.uses_deepspeed(ddp)
+    assert "--multi_gpu" not in processes.accelerate_command(plan, zero3, "127.0.0.1", 29500, Path("s.json"))
 
 
 def test_accelerate_command_on_gpu_hosts() -> None:
     plan = _plan(8, ("algo-1", "algo-2"), "algo-1")
-    command = launch.accelerate_command(plan, Path("zero2.yaml"), "10.0.0.1", 29500, Path("s.json"))
+    command = processes.accelerate_command(plan, Path("zero2.yaml"), "10.0.0.1", 29500, Path("s.json"))
     assert plan.processes == 16
     assert command[command.index("--num_processes") + 1] == "16"
     assert command[command.index("--machine_rank") + 1] == "0"
@@ -227,9 +229,9 @@ def test_accelerate_command_on_gpu_hosts() -> None:
 
 
 def test_host_address() -> None:
-    env = {launch.HOST_ADDRS_ENV: "algo-1=127.0.0.1, algo-2=10.0.0.2"}
-    assert launch.host_address("algo-2", env) == "10.0.0.2"
-    assert launch.host_address("localhost", env) == socket.gethostbyname("localhost")
+    env = {processes.HOST_ADDRS_ENV: "algo-1=127.0.0.1, algo-2=10.0.0.2"}
+    assert processes.host_address("algo-2", env) == "10.0.0.2"
+    assert processes.host_address("localhost", env) == socket.gethostbyname("localhost")
 
 
 @pytest.mark.parametrize(
@@ -249,7 +251,7 @@ def test_host_address() -> None:
     ],
 )
 def test_error_from_output(output: str, expected: str | None) -> None:
-    assert launch.error_from_output(output) == expected
+    assert logs.error_from_output(output) == expected
 
 
 def test_sigterm_reaches_the_whole_process_group(tmp_path: Path) -> None:
@@ -273,7 +275,8 @@ def test_sigterm_reaches_the_whole_process_group(tmp_path: Path) -> None:
 
     threading.Thread(target=stop_when_ready, daemon=True).start()
     started = time.monotonic()
-    code, forwarded = launch.run_children([sys.executable, str(tmp_path / "child.py"), "parent"], os.environ)
+    command = [sys.executable, str(tmp_path / "child.py"), "parent"]
+    code, forwarded = processes.run_children(command, os.environ)
     assert (code, forwarded) == (3, signal.SIGTERM)
     assert time.monotonic() - started < 30
     deadline = time.monotonic() + 10
@@ -397,8 +400,8 @@ def _two_nodes(
     """Two /opt/ml trees, algo-1 and algo-2, whose names resolve to loopback, and their environment."""
     hosts = ("algo-1", "algo-2")
     env = {
-        launch.HOST_ADDRS_ENV: "algo-1=127.0.0.1,algo-2=127.0.0.1",
-        launch.PORT_ENV: str(_free_port()),
+        processes.HOST_ADDRS_ENV: "algo-1=127.0.0.1,algo-2=127.0.0.1",
+        processes.PORT_ENV: str(_free_port()),
         "OMP_NUM_THREADS": "1",
     }
     hyperparameters = {
@@ -508,7 +511,7 @@ def test_dropped_rows_are_named_in_the_log_and_the_summary(
     lines[4:4] = [b"{broken\n", b'{"question": "caf\xe9", "answer": "#### 1"}\n', long_row]  # lines 5-7
     data.write_bytes(b"".join(lines))
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
-    assert launch.main() == 0
+    assert entrypoint.main() == 0
     named = [
         f"{data}:5: malformed JSON line: Expecting property name enclosed in double quotes",
         f"{data}:6: invalid UTF-8: byte 0xe9 at column 18",
@@ -538,16 +541,16 @@ def test_training_that_exits_0_without_a_run_summary_is_a_failure_on_the_main_ho
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
     started: list[int] = []
 
-    def processes_that_exit_0(plan: launch.Plan, _config: object, _lock: object) -> tuple[int, None]:
+    def processes_that_exit_0(plan: planning.Plan, _config: object, _lock: object) -> tuple[int, None]:
         started.append(plan.processes)
         return 0, None
 
-    monkeypatch.setattr(launch, "_run_distributed", processes_that_exit_0)
-    code = launch.main()
+    monkeypatch.setattr(entrypoint, "run_distributed", processes_that_exit_0)
+    code = entrypoint.main()
     assert started == [2]
     failure = Paths(base).failure_file
     if host == "algo-1":
-        assert code == launch.EXIT_FAILED
+        assert code == entrypoint.EXIT_FAILED
         assert failure.read_text() == "training failed: it exited 0 but wrote no run_summary.json\n"
     else:
-        assert code == launch.EXIT_OK and not failure.exists()
+        assert code == entrypoint.EXIT_OK and not failure.exists()

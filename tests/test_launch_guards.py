@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 
-from grpo_rlvr import checkpoints, launch, runlock
+from grpo_rlvr import checkpoints, runlock
+from grpo_rlvr.launch import entrypoint, planning
+from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import RESERVE_NAME, Paths
 
 HOLD_LOCK = (
@@ -54,7 +56,7 @@ def test_a_second_launch_on_a_running_tree_is_refused_and_changes_nothing(
     before = _contents(base)
     try:
         monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
-        assert launch.main() == 2
+        assert entrypoint.main() == 2
         _, err = capfd.readouterr()
         assert f"another run is already training into {paths.checkpoint_dir}" in err
         assert _contents(base) == before  # the failure file and the model are the first run's
@@ -82,17 +84,17 @@ def test_a_finished_run_relaunched_with_the_same_settings_does_nothing(
     base = make_tree(tmp_path, hyperparameters)
     paths = Paths(base)
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
-    assert launch.main() == 0
+    assert entrypoint.main() == 0
     finished = _contents(base)
     capfd.readouterr()
 
-    assert launch.main() == 0
+    assert entrypoint.main() == 0
     _, err = capfd.readouterr()
     assert "this run already finished (step 2) with the same settings" in err
     assert "training from" not in err
     assert _contents(base) == finished  # model, summary and checkpoints untouched
 
-    assert launch.main(["max_steps=3"]) == 0  # other settings: it resumes and trains on
+    assert entrypoint.main(["max_steps=3"]) == 0  # other settings: it resumes and trains on
     summary = json.loads((paths.model_dir / checkpoints.SUMMARY_NAME).read_text())
     assert summary["global_step"] == 3
     assert summary["resumed_from"] == str(paths.checkpoint_dir / "checkpoint-2")
@@ -103,14 +105,14 @@ def test_a_foreign_checkpoint_is_refused_before_the_model_loads(
 ) -> None:
     base = make_tree(tmp_path)
     paths = Paths(base)
-    run_config = launch.make_plan(paths, [], launch.Redactor([]))[1]
+    run_config = planning.make_plan(paths, [], Redactor([]))[1]
     settings = {**checkpoints.weight_settings(run_config.model), "lora_r": 64}
     foreign = paths.checkpoint_dir / "checkpoint-7"
     foreign.mkdir(parents=True)
     (foreign / "adapter_model.safetensors").write_bytes(b"weights of another recipe")
     checkpoints.mark_complete(foreign, 7, settings)
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
-    assert launch.main() == 2
+    assert entrypoint.main() == 2
     _, err = capfd.readouterr()
     failure = paths.failure_file.read_text()
     assert (

@@ -46,9 +46,14 @@ def _graph(folder: Path = PACKAGE, depth: int = 2) -> dict[str, set[str]]:
     return {name: {d for d in deps if d in graph and d != name} for name, deps in graph.items()}
 
 
-@pytest.mark.parametrize("graph", [_graph(), _graph(PACKAGE / "training", 3)], ids=["package", "training"])
-def test_the_module_graph_has_no_cycle(graph: dict[str, set[str]]) -> None:
-    assert len(graph) > 5
+@pytest.mark.parametrize(
+    ("graph", "modules"),
+    [(_graph(), 6)]
+    + [(_graph(PACKAGE / name, 3), 4) for name in ("training", "config", "evaluation", "launch")],
+    ids=["package", "training", "config", "evaluation", "launch"],
+)
+def test_the_module_graph_has_no_cycle(graph: dict[str, set[str]], modules: int) -> None:
+    assert len(graph) >= modules
     state: dict[str, str] = {}
 
     def visit(node: str, path: list[str]) -> None:
@@ -66,7 +71,11 @@ def test_the_module_graph_has_no_cycle(graph: dict[str, set[str]]) -> None:
 
 def test_low_layers_do_not_import_high_ones() -> None:
     graph = _graph()
-    assert not graph["grpo_rlvr.config"] & {"grpo_rlvr.evaluate", "grpo_rlvr.sagemaker", "grpo_rlvr.training"}
+    assert not graph["grpo_rlvr.config"] & {
+        "grpo_rlvr.evaluation",
+        "grpo_rlvr.sagemaker",
+        "grpo_rlvr.training",
+    }
     assert not graph["grpo_rlvr.training"] & {"grpo_rlvr.cli", "grpo_rlvr.launch", "grpo_rlvr.reproduce"}
     lows = ("redact", "files", "prompt_format", "overrides", "handoff", "runlock")
     for low in (f"grpo_rlvr.{name}" for name in lows):
@@ -84,16 +93,39 @@ def test_inside_training_the_run_is_on_top_and_the_callbacks_at_the_bottom() -> 
     assert not graph["grpo_rlvr.training.model"]
 
 
+def test_inside_config_loading_is_on_top_and_the_sections_at_the_bottom() -> None:
+    graph = _graph(PACKAGE / "config", 3)
+    assert graph["grpo_rlvr.config.loading"] == {"grpo_rlvr.config.checks", "grpo_rlvr.config.sections"}
+    assert graph["grpo_rlvr.config.checks"] == {"grpo_rlvr.config.sections"}
+    assert not graph["grpo_rlvr.config.sections"], "the sections import nothing else of config"
+
+
+def test_inside_evaluation_the_api_is_on_top_and_the_numbers_and_reports_at_the_bottom() -> None:
+    graph = _graph(PACKAGE / "evaluation", 3)
+    api = "grpo_rlvr.evaluation.evaluate"
+    assert not any(api in deps for deps in graph.values()), "only callers outside evaluation import the API"
+    assert graph[api] >= {f"grpo_rlvr.evaluation.{m}" for m in ("models", "generation", "scoring", "reports")}
+    for bottom in ("models", "scoring", "reports"):
+        assert not graph[f"grpo_rlvr.evaluation.{bottom}"], f"{bottom} imports nothing else of evaluation"
+
+
+def test_inside_launch_the_entrypoint_is_on_top_and_planning_and_logs_at_the_bottom() -> None:
+    graph = _graph(PACKAGE / "launch", 3)
+    assert not any("grpo_rlvr.launch.entrypoint" in deps for deps in graph.values())
+    assert graph["grpo_rlvr.launch.processes"] == {"grpo_rlvr.launch.planning"}
+    assert not graph["grpo_rlvr.launch.planning"] and not graph["grpo_rlvr.launch.logs"]
+
+
 def test_importing_the_launcher_loads_no_torch_trl_or_transformers() -> None:
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import grpo_rlvr.launch"],
+        [sys.executable, "-X", "importtime", "-c", "import grpo_rlvr.launch.entrypoint"],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
-    assert "grpo_rlvr.launch" in imported and "grpo_rlvr.checkpoints" in imported
+    assert "grpo_rlvr.launch.entrypoint" in imported and "grpo_rlvr.checkpoints" in imported
     assert not {name.split(".")[0] for name in imported} & HEAVY
 
 

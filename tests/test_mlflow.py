@@ -21,7 +21,8 @@ from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 from test_integration import run_launcher
 from test_launch import _free_port
 
-from grpo_rlvr import checkpoints, config
+from grpo_rlvr import checkpoints
+from grpo_rlvr.config.loading import find_recipe, read_recipe
 from grpo_rlvr.sagemaker import Paths
 
 EXPERIMENT = "grpo-rlvr-smoke-test"
@@ -81,7 +82,7 @@ def test_smoke_run_logs_metrics_and_params_to_a_real_mlflow_server(
 ) -> None:
     # The smoke recipe leaves `report_to` unset, like the GPU recipes: MLflow joins from
     # MLFLOW_TRACKING_URI alone, as in `docker compose up train`.
-    assert "report_to" not in config.read_recipe(config.find_recipe("smoke-cpu"))
+    assert "report_to" not in read_recipe(find_recipe("smoke-cpu"))
     hyperparameters = {
         **SMOKE_HYPERPARAMETERS,
         "max_steps": str(STEPS),

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from bad_inputs import make_tree, write_json
 
-from grpo_rlvr import cli, handoff, launch
-from grpo_rlvr.config import load_config
+from grpo_rlvr import cli, handoff
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.launch import planning
 from grpo_rlvr.overrides import NotKeyValue, from_flags, parse_overrides, read_value
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import Paths
@@ -68,7 +69,7 @@ def _walked(resolved: dict[str, Any]) -> dict[str, Any]:
 
 def _launched(base: Path) -> dict[str, Any]:
     """What the container's launcher validates from this /opt/ml tree, as training gets it."""
-    plan, config = launch.make_plan(Paths(base), [], Redactor([]))
+    plan, config = planning.make_plan(Paths(base), [], Redactor([]))
     with handoff.settings_file(plan.recipe, plan.overrides) as settings:
         child = load_config(*handoff.read_settings(settings), num_processes=plan.processes)
     assert _walked(child.resolved()) == _walked(config.resolved())  # the `accelerate launch` children
@@ -92,7 +93,7 @@ def test_every_route_gives_the_same_values(tmp_path: Path, capsys: pytest.Captur
 
     # `grpo-rlvr launch key=value ...` over a tree whose hyperparameters name only the recipe
     base = make_tree(tmp_path / "launch", {"recipe": RECIPE})
-    _, config = launch.make_plan(Paths(base), OVERRIDES, Redactor([]))
+    _, config = planning.make_plan(Paths(base), OVERRIDES, Redactor([]))
     routes["launch"] = _walked(config.resolved())
 
     # scripts/local_opt_ml.py --hp key=value -> hyperparameters.json -> the launcher

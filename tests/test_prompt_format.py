@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from grpo_rlvr import config as config_module
-from grpo_rlvr import evaluate
-from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr.config import checks
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError
 from grpo_rlvr.data import build_prompt
-from grpo_rlvr.evaluate import Generation
+from grpo_rlvr.evaluation import evaluate
+from grpo_rlvr.evaluation.generation import Generation
 from grpo_rlvr.grading import grade_one
 from grpo_rlvr.prompt_format import DEFAULT, PromptFormat
 from grpo_rlvr.rewards import REGISTRY
@@ -119,7 +120,7 @@ def test_a_changed_template_reaches_training_grading_and_evaluation(
         assert summary["evaluation"]["results"][0]["correct"] == 3
     finally:
         REGISTRY.pop(SEEN, None)
-        config_module._LOADED_REWARD_MODULES.discard(reward.resolve())
+        checks._LOADED_REWARD_MODULES.discard(reward.resolve())
 
     # Grading: the template's answer line is read, an invented next problem in it is cut.
     assert grade_one("#### Answer: 7\nProblem: x\n#### Answer: 8", 7, fmt) == {

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from grpo_rlvr import recipe_schema
-from grpo_rlvr.config import SECTIONS, ConfigError, load_config
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import SECTIONS, ConfigError
 
 MINIMAL = {"model_name_or_path": "builtin:tiny-qwen2", "output_dir": "out"}
 

@@ -173,7 +173,7 @@ def test_channels_map_to_recipe_keys(tmp_path: Path) -> None:
 
 
 def test_without_a_train_channel_the_recipe_data_stands(tmp_path: Path) -> None:
-    from grpo_rlvr import config
+    from grpo_rlvr.config.loading import load_config
 
     paths = Paths(make_tree(tmp_path))
     (paths.data_dir / "train" / "data.jsonl").unlink()
@@ -183,7 +183,7 @@ def test_without_a_train_channel_the_recipe_data_stands(tmp_path: Path) -> None:
     overrides = sagemaker.contract_overrides(paths, channels)
     assert channels == {} and "dataset_path" not in overrides
     # The shipped GSM8K: no hub and no upload needed for the default recipes.
-    assert config.load_config("smoke-cpu", overrides).data.dataset_path == "builtin:gsm8k"
+    assert load_config("smoke-cpu", overrides).data.dataset_path == "builtin:gsm8k"
 
 
 def test_channels_on_disk_without_inputdataconfig_and_fastfile(tmp_path: Path) -> None:

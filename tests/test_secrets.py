@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bad_inputs import SMOKE_HYPERPARAMETERS, make_tree
 
-from grpo_rlvr import launch
+from grpo_rlvr.launch import entrypoint, logs
 from grpo_rlvr.redact import Redactor
 from grpo_rlvr.sagemaker import Paths
 
@@ -62,7 +62,7 @@ def test_success_path_in_process(
         (base / "input" / "config" / name).unlink()
     for name, value in {**SECRETS, "SAGEMAKER_BASE_DIR": str(base), "GRPO_RLVR_RECIPE": "smoke-cpu"}.items():
         monkeypatch.setenv(name, value)
-    assert launch.main(["max_steps=2", "num_shots=0"]) == 0
+    assert entrypoint.main(["max_steps=2", "num_shots=0"]) == 0
     out, err = capfd.readouterr()
     assert "training from step 0" in err  # training's own log went through the same redacted stream
     assert _leaks(out + err) == []
@@ -74,7 +74,7 @@ def test_success_path_in_process(
 
 def test_output_of_children_and_c_level_writes_is_masked(capfd: pytest.CaptureFixture[str]) -> None:
     token = SECRETS["HF_TOKEN"]
-    with launch.RedactedOutput(Redactor([token])):
+    with logs.RedactedOutput(Redactor([token])):
         subprocess.run([sys.executable, "-c", f"print('child sees {token}')"], check=True)
         os.write(2, f"split {token[:5]}".encode())  # one secret written in two pieces
         os.write(2, f"{token[5:]} done\n".encode())
@@ -100,7 +100,7 @@ def test_settings_holding_secrets_reach_no_file_checkpoints_included(
     base = make_tree(tmp_path, hyperparameters)
     for name, value in {**SECRETS, "SAGEMAKER_BASE_DIR": str(base)}.items():
         monkeypatch.setenv(name, value)
-    assert launch.main() == 0
+    assert entrypoint.main() == 0
     out, err = capfd.readouterr()
     assert _leaks(out + err) == []
     checkpoints = Paths(base).checkpoint_dir
@@ -118,7 +118,7 @@ def test_a_secret_split_across_two_reads_at_any_byte_is_masked() -> None:
 
     token = SECRETS["HF_TOKEN"]
     line = f"token={token} end\n".encode()
-    output = launch.RedactedOutput(Redactor([token]))
+    output = logs.RedactedOutput(Redactor([token]))
     for cut in range(len("token="), len("token=") + len(token) + 1):
         reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         writer.sendall(line[:cut])

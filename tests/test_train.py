@@ -20,8 +20,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from grpo_rlvr import checkpoints, cli
-from grpo_rlvr import config as config_module
-from grpo_rlvr.config import ConfigError, load_config
+from grpo_rlvr.config import checks
+from grpo_rlvr.config.loading import load_config
+from grpo_rlvr.config.sections import ConfigError
 from grpo_rlvr.rewards import REGISTRY
 from grpo_rlvr.sagemaker_job import metric_definitions
 from grpo_rlvr.training import callbacks, generation, grpo, outputs
@@ -59,7 +60,7 @@ def toy_reward(tmp_path_factory: pytest.TempPathFactory) -> str:
     path.write_text(TOY_REWARD)
     yield str(path)
     REGISTRY.pop(TOY, None)
-    config_module._LOADED_REWARD_MODULES.discard(path.resolve())
+    checks._LOADED_REWARD_MODULES.discard(path.resolve())
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +311,7 @@ TWO_RANKS = """
 import json, os, sys, hashlib
 from transformers import TrainerCallback
 from grpo_rlvr.training import grpo
-from grpo_rlvr.config import load_config
+from grpo_rlvr.config.loading import load_config
 
 class RankLog(TrainerCallback):
     def __init__(self):
@@ -492,7 +493,7 @@ def test_smoke_recipe_runs_through_the_cli_on_real_gsm8k(
 def test_eval_at_end_grades_the_saved_model_on_the_validation_rows(
     merge: bool, tmp_path: Path, tiny_model: str, gsm8k_dir: Path
 ) -> None:
-    """`eval_at_end` runs evaluate.py on the saved model (or base + adapter) and reports accuracy."""
+    """`eval_at_end` runs the evaluation on the saved model (or base + adapter) and reports accuracy."""
     recipe = make_recipe(
         tmp_path, model_name_or_path="builtin:tiny-qwen2", dataset_path=str(gsm8k_dir / "train.jsonl"),
         max_train_samples=8, val_dataset_path=str(gsm8k_dir / "test.jsonl"), max_val_samples=5, eval_limit=3,

@@ -75,14 +75,16 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from grpo_rlvr import evaluate, humaneval
+    from grpo_rlvr import humaneval
+    from grpo_rlvr.evaluation import evaluate
+    from grpo_rlvr.evaluation.models import ModelSpec
     from grpo_rlvr.grading import accuracy_line
     from grpo_rlvr.tasks import GSM8KTask, HumanEvalTask, Task
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.adapter and args.compare:
         raise ValueError("--adapter goes with --model; with --compare write MODEL+ADAPTER")
-    models = [evaluate.ModelSpec(args.model, args.adapter)] if args.model else args.compare
+    models = [ModelSpec(args.model, args.adapter)] if args.model else args.compare
     prompt_format, end_tokens = _training_format(args.recipe)
     out = args.out or evaluate.default_out_dir()
     if (out / evaluate.METRICS).exists() and not args.overwrite:
@@ -128,20 +130,20 @@ def _training_format(recipe: str | None) -> tuple[PromptFormat, list[str]]:
     graded in the format it learned; without a recipe, the default text format."""
     if recipe is None:
         return DEFAULT, []
-    from grpo_rlvr.config import load_config
+    from grpo_rlvr.config.loading import load_config
 
     config = load_config(recipe)
     return config.prompt_format, list(config.data.end_tokens or [])
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from grpo_rlvr import launch
+    from grpo_rlvr.launch import entrypoint
 
-    return launch.main(args.overrides)
+    return entrypoint.main(args.overrides)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from grpo_rlvr.config import load_config
+    from grpo_rlvr.config.loading import load_config
 
     recipe, overrides = args.recipe, args.overrides
     if args.settings:  # from `grpo-rlvr launch`: typed values; key=value given here win over the file's
@@ -200,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write rows with `extracted` and `correct` here")
     p.set_defaults(func=_grade)
 
-    from grpo_rlvr.evaluate import BACKENDS
+    from grpo_rlvr.evaluation.evaluate import BACKENDS
     from grpo_rlvr.tasks import TASKS, GSM8KTask, HumanEvalTask
 
     p = sub.add_parser(

@@ -157,7 +157,7 @@ def grpo(
 ) -> tuple[dict[str, Any], StepLog]:
     """GRPO through `training.grpo.run` from `recipe` (the GSM8K rewards' by default); summary and step
     log."""
-    from grpo_rlvr.config import load_config
+    from grpo_rlvr.config.loading import load_config
     from grpo_rlvr.training.grpo import run
 
     paths = {

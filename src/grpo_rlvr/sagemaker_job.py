@@ -86,18 +86,18 @@ def check_recipe(recipe: str, items: list[str]) -> None:
     Raises the ConfigError train would print. A mistyped recipe name fails before torch and TRL load;
     keys need TRL's settings, so from a plain checkout without the training stack only the job checks them.
     """
-    from grpo_rlvr import config
+    from grpo_rlvr.config.loading import find_recipe, load_config
     from grpo_rlvr.sagemaker import check_no_contract_keys
 
     overrides = parse_overrides(items)
     check_no_contract_keys(overrides)
-    config.find_recipe(recipe)
+    find_recipe(recipe)
     try:
         from trl import GRPOConfig  # noqa: F401  (trl imports lazily: this loads the training stack)
     except (ImportError, RuntimeError) as err:
         print(f"note: recipe keys are checked when the job starts, not here ({err})", file=sys.stderr)
         return
-    config.load_config(recipe, overrides)
+    load_config(recipe, overrides)
 
 
 def channel(name: str, s3_uri: str) -> dict[str, Any]:

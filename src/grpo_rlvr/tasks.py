@@ -1,7 +1,7 @@
 """What `evaluate` measures: a task builds the prompts, says where generation stops and grades.
 
 Generation, summaries (score, Wilson interval), the paired comparison, tables and plots are the same
-for every task (`grpo_rlvr.evaluate`); only these parts differ:
+for every task (`grpo_rlvr.evaluation`); only these parts differ:
 
 - `GSM8KTask`: k-shot prompts in the run's `PromptFormat`, stopping at an invented next question,
   graded by the extractor training and `grade` use (`grading.grade_one`).

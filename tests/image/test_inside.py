@@ -155,7 +155,7 @@ def test_every_setting_our_recipes_hand_vllm_is_registered_there(docker: str, im
     from transformers import AutoConfig
 
     from grpo_rlvr import gpu_rules
-    from grpo_rlvr.config import load_config
+    from grpo_rlvr.config.loading import load_config
     from grpo_rlvr.tiny import resolve_model_path
 
     result = run_in_image(docker, image, "-c", VLLM_REGISTRY, entrypoint="python")

@@ -24,10 +24,10 @@ Invariants the package keeps:
 - `model_dir` is written through a hidden staging folder and `run_summary.json` comes last: a model
   folder without that file is not a finished model.
 - With `eval_at_end`, the main process then measures GSM8K accuracy on the validation rows with
-  `evaluate.evaluate_examples` (the code `grpo-rlvr evaluate` runs) in the run's prompt format and end
-  tokens into `summary_dir/eval` and adds the accuracies to `run_summary.json`. Rows it cannot evaluate
-  fail the run before the model loads; a failing evaluation fails the run but leaves the finished model
-  and its summary in place.
+  `evaluation.evaluate.evaluate_examples` (the code `grpo-rlvr evaluate` runs) in the run's prompt format
+  and end tokens into `summary_dir/eval` and adds the accuracies to `run_summary.json`. Rows it cannot
+  evaluate fail the run before the model loads; a failing evaluation fails the run but leaves the
+  finished model and its summary in place.
 
 Layout of `model_dir` for a LoRA/QLoRA run: the merged full model (config, safetensors, tokenizer,
 generation config) at the top, loadable with `AutoModelForCausalLM.from_pretrained(model_dir)`, and the

@@ -12,7 +12,7 @@ import dataclasses
 import torch
 from trl import GRPOConfig
 
-from grpo_rlvr.config import RunConfig
+from grpo_rlvr.config.sections import RunConfig
 from grpo_rlvr.training.generation import generation_kwargs
 
 

@@ -27,7 +27,7 @@ from grpo_rlvr.checkpoints import (
     mark_complete,
     rotate,
 )
-from grpo_rlvr.config import ConfigError
+from grpo_rlvr.config.sections import ConfigError
 
 log = logging.getLogger(__name__)
 

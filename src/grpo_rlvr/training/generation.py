@@ -11,7 +11,7 @@ import torch
 from trl import GRPOTrainer
 
 from grpo_rlvr import data as gsm8k_data
-from grpo_rlvr.config import ConfigError, DataArguments, RunConfig
+from grpo_rlvr.config.sections import ConfigError, DataArguments, RunConfig
 from grpo_rlvr.prompt_format import PromptFormat
 
 

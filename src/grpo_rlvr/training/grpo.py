@@ -22,7 +22,8 @@ from grpo_rlvr.checkpoints import (
     resume_point,
     weight_settings,
 )
-from grpo_rlvr.config import ConfigError, RunConfig, check_device
+from grpo_rlvr.config.checks import check_device
+from grpo_rlvr.config.sections import ConfigError, RunConfig
 from grpo_rlvr.data import as_dataset
 from grpo_rlvr.history import use_numeric_progress, write_history
 from grpo_rlvr.tiny import BUILTIN_PREFIX, resolve_model_path

@@ -13,7 +13,7 @@ from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from trl import GRPOConfig, ModelConfig, get_quantization_config
 
 from grpo_rlvr import gpu_rules
-from grpo_rlvr.config import ConfigError, RunConfig
+from grpo_rlvr.config.sections import ConfigError, RunConfig
 from grpo_rlvr.versions import attention_choice
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from accelerate import PartialState
 from transformers import GenerationConfig
 
 from grpo_rlvr.checkpoints import SUMMARY_NAME
-from grpo_rlvr.config import ConfigError, RunConfig
-from grpo_rlvr.evaluate import ModelSpec, evaluate_examples
+from grpo_rlvr.config.sections import ConfigError, RunConfig
+from grpo_rlvr.evaluation.evaluate import evaluate_examples
+from grpo_rlvr.evaluation.models import ModelSpec
 from grpo_rlvr.files import unwritable, write_atomic
 from grpo_rlvr.merging import merged_model
 from grpo_rlvr.training.callbacks import NonFiniteError

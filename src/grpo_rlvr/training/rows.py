@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from grpo_rlvr import data as gsm8k_data
-from grpo_rlvr.config import ConfigError, DataArguments
+from grpo_rlvr.config.sections import ConfigError, DataArguments
 from grpo_rlvr.datafiles import DroppedRows
 from grpo_rlvr.humaneval import refuse_as_training_data
 from grpo_rlvr.prompt_format import PromptFormat
