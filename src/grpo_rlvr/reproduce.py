@@ -1,4 +1,4 @@
-"""A miniature reproduction, on a CPU in minutes: GRPO on the real GSM8K rewards makes a model better.
+"""A miniature reproduction, on a CPU: GRPO on the real GSM8K rewards makes a model better.
 
 1. Data: synthetic GSM8K-style word problems (`grpo_rlvr.synthetic`): warm-up, training and held-out
    test questions, no question in two of them.

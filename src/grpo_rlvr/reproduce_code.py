@@ -1,4 +1,4 @@
-"""A miniature code reproduction, on a CPU in minutes: GRPO on the sandboxed `code_exec` reward makes a
+"""A miniature code reproduction, on a CPU: GRPO on the sandboxed `code_exec` reward makes a
 model write more functions that pass their tests.
 
 1. Data: synthetic HumanEval-shaped problems (`grpo_rlvr.synthetic_code`, never HumanEval): warm-up,
