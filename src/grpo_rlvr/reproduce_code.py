@@ -40,7 +40,7 @@ from grpo_rlvr.rewards.code_exec import PARTIAL_REWARD
 
 BUILTIN = "builtin:code-qwen2"
 RECIPE = "mini-code-grpo-cpu"
-SMALL_GRPO_STEPS = 100
+SMALL_GRPO_STEPS = 200
 # Problems per split (of 3,200 distinct prompts) and GRPO steps (None: the recipe's own). `small` is a
 # quick look and the suite's version: the same warm-up, fewer GRPO steps and held-out problems.
 SIZES = {
