@@ -80,17 +80,23 @@ def test_a_list_item_of_the_wrong_type_is_named(tmp_path: Path) -> None:
     assert str(caught.value) == "reward_weights: each item must be a number, got 'heavy'"
 
 
+def _train_in_a_fresh_process(recipe: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`grpo-rlvr train --recipe RECIPE ARGS` in a new interpreter; it prints the exit code and which of
+    torch, TRL, transformers and peft it had imported by then."""
+    probe = (
+        "import sys\n"
+        "from grpo_rlvr import cli\n"
+        f"code = cli.main(['train', '--recipe', {str(recipe)!r}, *{list(args)!r}])\n"
+        "print(code, sorted(m for m in ('torch', 'trl', 'transformers', 'peft') if m in sys.modules))\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+
 def test_a_recipe_mistake_is_found_without_importing_torch_or_trl(tmp_path: Path) -> None:
     """What makes `grpo-rlvr train`'s error come in seconds: neither torch nor TRL is imported first."""
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({**MINIMAL, "learning_rat": 1e-5, "num_generations": 3}))
-    probe = (
-        "import sys\n"
-        "from grpo_rlvr import cli\n"
-        f"code = cli.main(['train', '--recipe', {str(path)!r}, '--bf16', 'perhaps'])\n"
-        "print(code, sorted(m for m in ('torch', 'trl', 'transformers', 'peft') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = _train_in_a_fresh_process(path, "--bf16", "perhaps")
     assert "learning_rat: unknown key" in done.stderr and "bf16: must be true or false" in done.stderr
     assert "num_generations: 3 does not divide the generation batch" in done.stderr
     assert done.stdout.strip() == "2 []"
@@ -103,13 +109,7 @@ def test_missing_local_paths_are_found_with_the_other_mistakes_without_importing
     path = tmp_path / "recipe.yaml"
     values = {"model_name_or_path": "./no-model", "val_dataset_path": str(tmp_path / "val.jsonl")}
     path.write_text(yaml.safe_dump({**MINIMAL, **values, "learning_rat": 1e-5}))
-    probe = (
-        "import sys\n"
-        "from grpo_rlvr import cli\n"
-        f"code = cli.main(['train', '--recipe', {str(path)!r}, 'dataset_path=~/no/train.jsonl'])\n"
-        "print(code, sorted(m for m in ('torch', 'trl', 'transformers', 'peft') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = _train_in_a_fresh_process(path, "dataset_path=~/no/train.jsonl")
     assert "4 settings to fix" in done.stderr and "learning_rat: unknown key" in done.stderr
     assert "model_name_or_path: local path ./no-model does not exist" in done.stderr
     assert f"val_dataset_path: {tmp_path / 'val.jsonl'} does not exist" in done.stderr
